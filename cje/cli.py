@@ -1,0 +1,48 @@
+"""Command-line interface: ``cje <stage> ...`` (also ``python -m cje``).
+
+One subcommand per pipeline stage, named like the Snakemake rules, plus
+``analyze``. The LLM stages register themselves from :mod:`cje.llm.commands`,
+the sweep summary from :mod:`cje.viz.commands`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+
+from cje.errors import CJEError
+
+# Modules that add subcommands: each has ``register(subparsers) -> None`` and sets
+# ``func`` (args -> int) as the parser default.
+_COMMAND_MODULES = ("cje.analysis_cli", "cje.llm.commands", "cje.viz.commands")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """Return the top-level parser with every available subcommand."""
+    parser = argparse.ArgumentParser(prog="cje", description=__doc__.splitlines()[0])
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name in _COMMAND_MODULES:
+        try:
+            module = importlib.import_module(name)
+        except ModuleNotFoundError as exc:  # a part not installed yet
+            if exc.name != name:
+                raise
+            continue
+        module.register(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the CLI; return the process exit code (0 ok, 2 bad input, 3 refused)."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        return int(args.func(args) or 0)
+    except CJEError as exc:
+        print(f"cje {args.command}: error: {exc}", file=sys.stderr)
+        return 2
