@@ -16,7 +16,8 @@ from cje.errors import CJEError
 
 # Modules that add subcommands: each has ``register(subparsers) -> None`` and sets
 # ``func`` (args -> int) as the parser default.
-_COMMAND_MODULES = ("cje.analysis_cli", "cje.llm.commands", "cje.viz.commands")
+_COMMAND_MODULES = ("cje.analysis_cli", "cje.llm.commands", "cje.llm.local_commands",
+                    "cje.viz.commands")
 
 
 def build_parser() -> argparse.ArgumentParser:
