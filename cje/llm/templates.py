@@ -90,3 +90,56 @@ def render_full(template: str, system_prompt: str | None, user_prompt: str, resp
     stopped there, so log P(response) includes P(end_of_turn | ...).
     """
     return render_prompt(template, system_prompt, user_prompt) + response + end_of_turn(template)
+
+
+def _content_text(message: dict, index: int) -> str:
+    content = message.get("content")
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list) and all(isinstance(p, dict) and p.get("type") == "text" for p in content):
+        return "".join(str(p.get("text", "")) for p in content)
+    raise ValueError(f"messages[{index}].content must be a string or a list of text parts")
+
+
+def render_messages(template: str, messages: list[dict]) -> str:
+    """Render an OpenAI-style ``messages`` list, ending where the assistant's turn starts.
+
+    Roles: ``system`` (gemma: prepended to the first user turn, blank-line
+    separated), ``user``, ``assistant``. A single system + user pair renders
+    exactly as :func:`render_prompt`. Raises ``ValueError`` naming the bad message.
+    """
+    _check(template)
+    system_parts: list[str] = []
+    turns: list[tuple[str, str]] = []
+    for i, message in enumerate(messages):
+        role = message.get("role") if isinstance(message, dict) else None
+        if role not in ("system", "developer", "user", "assistant"):
+            raise ValueError(f"messages[{i}].role must be system, user or assistant, got {role!r}")
+        text = _content_text(message, i)
+        if role in ("system", "developer"):
+            if turns and template == "gemma":
+                raise ValueError(f"messages[{i}]: gemma has no system role; put system messages first")
+            system_parts.append(text)
+        else:
+            turns.append((role, text))
+    system = "\n\n".join(system_parts)
+    if not turns or turns[-1][0] != "user":
+        raise ValueError("messages must end with a user message")
+    eot = end_of_turn(template)
+    out = ""
+    if template == "gemma":
+        for k, (role, text) in enumerate(turns):
+            if k == 0 and system and role == "user":
+                text = f"{system}\n\n{text}"
+            out += f"<start_of_turn>{'model' if role == 'assistant' else 'user'}\n{text}{eot}\n"
+        return out + "<start_of_turn>model\n"
+    if template == "llama3":
+        head = "<|start_header_id|>{}<|end_header_id|>\n\n"
+        out = f"{head.format('system')}{system}{eot}" if system else ""
+        for role, text in turns:
+            out += f"{head.format(role)}{text}{eot}"
+        return out + head.format("assistant")
+    out = f"<|im_start|>system\n{system}{eot}\n" if system else ""
+    for role, text in turns:
+        out += f"<|im_start|>{role}\n{text}{eot}\n"
+    return out + "<|im_start|>assistant\n"

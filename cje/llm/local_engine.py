@@ -1,0 +1,277 @@
+"""The embedded model's numerics: exact log-probs at temperature T, and sampling.
+
+Why not ``llama_cpp.Llama.create_completion``: its echoed log-probs are always
+at T = 1 (it ignores ``temperature``), its ``text_offset`` values skip special
+tokens, and its sampler defaults (top_k 40, top_p 0.95, min_p 0.05) make a
+sampled response's density differ from its teacher-forced log-prob. This
+module evaluates tokens through llama.cpp's C API (``llama_decode`` with
+per-token output flags, in chunks of ``n_batch`` so memory stays at
+``n_batch x n_vocab`` floats) and does everything else in numpy:
+
+* log-probs: ``log_softmax(logits / T)`` in float64, for every echoed and
+  generated token (T <= 0, greedy, reports T = 1 log-probs);
+* sampling: ``softmax(logits / T)``, optionally truncated by top_k / top_p /
+  min_p when a request asks for it (defaults: off), drawn with
+  ``numpy.random.default_rng(seed)``; T <= 0 is greedy (argmax);
+* every call starts from an empty KV cache, so results never depend on what
+  was evaluated before (the same request gives bit-identical log-probs).
+
+Text offsets are character offsets into the string that was sent: special
+tokens are rendered as their text (``<start_of_turn>``), and the sent text is
+tokenized with ``special=True`` (BOS added by the tokenizer, not echoed).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+from dataclasses import dataclass, field
+
+import numpy as np
+
+_ROWS_PER_BLOCK = 16  # float64 log-softmax block: 16 x 262144 x 8 B = 32 MiB
+
+
+@dataclass
+class TokenLogprobs:
+    """Per-token results of one evaluation (parallel lists, one entry per token)."""
+
+    token_ids: list[int] = field(default_factory=list)
+    logprobs: list[float] = field(default_factory=list)
+    top: list[list[tuple[int, float]]] = field(default_factory=list)
+
+
+@dataclass
+class Generation:
+    """A completion: echoed prompt tokens, generated tokens and why it stopped."""
+
+    prompt: TokenLogprobs
+    generated: TokenLogprobs
+    finish_reason: str  # "stop" (end-of-generation token or stop string) or "length"
+    logprob_temperature: float
+
+
+def log_softmax_rows(logits: np.ndarray, temperature: float) -> np.ndarray:
+    """Row-wise ``log_softmax(logits / T)`` in float64 (T <= 0 is treated as T = 1).
+
+    Input: ``(n, V)`` float array of raw logits. Output: ``(n, V)`` float64
+    log-probabilities, each row log-sum-exp-normalised to 0.
+    """
+    t = float(temperature) if temperature and temperature > 0 else 1.0
+    x = logits.astype(np.float64) / t
+    x -= x.max(axis=1, keepdims=True)
+    x -= np.log(np.exp(x).sum(axis=1, keepdims=True))
+    return x
+
+
+def _top_n(row: np.ndarray, n: int) -> list[tuple[int, float]]:
+    if n <= 0:
+        return []
+    idx = np.argpartition(row, -n)[-n:]
+    idx = idx[np.argsort(row[idx])[::-1]]
+    return [(int(i), float(row[i])) for i in idx]
+
+
+def sample_token(
+    logprobs: np.ndarray,
+    rng: np.random.Generator,
+    top_k: int = 0,
+    top_p: float = 1.0,
+    min_p: float = 0.0,
+) -> int:
+    """Draw one token id from ``exp(logprobs)`` (a log-softmax row at the policy's T).
+
+    ``top_k`` (0 = off), ``top_p`` (1 = off) and ``min_p`` (0 = off) truncate
+    and renormalise as llama.cpp defines them; the defaults sample the full
+    distribution, which is what teacher-forced log-probs assume.
+    """
+    probs = np.exp(logprobs)
+    keep = np.ones(probs.shape[0], dtype=bool)
+    if top_k and top_k > 0 and top_k < probs.shape[0]:
+        kth = np.partition(probs, -top_k)[-top_k]
+        keep &= probs >= kth
+    if min_p and min_p > 0:
+        keep &= probs >= min_p * probs.max()
+    if top_p is not None and top_p < 1.0:
+        order = np.argsort(probs)[::-1]
+        cum = np.cumsum(probs[order])
+        n_keep = int(np.searchsorted(cum, top_p * cum[-1]) + 1)
+        mask = np.zeros_like(keep)
+        mask[order[:n_keep]] = True
+        keep &= mask
+    p = np.where(keep, probs, 0.0)
+    cdf = np.cumsum(p)
+    return int(min(np.searchsorted(cdf, rng.random() * cdf[-1], side="right"), len(p) - 1))
+
+
+class LocalEngine:
+    """One in-process llama.cpp model; not thread-safe (the server serialises calls)."""
+
+    def __init__(self, model_path: str, n_threads: int = 1, n_ctx: int = 4096, n_batch: int = 64):
+        """Load ``model_path`` (.gguf) with ``n_threads`` threads and a ``n_ctx``-token window."""
+        import llama_cpp  # optional dependency (extra `local`)
+
+        self._lib = llama_cpp
+        self.llm = llama_cpp.Llama(
+            model_path=str(model_path),
+            n_ctx=n_ctx,
+            n_batch=n_batch,
+            n_ubatch=n_batch,
+            n_threads=n_threads,
+            n_threads_batch=n_threads,
+            logits_all=False,
+            verbose=bool(os.environ.get("CJE_LLAMA_VERBOSE")),
+        )
+        self.n_ctx = n_ctx
+        self.n_batch = n_batch
+        self.n_vocab = self.llm.n_vocab()
+        self._vocab = llama_cpp.llama_model_get_vocab(self.llm.model)
+        self._ctx = self.llm.ctx
+        self._batch = llama_cpp.llama_batch_init(n_batch, 0, 1)
+        self.bos = self.llm.token_bos()
+        self._piece_cache: dict[int, bytes] = {}
+
+    def close(self) -> None:
+        """Free the batch and the model."""
+        if self._batch is not None:
+            self._lib.llama_batch_free(self._batch)
+            self._batch = None
+        self.llm.close()
+
+    # -- tokens -------------------------------------------------------------
+    def tokenize(self, text: str) -> list[int]:
+        """Tokenize ``text`` (special tokens parsed) with the model's BOS prepended."""
+        return self.llm.tokenize(text.encode("utf-8"), add_bos=True, special=True)
+
+    def piece(self, token: int) -> bytes:
+        """The bytes token ``token`` renders to, special tokens included."""
+        cached = self._piece_cache.get(token)
+        if cached is None:
+            buf = ctypes.create_string_buffer(64)
+            n = self._lib.llama_token_to_piece(self._vocab, token, buf, 64, 0, True)
+            if n < 0:
+                buf = ctypes.create_string_buffer(-n)
+                n = self._lib.llama_token_to_piece(self._vocab, token, buf, -n, 0, True)
+            cached = self._piece_cache[token] = buf.raw[:n]
+        return cached
+
+    def is_end_of_generation(self, token: int) -> bool:
+        """True for end-of-generation tokens (Gemma: ``<eos>``, ``<end_of_turn>``)."""
+        return bool(self._lib.llama_vocab_is_eog(self._vocab, token))
+
+    # -- evaluation -----------------------------------------------------------
+    def _clear(self) -> None:
+        mem = self._lib.llama_get_memory(self._ctx)
+        self._lib.llama_memory_clear(mem, True)
+
+    def _decode(self, tokens: list[int], n_past: int, all_logits: bool) -> np.ndarray:
+        """Decode ``tokens`` at positions n_past..; return logits rows (all, or the last)."""
+        b = self._batch
+        n = len(tokens)
+        b.n_tokens = n
+        for i, tok in enumerate(tokens):
+            b.token[i] = tok
+            b.pos[i] = n_past + i
+            b.n_seq_id[i] = 1
+            b.seq_id[i][0] = 0
+            b.logits[i] = all_logits or i == n - 1
+        rc = self._lib.llama_decode(self._ctx, b)
+        if rc != 0:
+            raise RuntimeError(f"llama_decode returned {rc}")
+        rows = n if all_logits else 1
+        ptr = self._lib.llama_get_logits(self._ctx)
+        return np.ctypeslib.as_array(ptr, shape=(rows * self.n_vocab,)).reshape(rows, self.n_vocab).copy()
+
+    def evaluate(
+        self, tokens: list[int], temperature: float, top_n: int, score_prompt: bool
+    ) -> tuple[TokenLogprobs, np.ndarray]:
+        """Evaluate ``tokens`` (BOS first) from an empty cache.
+
+        Output: (log-probs of tokens[1:] each given its prefix, at temperature T,
+        with ``top_n`` alternatives; empty when ``score_prompt`` is False) and the
+        log-softmax row for the token after the last one.
+        """
+        if len(tokens) >= self.n_ctx:
+            raise ValueError(f"prompt has {len(tokens)} tokens; the context window is {self.n_ctx}")
+        self._clear()
+        out = TokenLogprobs()
+        last = None
+        for start in range(0, len(tokens), self.n_batch):
+            chunk = tokens[start : start + self.n_batch]
+            logits = self._decode(chunk, start, all_logits=score_prompt)
+            if not score_prompt:
+                last = logits[-1:]
+                continue
+            for b0 in range(0, len(chunk), _ROWS_PER_BLOCK):
+                lp = log_softmax_rows(logits[b0 : b0 + _ROWS_PER_BLOCK], temperature)
+                for r in range(lp.shape[0]):
+                    pos = start + b0 + r  # row predicts tokens[pos + 1]
+                    if pos + 1 < len(tokens):
+                        nxt = tokens[pos + 1]
+                        out.token_ids.append(nxt)
+                        out.logprobs.append(float(lp[r, nxt]))
+                        out.top.append(_top_n(lp[r], top_n))
+                    else:
+                        last = logits[b0 + r : b0 + r + 1]
+        return out, log_softmax_rows(last, temperature)[0]
+
+    def complete(
+        self,
+        prompt: str,
+        max_tokens: int,
+        temperature: float = 1.0,
+        top_n: int = 0,
+        echo: bool = False,
+        stop: list[str] | None = None,
+        seed: int | None = None,
+        top_k: int = 0,
+        top_p: float = 1.0,
+        min_p: float = 0.0,
+    ) -> tuple[Generation, str]:
+        """Score ``prompt`` (when ``echo``) and generate up to ``max_tokens`` tokens.
+
+        Sampling draws from ``softmax(logits / T)`` (greedy when T <= 0); log-probs
+        are ``log_softmax(logits / T)``. Generation ends at an end-of-generation
+        token (not included), at the first ``stop`` string (text cut there) or
+        after ``max_tokens``. Output: (Generation, generated text).
+        """
+        tokens = self.tokenize(prompt)
+        if len(tokens) + max_tokens > self.n_ctx:
+            raise ValueError(
+                f"prompt ({len(tokens)} tokens) + max_tokens ({max_tokens}) exceeds the context window {self.n_ctx}"
+            )
+        prompt_lp, row = self.evaluate(tokens, temperature, top_n, score_prompt=echo)
+        rng = np.random.default_rng(seed)
+        gen = TokenLogprobs()
+        text = b""
+        finish = "length"
+        stops = [s.encode("utf-8") for s in (stop or []) if s]
+        for step in range(max_tokens):
+            tok = int(np.argmax(row)) if not temperature or temperature <= 0 else sample_token(row, rng, top_k, top_p, min_p)
+            if self.is_end_of_generation(tok):
+                finish = "stop"
+                break
+            gen.token_ids.append(tok)
+            gen.logprobs.append(float(row[tok]))
+            gen.top.append(_top_n(row, top_n))
+            text += self.piece(tok)
+            hit = min((i for i in (text.find(s) for s in stops) if i >= 0), default=-1)
+            if hit >= 0:
+                text = text[:hit]
+                finish = "stop"
+                _trim_to_bytes(gen, [self.piece(t) for t in gen.token_ids], len(text))
+                break
+            if step + 1 < max_tokens:
+                row = log_softmax_rows(self._decode([tok], len(tokens) + step, all_logits=False), temperature)[0]
+        t_eff = float(temperature) if temperature and temperature > 0 else 1.0
+        return Generation(prompt_lp, gen, finish, t_eff), text.decode("utf-8", errors="replace")
+
+
+def _trim_to_bytes(gen: TokenLogprobs, pieces: list[bytes], n_bytes: int) -> None:
+    """Drop generated tokens that start at or after byte ``n_bytes`` (cut by a stop string)."""
+    offset = 0
+    for i, p in enumerate(pieces):
+        if offset >= n_bytes:
+            del gen.token_ids[i:], gen.logprobs[i:], gen.top[i:]
+            return
+        offset += len(p)
