@@ -1,0 +1,233 @@
+"""One analysis end to end: load -> context -> estimator -> inference -> diagnostics -> result.
+
+``run_analysis(AnalysisConfig)`` is what ``cje analyze`` and the Snakemake
+analysis rule call. It validates every option before reading data, so a bad
+option fails fast with a one-line message.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import logging
+from dataclasses import dataclass, field
+from itertools import combinations
+from pathlib import Path
+
+import numpy as np
+
+from cje import __version__
+from cje.context import AnalysisContext, AnalysisOptions, build_context
+from cje.data import load_fresh_draws_dir, load_logged_data
+from cje.diagnostics import bhattacharyya_overlap, out_of_range_mass, policy_status, transport_audit, weight_diagnostics
+from cje.errors import ConfigError
+from cje.estimators import get_estimator
+from cje.estimators.base import Estimator, PolicyEstimate
+from cje.inference import interval, paired_comparison
+from cje.results import AnalysisResult, PlotData, PolicyResult
+from cje.weights import WeightError
+
+__all__ = ["AnalysisConfig", "run_analysis", "validate_config"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class AnalysisConfig:
+    """Inputs of one analysis (the ``cje analyze`` flags)."""
+
+    data: str
+    estimator: str
+    fresh_draws_dir: str | None = None
+    options: AnalysisOptions = field(default_factory=AnalysisOptions)
+    refuse_unreliable: bool = False
+
+
+def validate_config(config: AnalysisConfig) -> Estimator:
+    """Check options before touching data; return the estimator instance."""
+    estimator = get_estimator(config.estimator)
+    o = config.options
+    if not (0 < o.oracle_coverage <= 1):
+        raise ConfigError(f"oracle coverage must be in (0, 1], got {o.oracle_coverage}", key="oracle_coverage")
+    if not (0 <= o.probe_coverage < 1):
+        raise ConfigError(f"probe coverage must be in [0, 1), got {o.probe_coverage}", key="probe_coverage")
+    if o.n_folds < 2:
+        raise ConfigError("need at least 2 folds", key="n_folds")
+    if o.clip <= 1:
+        raise ConfigError("weight clip must be > 1", key="clip")
+    if o.rho <= 0:
+        raise ConfigError("rho must be > 0", key="rho")
+    if estimator.needs_fresh_draws and not config.fresh_draws_dir:
+        raise ConfigError(f"estimator '{estimator.name}' needs fresh draws: pass --fresh-draws-dir DIR "
+                          "holding {policy}_responses.jsonl", key="fresh_draws_dir")
+    return estimator
+
+
+def _overlap_diagnostics(ctx: AnalysisContext, policy: str, rows: np.ndarray | None,
+                         weights: np.ndarray | None) -> dict:
+    view = ctx.fresh.get(policy)
+    if view is None:
+        return {}
+    logged = ctx.data.judge_scores[np.isfinite(ctx.data.judge_scores)]
+    out = {"judge_overlap": bhattacharyya_overlap(view.judge, logged),
+           "out_of_range_mass": out_of_range_mass(view.judge, ctx.calibration.score_range),
+           "fresh_draws_mean_judge": float(view.judge.mean()) if view.judge.size else None}
+    if rows is not None and weights is not None:
+        out["judge_overlap_weighted"] = bhattacharyya_overlap(view.judge, ctx.data.judge_scores[rows], weights)
+    if view.probe.any():
+        out["transport"] = transport_audit(view.oracle[view.probe], view.R[view.probe],
+                                           margin=ctx.options.transport_margin, level=ctx.options.level)
+    return out
+
+
+def _ground_truth(ctx: AnalysisContext, policy: str, result: PolicyResult) -> dict | None:
+    view = ctx.fresh.get(policy)
+    if view is None or not view.truth_mask.any():
+        return None
+    labels = view.oracle[view.truth_mask]
+    truth = float(labels.mean())
+    se = float(labels.std(ddof=1) / np.sqrt(labels.size)) if labels.size > 1 else None
+    error = None if result.estimate is None else result.estimate - truth
+    in_ci = None if result.ci_lower is None else bool(result.ci_lower <= truth <= result.ci_upper)
+    return {"truth": truth, "truth_se": se, "n_labels": int(labels.size), "error": error, "in_ci": in_ci}
+
+
+def _base_policy(ctx: AnalysisContext) -> tuple[dict, PolicyEstimate]:
+    scored = np.flatnonzero(np.isfinite(ctx.data.judge_scores))
+    r = ctx.R[scored]
+    psi = float(r.mean())
+    jack = ctx.R_fold[:, scored].mean(axis=1) if ctx.oua else None
+    est = PolicyEstimate(estimate=psi, influence=r - psi, cluster_ids=ctx.data.prompt_ids[scored],
+                         jackknife=jack, n_used=int(scored.size))
+    res = interval(psi, est.influence, jack, level=ctx.options.level)
+    mask = ctx.mask.held_out & np.isfinite(ctx.data.judge_scores)
+    block = {"estimate": psi, "se": res.se, "ci_lower": res.ci_lower, "ci_upper": res.ci_upper,
+             "n_used": int(scored.size), "mean_judge_score": float(ctx.data.judge_scores[scored].mean()),
+             "held_out_oracle_mean": float(ctx.data.oracle_labels[mask].mean()) if mask.any() else None,
+             "method": "on-policy mean of calibrated rewards over the logged rows"}
+    return block, est
+
+
+def _policy_result(ctx: AnalysisContext, estimator: Estimator, policy: str,
+                   refuse_unreliable: bool) -> tuple[PolicyResult, dict, PolicyEstimate | None, dict]:
+    data = ctx.data
+    dropped = dict(data.dropped[policy])
+    n_scored = int(np.isfinite(data.judge_scores).sum())
+    rows = ctx.rows(policy)
+    raw_diag, used_diag, raw_w, failure, est = None, None, None, None, None
+    try:
+        if rows.size:
+            raw_w = ctx.raw_weights(policy)
+            raw_diag = weight_diagnostics(raw_w)
+    except WeightError as exc:
+        failure = f"raw importance weights unusable: {exc}"
+    try:
+        est = estimator.estimate(ctx, policy)
+    except WeightError as exc:
+        failure = f"importance weights unusable: {exc}"
+    if est is not None:
+        dropped.update(est.dropped)
+        if est.weights is not None:
+            used_diag = weight_diagnostics(est.weights)
+    drop_rows = sum(v for k, v in data.dropped[policy].items())
+    drop_fraction = drop_rows / data.n if data.n else 0.0
+    weighted_rows = rows if (est is not None and est.weights is not None) else None
+    diag = {"weights_raw": raw_diag, "weights_used": used_diag,
+            **_overlap_diagnostics(ctx, policy, weighted_rows, est.weights if est is not None else None)}
+    status = policy_status(weight_role=estimator.weight_role, raw_weights=raw_diag,
+                           overlap=diag.get("judge_overlap"), transport=diag.get("transport"),
+                           drop_fraction=drop_fraction, uses_calibration=estimator.uses_calibration,
+                           failure=failure)
+    reasons = list(status.reasons)
+    if est is None or not np.isfinite(est.estimate):
+        values = dict(estimate=None, se=None, ci_lower=None, ci_upper=None, se_without_oua=None,
+                      oracle_variance=None, df=None)
+        n_used = 0
+    else:
+        ci = interval(est.estimate, est.influence, est.jackknife, level=ctx.options.level)
+        values = dict(estimate=ci.estimate, se=ci.se, ci_lower=ci.ci_lower, ci_upper=ci.ci_upper,
+                      se_without_oua=ci.se_without_oua, oracle_variance=ci.oracle_variance, df=ci.df)
+        n_used = est.n_used
+    if refuse_unreliable and not status.reliable and values["estimate"] is not None:
+        values.update(estimate=None, se=None, ci_lower=None, ci_upper=None)
+        reasons.append("estimate withheld (--refuse-unreliable)")
+    ess_source = used_diag or raw_diag
+    result = PolicyResult(**values, ess=None if ess_source is None else ess_source["ess"],
+                          max_weight=None if ess_source is None else ess_source["max_weight"],
+                          status=status.status, reliable=status.reliable, reasons=reasons, n_used=n_used,
+                          n_dropped_by_reason=dropped,
+                          assumptions=[] if est is None else est.assumptions,
+                          details={} if est is None else est.details)
+    arrays = {"raw": raw_w, "used": None if est is None else est.weights}
+    return result, diag, est, arrays
+
+
+def _plot_data(ctx: AnalysisContext, arrays: dict) -> PlotData:
+    lo, hi = 0.0, 1.0
+    grid = np.linspace(lo, hi, 201)
+    cov = np.zeros((grid.size, 1)) if ctx.calibration.uses_covariates else None
+    oracle_used = np.where(ctx.labelled, ctx.data.oracle_labels, np.nan)
+    return PlotData(
+        judge_scores=ctx.data.judge_scores, oracle_labels=oracle_used, calibrated=ctx.R,
+        calibrated_oof=ctx.R_oof, calibration_grid=grid, calibration_curve=ctx.calibration.predict(grid, cov),
+        raw_weights={p: a["raw"] for p, a in arrays.items() if a["raw"] is not None},
+        used_weights={p: a["used"] for p, a in arrays.items() if a["used"] is not None},
+        fresh_judge_scores={p: v.judge for p, v in ctx.fresh.items()},
+        fresh_truth_labels={p: np.where(v.truth_mask, v.oracle, np.nan) for p, v in ctx.fresh.items()})
+
+
+def run_analysis(config: AnalysisConfig) -> AnalysisResult:
+    """Run one analysis. Raises CJEError subclasses on bad options or input."""
+    estimator = validate_config(config)
+    o = config.options
+    data = load_logged_data(config.data)
+    fresh = load_fresh_draws_dir(config.fresh_draws_dir, data.target_policies) if config.fresh_draws_dir else {}
+    ctx = build_context(data, fresh, o)
+    if estimator.needs_fresh_draws:
+        missing = [p for p in data.target_policies if p not in fresh]
+        if missing:
+            raise ConfigError(f"estimator '{estimator.name}' needs fresh draws; none found for "
+                              f"{missing} in {config.fresh_draws_dir} (expected {{policy}}_responses.jsonl)",
+                              key="fresh_draws_dir")
+    policies, diagnostics, truths, estimates, arrays = {}, {}, {}, {}, {}
+    for policy in data.target_policies:
+        result, diag, est, arr = _policy_result(ctx, estimator, policy, config.refuse_unreliable)
+        policies[policy], diagnostics[policy], arrays[policy] = result, diag, arr
+        if est is not None:
+            estimates[policy] = est
+        truth = _ground_truth(ctx, policy, result)
+        if truth is not None:
+            truths[policy] = truth
+    base_block, base_est = _base_policy(ctx)
+    comparisons = []
+    named = [("base", base_est)] + [(p, estimates[p]) for p in data.target_policies if p in estimates]
+    for (a, ea), (b, eb) in combinations(named, 2):
+        if ea is base_est:
+            a, ea, b, eb = b, eb, a, ea
+        comp = paired_comparison(ea.estimate, ea.cluster_ids, ea.influence, ea.jackknife,
+                                 eb.estimate, eb.cluster_ids, eb.influence, eb.jackknife, level=o.level)
+        comparisons.append({"policy_a": a, "policy_b": b, **comp})
+    warnings = list(ctx.calibration.warnings)
+    if ctx.mask.warning:
+        warnings.append(ctx.mask.warning)
+    fresh_counts = {p: {"n_draws": int(v.row.size), "n_ignored_draws": v.n_ignored_draws,
+                        "n_ignored_prompts": v.n_ignored_prompts, "n_probe_labels": int(v.probe.sum()),
+                        "n_truth_labels": int(v.truth_mask.sum())} for p, v in ctx.fresh.items()}
+    metadata = {
+        "n_samples": data.n, "oracle_coverage": o.oracle_coverage,
+        "oracle_coverage_used": ctx.mask.used_coverage, "seed": o.seed, "n_oracle": ctx.calibration.n_oracle,
+        "n_folds": o.n_folds, "probe_coverage": o.probe_coverage,
+        "calibration": ctx.calibration.summary(), "diagnostics": diagnostics,
+        "base_policy": base_block, "comparisons": comparisons, "fresh_draws": fresh_counts,
+        "inference": {"level": o.level, "interval": "student-t", "df": "Welch-Satterthwaite of n-1 and K-1",
+                      "oua": "jackknife over folds (sum formula)" if ctx.oua else
+                             "skipped: 100% oracle coverage, rewards are the oracle labels",
+                      "cluster": "prompt_id"},
+        "warnings": warnings,
+        "inputs": {"data": str(Path(config.data)), "fresh_draws_dir": config.fresh_draws_dir},
+        "cje_version": __version__,
+        "created_at": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+    }
+    if truths:
+        metadata["ground_truth"] = truths
+    return AnalysisResult(estimator=estimator.name, target_policies=data.target_policies, policies=policies,
+                          metadata=metadata, plot_data=_plot_data(ctx, arrays))

@@ -1,0 +1,225 @@
+"""Judge -> oracle calibration, cross-fitted (statistics.md section 3, "AutoCal-R").
+
+* ``monotone``: f = isotonic regression of Y on S (increasing, values in [0, 1],
+  constant outside the labelled score range).
+* ``two_stage``: a smooth index g(S, log length) (cubic spline in S + ridge),
+  mapped to mid-ranks through the training ECDF, then isotonic of Y on that rank.
+  Helps when the judge saturates (many ties) and a covariate separates them.
+* ``auto``: fit both; pick two-stage only when its out-of-fold RMSE is lower by
+  more than one standard error of the paired difference of squared errors.
+
+Every mode is fitted once on all labels (f, used for rewards) and once per fold
+without that fold's labels (f^(-k), used for out-of-fold predictions and the
+OUA jackknife). Predictions are ``np.interp`` on the fitted step function, so
+applying a calibrator to a million rows costs milliseconds.
+
+Reference: Landesberg et al., "Causal Judge Evaluation", arXiv:2512.11150, sec. 3.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+from sklearn.isotonic import IsotonicRegression
+from sklearn.linear_model import Ridge
+from sklearn.preprocessing import SplineTransformer
+
+from cje.errors import InputError
+
+__all__ = ["Calibration", "StepFunction", "fit_isotonic", "calibrate", "MIN_ORACLE_LABELS"]
+
+MIN_ORACLE_LABELS = 10
+CALIBRATION_MODES = ("monotone", "two_stage", "auto")
+
+
+@dataclass(frozen=True)
+class StepFunction:
+    """A fitted isotonic step function, evaluated by linear interpolation between
+    thresholds and clipped outside them (sklearn's ``out_of_bounds='clip'``)."""
+
+    x: np.ndarray
+    y: np.ndarray
+
+    def __call__(self, values: np.ndarray) -> np.ndarray:
+        return np.interp(values, self.x, self.y)
+
+
+def fit_isotonic(x: np.ndarray, y: np.ndarray, increasing: bool = True,
+                 sample_weight: np.ndarray | None = None, y_min: float | None = 0.0,
+                 y_max: float | None = 1.0) -> StepFunction:
+    """Isotonic (pool-adjacent-violators) fit of y on x; returns a :class:`StepFunction`.
+
+    Inputs: x, y float arrays of the same length (>= 1); optional sample weights;
+    bounds on the fitted values. Output: the step function minimising
+    sum w (y - f(x))^2 over monotone f (Barlow et al., 1972).
+    """
+    model = IsotonicRegression(increasing=increasing, y_min=y_min, y_max=y_max,
+                               out_of_bounds="clip")
+    model.fit(x, y, sample_weight=sample_weight)
+    return StepFunction(np.asarray(model.X_thresholds_, float), np.asarray(model.y_thresholds_, float))
+
+
+@dataclass(frozen=True)
+class _TwoStageModel:
+    spline: SplineTransformer
+    ridge: Ridge
+    train_index: np.ndarray  # sorted g on the training rows
+    iso: StepFunction
+
+    def index(self, scores: np.ndarray, covariates: np.ndarray | None) -> np.ndarray:
+        basis = self.spline.transform(scores.reshape(-1, 1))
+        if covariates is not None:
+            basis = np.column_stack([basis, covariates])
+        return self.ridge.predict(basis)
+
+    def __call__(self, scores: np.ndarray, covariates: np.ndarray | None = None) -> np.ndarray:
+        g = self.index(scores, covariates)
+        n = self.train_index.size
+        left = np.searchsorted(self.train_index, g, side="left")
+        right = np.searchsorted(self.train_index, g, side="right")
+        return self.iso((left + right) / (2.0 * n))
+
+
+def _fit_two_stage(s: np.ndarray, y: np.ndarray, cov: np.ndarray | None) -> _TwoStageModel:
+    n_knots = int(min(6, max(3, np.unique(s).size // 3)))
+    spline = SplineTransformer(n_knots=n_knots, degree=3, extrapolation="constant")
+    basis = spline.fit_transform(s.reshape(-1, 1))
+    if cov is not None:
+        basis = np.column_stack([basis, cov])
+    ridge = Ridge(alpha=1.0).fit(basis, y)
+    g = ridge.predict(basis)
+    order = np.sort(g)
+    n = g.size
+    ranks = (np.searchsorted(order, g, "left") + np.searchsorted(order, g, "right")) / (2.0 * n)
+    return _TwoStageModel(spline, ridge, order, fit_isotonic(ranks, y))
+
+
+@dataclass
+class Calibration:
+    """A cross-fitted judge -> oracle calibrator.
+
+    ``predict(S)`` is the full fit f; ``predict_fold(k, S)`` is f^(-k);
+    ``predict_oof(S, folds)`` applies f^(-fold) row by row (vectorised by fold).
+    """
+
+    mode: str
+    full: object
+    per_fold: list
+    n_folds: int
+    n_oracle: int
+    oof_rmse: float
+    oof_r2: float
+    score_range: tuple[float, float]
+    uses_covariates: bool
+    warnings: list[str] = field(default_factory=list)
+    auto_choice: dict | None = None
+    oof_labelled: np.ndarray | None = None  # OOF predictions on the labelled rows
+
+    def _call(self, model, scores, covariates):
+        if self.uses_covariates:
+            return model(np.asarray(scores, float), covariates)
+        return model(np.asarray(scores, float))
+
+    def predict(self, scores: np.ndarray, covariates: np.ndarray | None = None) -> np.ndarray:
+        return self._call(self.full, scores, covariates)
+
+    def predict_fold(self, k: int, scores: np.ndarray, covariates: np.ndarray | None = None) -> np.ndarray:
+        return self._call(self.per_fold[k], scores, covariates)
+
+    def predict_oof(self, scores: np.ndarray, folds: np.ndarray,
+                    covariates: np.ndarray | None = None) -> np.ndarray:
+        out = np.empty(len(scores), float)
+        for k in range(self.n_folds):  # loop over K folds, not rows
+            rows = folds == k
+            if rows.any():
+                out[rows] = self._call(self.per_fold[k], scores[rows],
+                                       None if covariates is None else covariates[rows])
+        return out
+
+    def summary(self) -> dict:
+        return {"mode": self.mode, "n_oracle": self.n_oracle, "oof_rmse": self.oof_rmse,
+                "oof_r2": self.oof_r2, "score_range": list(self.score_range),
+                "warnings": list(self.warnings), "auto_choice": self.auto_choice}
+
+
+def _cross_fit(fit, s, y, cov, folds, n_folds):
+    full = fit(s, y, cov)
+    per_fold, oof = [], np.empty(y.size)
+    for k in range(n_folds):
+        train = folds != k
+        model = fit(s[train], y[train], None if cov is None else cov[train]) if train.sum() >= 2 else full
+        per_fold.append(model)
+        test = ~train
+        if test.any():
+            oof[test] = model(s[test]) if cov is None else model(s[test], cov[test])
+    return full, per_fold, oof
+
+
+def calibrate(judge_scores: np.ndarray, oracle_labels: np.ndarray, labelled: np.ndarray,
+              folds: np.ndarray, n_folds: int, mode: str = "monotone",
+              covariates: np.ndarray | None = None) -> Calibration:
+    """Fit the judge -> oracle calibration on the labelled rows.
+
+    Parameters
+    ----------
+    judge_scores : S for every logged row.
+    oracle_labels : Y (NaN where unlabelled).
+    labelled : bool mask of the labels the analysis may use (after coverage masking).
+    folds : the shared fold map (one per row).
+    mode : 'monotone', 'two_stage' or 'auto'.
+    covariates : optional (n,) or (n, p) covariates for the two-stage index
+        (default used by the analysis: standardised log response length).
+
+    Returns a :class:`Calibration`. Raises :class:`InputError` with fewer than
+    ``MIN_ORACLE_LABELS`` labels.
+    """
+    if mode not in CALIBRATION_MODES:
+        raise InputError(f"unknown calibration mode {mode!r}; choose from {CALIBRATION_MODES}")
+    n_oracle = int(labelled.sum())
+    if n_oracle < MIN_ORACLE_LABELS:
+        raise InputError(f"only {n_oracle} oracle labels are available; calibration needs at "
+                         f"least {MIN_ORACLE_LABELS} (label more rows or raise --oracle-coverage)",
+                         field="oracle_label")
+    s, y, f = judge_scores[labelled], oracle_labels[labelled], folds[labelled]
+    cov = None
+    if covariates is not None:
+        cov = np.asarray(covariates, float)
+        cov = (cov.reshape(-1, 1) if cov.ndim == 1 else cov)[labelled]
+
+    def iso(s_, y_, _cov):
+        return fit_isotonic(s_, y_)
+
+    def two(s_, y_, cov_):
+        return _fit_two_stage(s_, y_, cov_)
+
+    candidates = {"monotone": (_cross_fit(iso, s, y, None, f, n_folds), False)}
+    if mode in ("two_stage", "auto"):
+        candidates["two_stage"] = (_cross_fit(two, s, y, cov, f, n_folds), cov is not None)
+    auto_choice = None
+    chosen = mode
+    if mode == "auto":
+        e_mono = (candidates["monotone"][0][2] - y) ** 2
+        e_two = (candidates["two_stage"][0][2] - y) ** 2
+        diff = e_mono - e_two
+        se = float(diff.std(ddof=1) / np.sqrt(diff.size))
+        chosen = "two_stage" if diff.mean() > se else "monotone"
+        auto_choice = {"chosen": chosen, "rmse_monotone": float(np.sqrt(e_mono.mean())),
+                       "rmse_two_stage": float(np.sqrt(e_two.mean())),
+                       "mse_difference": float(diff.mean()), "mse_difference_se": se}
+    (full, per_fold, oof), uses_cov = candidates[chosen]
+    resid = y - oof
+    ss_tot = float(((y - y.mean()) ** 2).sum())
+    warnings = []
+    grid = np.linspace(s.min(), s.max(), 50)
+    fitted = full(grid) if not uses_cov else full(grid, np.zeros((50, cov.shape[1])))
+    if np.ptp(fitted) < 1e-9:
+        warnings.append("calibration is constant in the judge score: the judge carries no "
+                        "usable signal for the oracle")
+    if y.size > 2 and np.std(s) > 0 and np.std(y) > 0 and np.corrcoef(s, y)[0, 1] < 0:
+        warnings.append("oracle labels decrease with the judge score (inverted judge)")
+    return Calibration(mode=chosen, full=full, per_fold=per_fold, n_folds=n_folds, n_oracle=n_oracle,
+                       oof_rmse=float(np.sqrt(np.mean(resid ** 2))),
+                       oof_r2=float(1 - (resid ** 2).sum() / ss_tot) if ss_tot > 0 else float("nan"),
+                       score_range=(float(s.min()), float(s.max())), uses_covariates=uses_cov,
+                       warnings=warnings, auto_choice=auto_choice, oof_labelled=oof)

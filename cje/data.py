@@ -1,0 +1,307 @@
+"""Loading and validating logged data and fresh draws (statistics.md section 1).
+
+Both layouts are accepted: the pipeline's own files keep ``judge_score`` and
+``oracle_label`` under ``metadata``; the arena sample keeps them at the top level.
+``prompt_id`` is read from the top level, then ``metadata.prompt_id``, else a
+stable hash of the prompt text. All checks are vectorised over rows; only the
+error paths look for the offending line.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+
+from cje.errors import InputError
+from cje.io import nonblank_line_numbers, read_jsonl_frame
+
+__all__ = ["LoggedData", "FreshDraws", "load_logged_data", "load_fresh_draws",
+           "load_fresh_draws_dir", "logprob_invalid_reason"]
+
+LOGPROB_REASONS = ("null", "nan", "inf", "positive")
+
+
+@dataclass
+class LoggedData:
+    """Logged (base-policy) rows ready for analysis; arrays are aligned by row.
+
+    Attributes
+    ----------
+    prompt_ids : str array, unique.
+    judge_scores : judge score S in [0, 1].
+    oracle_labels : oracle label Y in [0, 1], NaN where absent.
+    base_logprobs : log pi0(A|X); NaN where invalid.
+    target_logprobs : {policy: log pi'(A|X)}; NaN where invalid.
+    valid : {policy: bool mask}, rows usable for that policy (both log-probs valid).
+    dropped : {policy: {reason: count}} rows dropped for that policy only.
+    response_lengths : characters in the response (a two-stage calibration covariate).
+    """
+
+    path: str
+    prompt_ids: np.ndarray
+    judge_scores: np.ndarray
+    oracle_labels: np.ndarray
+    base_logprobs: np.ndarray
+    target_logprobs: dict[str, np.ndarray]
+    valid: dict[str, np.ndarray]
+    dropped: dict[str, dict[str, int]]
+    response_lengths: np.ndarray
+    n_rows_dropped_missing_judge: int = 0
+
+    @property
+    def n(self) -> int:
+        return int(self.prompt_ids.shape[0])
+
+    @property
+    def target_policies(self) -> list[str]:
+        return list(self.target_logprobs)
+
+
+@dataclass
+class FreshDraws:
+    """Fresh draws of one target policy: one row per (prompt_id, draw_idx)."""
+
+    policy: str
+    path: str
+    prompt_ids: np.ndarray
+    judge_scores: np.ndarray
+    oracle_labels: np.ndarray
+    draw_idx: np.ndarray
+    n_dropped_missing_judge: int = 0
+    extra: dict = field(default_factory=dict)
+
+    @property
+    def n(self) -> int:
+        return int(self.prompt_ids.shape[0])
+
+
+def _stable_prompt_hash(prompts: list[str]) -> list[str]:
+    return ["p_" + hashlib.blake2b(p.encode("utf-8"), digest_size=8).hexdigest() for p in prompts]
+
+
+def _field(frame: pl.DataFrame, name: str) -> pl.Series | None:
+    """Column ``name`` from the top level, else from the ``metadata`` struct, coalesced row-wise."""
+    top = frame.get_column(name) if name in frame.columns else None
+    meta = None
+    if "metadata" in frame.columns and isinstance(frame.schema["metadata"], pl.Struct):
+        fields = {f.name for f in frame.schema["metadata"].fields}
+        if name in fields:
+            meta = frame.get_column("metadata").struct.field(name)
+    if top is None:
+        return meta
+    if meta is None:
+        return top
+    return pl.select(pl.coalesce(top, meta.cast(top.dtype, strict=False))).to_series()
+
+
+def _repeats(keys: pl.DataFrame) -> np.ndarray:
+    """Rows whose key already appeared on an earlier row (vectorised)."""
+    return keys.select(pl.struct(pl.all()).is_first_distinct().not_()).to_series().to_numpy()
+
+
+def _first_bad_line(path: str, mask: np.ndarray) -> int:
+    index = int(np.flatnonzero(mask)[0])
+    return nonblank_line_numbers(path)[index]
+
+
+def _numeric(series: pl.Series | None, path: str, name: str) -> np.ndarray:
+    if series is None:
+        return None
+    if series.dtype == pl.String:
+        bad = series.is_not_null() & series.cast(pl.Float64, strict=False).is_null()
+        if bad.any():
+            raise InputError("must be a number", path=path,
+                             line=_first_bad_line(path, bad.to_numpy()), field=name)
+    try:
+        return series.cast(pl.Float64, strict=False).to_numpy().astype(float)
+    except Exception:  # noqa: BLE001
+        raise InputError("must be a number", path=path, field=name) from None
+
+
+def _check_unit_interval(values: np.ndarray, path: str, name: str) -> None:
+    bad = np.isfinite(values) & ((values < 0) | (values > 1))
+    bad |= np.isinf(values)
+    if bad.any():
+        line = _first_bad_line(path, bad)
+        value = values[np.flatnonzero(bad)[0]]
+        raise InputError(f"value {value!r} is outside [0, 1]", path=path, line=line, field=name)
+
+
+def _required_text(frame: pl.DataFrame, name: str, path: str) -> pl.Series:
+    if name not in frame.columns:
+        raise InputError("required field is missing", path=path, line=nonblank_line_numbers(path)[0],
+                         field=name)
+    series = frame.get_column(name)
+    missing = series.is_null().to_numpy()
+    if missing.any():
+        raise InputError("required field is missing or null", path=path,
+                         line=_first_bad_line(path, missing), field=name)
+    return series.cast(pl.String)
+
+
+def _prompt_ids(frame: pl.DataFrame, path: str, prompts: pl.Series | None) -> np.ndarray:
+    ids = _field(frame, "prompt_id")
+    if ids is not None:
+        ids = ids.cast(pl.String)
+    if ids is None or ids.is_null().any():
+        if prompts is None:
+            raise InputError("prompt_id is missing and there is no prompt to derive it from",
+                             path=path, field="prompt_id")
+        hashed = pl.Series(_stable_prompt_hash(prompts.to_list()))
+        ids = hashed if ids is None else pl.select(pl.coalesce(ids, hashed)).to_series()
+    return ids.to_numpy().astype(str)
+
+
+def logprob_invalid_reason(values: np.ndarray) -> np.ndarray:
+    """Classify log-probs: '' when valid (finite and <= 0), else null/nan/inf/positive.
+
+    Input: float array with NaN standing for JSON null when ``null_mask`` is
+    unavailable. Output: str array of reasons, same shape.
+    """
+    reasons = np.full(values.shape, "", dtype=object)
+    reasons[np.isinf(values)] = "inf"
+    reasons[np.isfinite(values) & (values > 0)] = "positive"
+    reasons[np.isnan(values)] = "nan"
+    return reasons
+
+
+def _logprob_column(series: pl.Series | None, path: str, name: str) -> tuple[np.ndarray, np.ndarray]:
+    """Return (values with NaN where invalid, reason array) for one log-prob column."""
+    if series is None:
+        raise InputError("required log-prob field is missing", path=path,
+                         line=nonblank_line_numbers(path)[0], field=name)
+    values = _numeric(series, path, name)
+    reasons = logprob_invalid_reason(values)
+    reasons[series.is_null().to_numpy()] = "null"
+    values = np.where(reasons == "", values, np.nan)
+    return values, reasons
+
+
+def load_logged_data(path: str | Path) -> LoggedData:
+    """Load and validate a logged-data JSONL file.
+
+    Errors (raised as :class:`InputError` naming file, line and field):
+    malformed JSON, missing ``prompt``/``response``/``base_policy_logprob``/
+    ``target_policy_logprobs``, duplicate ``prompt_id``, judge score or oracle
+    label outside [0, 1]. Invalid log-probs (null, NaN, +-inf, > 0) are not
+    errors: the row is dropped for the policies concerned and counted by reason.
+    Rows without a judge score are dropped for every policy and counted.
+    """
+    path = str(path)
+    frame = read_jsonl_frame(path)
+    prompts = _required_text(frame, "prompt", path)
+    _required_text(frame, "response", path)
+    for name in ("base_policy_logprob", "target_policy_logprobs"):
+        if name not in frame.columns:
+            raise InputError("required log-prob field is missing", path=path,
+                             line=nonblank_line_numbers(path)[0], field=name)
+    raw = Path(path).read_bytes()
+    for name in ("base_policy_logprob", "target_policy_logprobs"):
+        if raw.count(f'"{name}"'.encode()) < frame.height:
+            present = frame.get_column(name).is_not_null().to_numpy()
+            # a null value is 'invalid' (dropped); an absent key is an error: find it by text
+            lines = [ln for ln in raw.split(b"\n") if ln.strip()]
+            absent = np.array([f'"{name}"'.encode() not in ln for ln in lines]) & ~present
+            if absent.any():
+                raise InputError("required log-prob field is missing", path=path,
+                                 line=_first_bad_line(path, absent), field=name)
+    target_struct = frame.get_column("target_policy_logprobs")
+    if not isinstance(target_struct.dtype, pl.Struct) or not target_struct.dtype.fields:
+        raise InputError("must be an object {policy: log-prob} with at least one policy",
+                         path=path, line=nonblank_line_numbers(path)[0], field="target_policy_logprobs")
+
+    prompt_ids = _prompt_ids(frame, path, prompts)
+    dup = _repeats(pl.DataFrame({"prompt_id": prompt_ids}))
+    if dup.any():
+        ids = sorted(set(prompt_ids[dup].tolist()))
+        raise InputError(f"duplicate prompt_id ({len(ids)} ids repeated, e.g. {ids[:5]})",
+                         path=path, line=_first_bad_line(path, dup), field="prompt_id")
+
+    judge = _numeric(_field(frame, "judge_score"), path, "judge_score")
+    if judge is None:
+        raise InputError("required field is missing", path=path, line=nonblank_line_numbers(path)[0],
+                         field="judge_score")
+    _check_unit_interval(judge, path, "judge_score")
+    oracle = _numeric(_field(frame, "oracle_label"), path, "oracle_label")
+    if oracle is None:
+        oracle = np.full(frame.height, np.nan)
+    _check_unit_interval(oracle, path, "oracle_label")
+
+    base_lp, base_reason = _logprob_column(frame.get_column("base_policy_logprob"), path,
+                                           "base_policy_logprob")
+    has_judge = np.isfinite(judge)
+    targets: dict[str, np.ndarray] = {}
+    valid: dict[str, np.ndarray] = {}
+    dropped: dict[str, dict[str, int]] = {}
+    for policy_field in target_struct.dtype.fields:
+        policy = policy_field.name
+        lp, reason = _logprob_column(target_struct.struct.field(policy), path,
+                                     f"target_policy_logprobs.{policy}")
+        counts: dict[str, int] = {}
+        for r in LOGPROB_REASONS:
+            nb = int(np.sum((base_reason == r) & has_judge))
+            if nb:
+                counts[f"base_logprob_{r}"] = nb
+            nt = int(np.sum((base_reason == "") & (reason == r) & has_judge))
+            if nt:
+                counts[f"target_logprob_{r}"] = nt
+        if not has_judge.all():
+            counts["missing_judge_score"] = int((~has_judge).sum())
+        targets[policy] = lp
+        valid[policy] = (base_reason == "") & (reason == "") & has_judge
+        dropped[policy] = counts
+    lengths = frame.get_column("response").cast(pl.String).str.len_chars().to_numpy().astype(float)
+    return LoggedData(path=path, prompt_ids=prompt_ids, judge_scores=judge, oracle_labels=oracle,
+                      base_logprobs=base_lp, target_logprobs=targets, valid=valid, dropped=dropped,
+                      response_lengths=lengths,
+                      n_rows_dropped_missing_judge=int((~has_judge).sum()))
+
+
+def load_fresh_draws(path: str | Path, policy: str) -> FreshDraws:
+    """Load one policy's fresh draws (``prompt_id``, ``judge_score``, ``draw_idx``, optional ``oracle_label``).
+
+    Errors name file, line and field: malformed JSON, missing prompt_id, judge
+    score or oracle label outside [0, 1], duplicate (prompt_id, draw_idx).
+    Draws without a judge score (a failed judge call) are dropped and counted.
+    """
+    path = str(path)
+    frame = read_jsonl_frame(path)
+    prompts = frame.get_column("prompt").cast(pl.String) if "prompt" in frame.columns else None
+    prompt_ids = _prompt_ids(frame, path, prompts)
+    judge = _numeric(_field(frame, "judge_score"), path, "judge_score")
+    if judge is None:
+        raise InputError("required field is missing", path=path, line=nonblank_line_numbers(path)[0],
+                         field="judge_score")
+    _check_unit_interval(judge, path, "judge_score")
+    oracle = _numeric(_field(frame, "oracle_label"), path, "oracle_label")
+    if oracle is None:
+        oracle = np.full(frame.height, np.nan)
+    _check_unit_interval(oracle, path, "oracle_label")
+    draw = _field(frame, "draw_idx")
+    draw_idx = (np.zeros(frame.height, dtype=np.int64) if draw is None
+                else draw.cast(pl.Int64, strict=False).fill_null(0).to_numpy())
+    dup = _repeats(pl.DataFrame({"p": prompt_ids, "d": draw_idx}))
+    if dup.any():
+        raise InputError("duplicate (prompt_id, draw_idx)", path=path, line=_first_bad_line(path, dup),
+                         field="draw_idx")
+    keep = np.isfinite(judge)
+    return FreshDraws(policy=policy, path=path, prompt_ids=prompt_ids[keep], judge_scores=judge[keep],
+                      oracle_labels=oracle[keep], draw_idx=draw_idx[keep],
+                      n_dropped_missing_judge=int((~keep).sum()))
+
+
+def load_fresh_draws_dir(directory: str | Path, policies: list[str]) -> dict[str, FreshDraws]:
+    """Load ``{directory}/{policy}_responses.jsonl`` for each policy that has one."""
+    directory = Path(directory)
+    if not directory.is_dir():
+        raise InputError("fresh-draws directory not found", path=str(directory))
+    out = {}
+    for policy in policies:
+        file = directory / f"{policy}_responses.jsonl"
+        if file.exists():
+            out[policy] = load_fresh_draws(file, policy)
+    return out

@@ -1,0 +1,85 @@
+"""The estimator protocol, its result type and the name registry.
+
+An estimator turns the shared :class:`~cje.context.AnalysisContext` into a
+:class:`PolicyEstimate` for one target policy: the point estimate, its
+per-prompt influence values (for cluster-robust SEs and paired comparisons),
+and the estimates recomputed with each fold's calibrator (for the OUA
+jackknife). Inference and diagnostics are applied uniformly afterwards.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import ClassVar
+
+import numpy as np
+
+from cje.context import AnalysisContext
+from cje.errors import ConfigError
+
+__all__ = ["PolicyEstimate", "Estimator", "register", "get_estimator", "ESTIMATORS", "estimator_names"]
+
+
+@dataclass
+class PolicyEstimate:
+    """What an estimator returns for one policy.
+
+    estimate : the point estimate psi.
+    influence : per-cluster (prompt) influence values phi_c, psi_hat - psi ~ mean(phi).
+    cluster_ids : prompt ids aligned with ``influence``.
+    jackknife : psi^(-k) for k = 1..K (None when OUA does not apply).
+    n_used : rows (prompts) the estimate averages over.
+    weights : the importance weights used (over the used rows), if any.
+    details : estimator-specific numbers recorded in the output.
+    assumptions : plain-language assumptions the estimate rests on.
+    dropped : extra {reason: count} drops made by the estimator (e.g. missing fresh draws).
+    """
+
+    estimate: float
+    influence: np.ndarray
+    cluster_ids: np.ndarray
+    jackknife: np.ndarray | None
+    n_used: int
+    weights: np.ndarray | None = None
+    details: dict = field(default_factory=dict)
+    assumptions: list[str] = field(default_factory=list)
+    dropped: dict = field(default_factory=dict)
+
+
+class Estimator:
+    """Base class. Subclasses set the class attributes and implement :meth:`estimate`.
+
+    weight_role : 'primary' (the estimate is a weighted mean), 'correction' (weights
+        enter a correction term) or 'none'; decides how weight diagnostics affect status.
+    needs_fresh_draws : the estimator cannot run without fresh draws.
+    uses_calibration : the estimate transports the base-policy calibration to the target.
+    """
+
+    name: ClassVar[str] = ""
+    weight_role: ClassVar[str] = "none"
+    needs_fresh_draws: ClassVar[bool] = False
+    uses_calibration: ClassVar[bool] = True
+
+    def estimate(self, ctx: AnalysisContext, policy: str) -> PolicyEstimate:  # pragma: no cover
+        raise NotImplementedError
+
+
+ESTIMATORS: dict[str, type[Estimator]] = {}
+
+
+def register(cls: type[Estimator]) -> type[Estimator]:
+    """Class decorator adding an estimator to the registry under ``cls.name``."""
+    ESTIMATORS[cls.name] = cls
+    return cls
+
+
+def estimator_names() -> list[str]:
+    return sorted(ESTIMATORS)
+
+
+def get_estimator(name: str) -> Estimator:
+    """Instantiate a registered estimator by name; unknown names list the valid ones."""
+    if name not in ESTIMATORS:
+        raise ConfigError(f"unknown estimator '{name}'; choose one of: {', '.join(estimator_names())}",
+                          key="estimator")
+    return ESTIMATORS[name]()

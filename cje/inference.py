@@ -1,0 +1,120 @@
+"""Influence-function inference with oracle uncertainty (statistics.md section 6).
+
+* Base SE: cluster-robust over prompts from the per-prompt influence values phi_c,
+  SE_base = sqrt(var(phi_c) / n_c) (an estimator psi satisfies
+  psi_hat - psi ~ mean_c phi_c).
+* OUA: the estimate recomputed with each fold's calibrator f^(-k) gives psi^(-k);
+  Var_oracle = (K - 1) / K * sum_k (psi^(-k) - mean_k psi^(-k))^2 (delete-a-group
+  jackknife: a sum, not a mean). SE_total = sqrt(SE_base^2 + Var_oracle).
+* CI: Student t with Welch-Satterthwaite degrees of freedom combining n_c - 1
+  (sampling) and K - 1 (oracle) -- the jackknife variance rests on K folds only,
+  and a normal quantile would over-state its precision at low oracle coverage.
+* Paired comparison: the difference of aligned influence functions plus the OUA
+  of the difference of the jackknife estimates.
+
+Reference: Efron & Stein (1981) for the jackknife; Welch (1947) for the df.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from scipy import stats
+
+__all__ = ["Interval", "se_from_influence", "oua_variance", "satterthwaite_df", "interval",
+           "align_influence", "paired_comparison"]
+
+
+@dataclass(frozen=True)
+class Interval:
+    """A point estimate with its standard errors and confidence interval."""
+
+    estimate: float
+    se: float
+    se_without_oua: float
+    oracle_variance: float | None
+    ci_lower: float
+    ci_upper: float
+    df: float
+    level: float
+
+
+def se_from_influence(influence: np.ndarray) -> float:
+    """Cluster-robust SE from per-cluster influence values: sqrt(var(phi, ddof=1) / n)."""
+    phi = np.asarray(influence, float)
+    if phi.size < 2:
+        return float("nan")
+    return float(np.sqrt(np.var(phi, ddof=1) / phi.size))
+
+
+def oua_variance(jackknife_estimates: np.ndarray | None) -> float | None:
+    """Var_oracle = (K-1)/K * sum_k (psi^(-k) - mean psi^(-k))^2, or None when not available."""
+    if jackknife_estimates is None:
+        return None
+    psi = np.asarray(jackknife_estimates, float)
+    psi = psi[np.isfinite(psi)]
+    if psi.size < 2:
+        return None
+    k = psi.size
+    return float((k - 1) / k * np.sum((psi - psi.mean()) ** 2))
+
+
+def satterthwaite_df(var_base: float, df_base: float, var_oracle: float | None, df_oracle: float) -> float:
+    """Welch-Satterthwaite df of var_base + var_oracle: (v_b + v_o)^2 / (v_b^2/df_b + v_o^2/df_o)."""
+    if var_oracle is None or var_oracle <= 0:
+        return float(df_base)
+    num = (var_base + var_oracle) ** 2
+    den = var_base ** 2 / max(df_base, 1) + var_oracle ** 2 / max(df_oracle, 1)
+    return float(num / den) if den > 0 else float(df_base)
+
+
+def interval(estimate: float, influence: np.ndarray, jackknife_estimates: np.ndarray | None,
+             level: float = 0.95, use_oua: bool = True) -> Interval:
+    """Combine the influence-function SE and the OUA jackknife into a t interval.
+
+    Inputs: point estimate; per-cluster influence values; psi^(-k) per fold (or None
+    at 100% oracle coverage, where OUA is skipped); confidence level.
+    Output: :class:`Interval` (its ``df`` is the t degrees of freedom used).
+    """
+    se_base = se_from_influence(influence)
+    var_oracle = oua_variance(jackknife_estimates) if use_oua else None
+    total = float(np.sqrt(se_base ** 2 + (var_oracle or 0.0)))
+    n_folds = 0 if jackknife_estimates is None else int(np.isfinite(jackknife_estimates).sum())
+    df = satterthwaite_df(se_base ** 2, len(influence) - 1, var_oracle, max(n_folds - 1, 1))
+    q = float(stats.t.ppf(0.5 + level / 2, df)) if np.isfinite(df) else float(stats.norm.ppf(0.5 + level / 2))
+    return Interval(estimate=float(estimate), se=total, se_without_oua=se_base, oracle_variance=var_oracle,
+                    ci_lower=float(estimate - q * total), ci_upper=float(estimate + q * total),
+                    df=df, level=level)
+
+
+def align_influence(ids_a: np.ndarray, phi_a: np.ndarray, ids_b: np.ndarray,
+                    phi_b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Put two influence vectors on the union of their cluster ids (0 where a cluster is absent).
+
+    Vectorised with ``np.unique`` / ``np.searchsorted``; returns (phi_a', phi_b').
+    Each input is rescaled by n_own / n_union so that mean over the union equals
+    the original mean contribution.
+    """
+    union = np.union1d(ids_a, ids_b)
+    out = []
+    for ids, phi in ((ids_a, phi_a), (ids_b, phi_b)):
+        full = np.zeros(union.size)
+        full[np.searchsorted(union, ids)] = np.asarray(phi, float) * (union.size / max(len(ids), 1))
+        out.append(full)
+    return out[0], out[1]
+
+
+def paired_comparison(estimate_a: float, ids_a: np.ndarray, phi_a: np.ndarray, jack_a: np.ndarray | None,
+                      estimate_b: float, ids_b: np.ndarray, phi_b: np.ndarray, jack_b: np.ndarray | None,
+                      level: float = 0.95) -> dict:
+    """Difference psi_a - psi_b with a paired SE, OUA of the difference, CI and two-sided p-value."""
+    pa, pb = align_influence(ids_a, phi_a, ids_b, phi_b)
+    jack = None
+    if jack_a is not None and jack_b is not None and len(jack_a) == len(jack_b):
+        jack = np.asarray(jack_a, float) - np.asarray(jack_b, float)
+    res = interval(estimate_a - estimate_b, pa - pb, jack, level=level)
+    t = res.estimate / res.se if res.se > 0 else float("inf")
+    p = float(2 * stats.t.sf(abs(t), res.df)) if np.isfinite(t) else 0.0
+    return {"difference": res.estimate, "se": res.se, "ci_lower": res.ci_lower,
+            "ci_upper": res.ci_upper, "df": res.df, "p_value": p}

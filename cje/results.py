@@ -1,0 +1,190 @@
+"""Typed analysis results and their export: estimates.json, estimates.csv, plot_data.npz.
+
+The JSON layout is defined once, here, and validated against
+``cje/schemas/estimates.schema.json`` before it is written. Non-finite floats
+are written as ``null`` so every file is strict JSON and round-trips.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from cje.io import atomic_write_text
+
+__all__ = ["PolicyResult", "AnalysisResult", "PlotData", "to_jsonable", "load_schema",
+           "validate_estimates", "CSV_COLUMNS", "read_estimates"]
+
+SCHEMA_PATH = Path(__file__).parent / "schemas" / "estimates.schema.json"
+CSV_COLUMNS = ["policy", "estimate", "se", "ci_lower", "ci_upper", "ess", "max_weight", "status", "reliable"]
+
+
+def to_jsonable(value: Any) -> Any:
+    """Recursively convert numpy scalars/arrays and non-finite floats (-> None) for strict JSON."""
+    if isinstance(value, dict):
+        return {str(k): to_jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [to_jsonable(v) for v in value]
+    if isinstance(value, np.ndarray):
+        return [to_jsonable(v) for v in value.tolist()]
+    if isinstance(value, (np.bool_, bool)):
+        return bool(value)
+    if isinstance(value, (np.integer,)):
+        return int(value)
+    if isinstance(value, (float, np.floating)):
+        value = float(value)
+        return value if math.isfinite(value) else None
+    return value
+
+
+@dataclass
+class PolicyResult:
+    """One target policy's result (the ``metadata.policies[name]`` block)."""
+
+    estimate: float | None
+    se: float | None
+    ci_lower: float | None
+    ci_upper: float | None
+    se_without_oua: float | None
+    oracle_variance: float | None
+    df: float | None
+    ess: float | None
+    max_weight: float | None
+    status: str
+    reliable: bool
+    reasons: list[str]
+    n_used: int
+    n_dropped_by_reason: dict[str, int]
+    assumptions: list[str] = field(default_factory=list)
+    details: dict = field(default_factory=dict)
+
+
+@dataclass
+class PlotData:
+    """Arrays the plots need (written to plot_data.npz; never to JSON).
+
+    judge_scores, oracle_labels (NaN = not used by the analysis), calibrated (f(S)),
+    calibrated_oof (f^(oof)(S)), calibration_grid / calibration_curve (f on a grid);
+    per policy: raw_weights, used_weights (empty when the estimator uses none),
+    fresh_judge_scores, fresh_truth_labels (ground-truth oracle labels, NaN = none).
+    """
+
+    judge_scores: np.ndarray
+    oracle_labels: np.ndarray
+    calibrated: np.ndarray
+    calibrated_oof: np.ndarray
+    calibration_grid: np.ndarray
+    calibration_curve: np.ndarray
+    raw_weights: dict[str, np.ndarray] = field(default_factory=dict)
+    used_weights: dict[str, np.ndarray] = field(default_factory=dict)
+    fresh_judge_scores: dict[str, np.ndarray] = field(default_factory=dict)
+    fresh_truth_labels: dict[str, np.ndarray] = field(default_factory=dict)
+
+    _PER_POLICY = ("raw_weights", "used_weights", "fresh_judge_scores", "fresh_truth_labels")
+    _ARRAYS = ("judge_scores", "oracle_labels", "calibrated", "calibrated_oof", "calibration_grid",
+               "calibration_curve")
+
+    def save(self, path: str | Path) -> None:
+        arrays = {name: getattr(self, name) for name in self._ARRAYS}
+        for group in self._PER_POLICY:
+            for policy, values in getattr(self, group).items():
+                arrays[f"{group}__{policy}"] = values
+        buffer = io.BytesIO()
+        np.savez_compressed(buffer, **arrays)
+        tmp = Path(str(path) + ".tmp")
+        tmp.write_bytes(buffer.getvalue())
+        tmp.replace(path)
+
+    @classmethod
+    def load(cls, path: str | Path) -> "PlotData":
+        with np.load(path) as npz:
+            kwargs: dict[str, Any] = {name: npz[name] for name in cls._ARRAYS}
+            for group in cls._PER_POLICY:
+                kwargs[group] = {key.split("__", 1)[1]: npz[key] for key in npz.files
+                                 if key.startswith(group + "__")}
+        return cls(**kwargs)
+
+
+@dataclass
+class AnalysisResult:
+    """The whole analysis: per-policy results plus run metadata."""
+
+    estimator: str
+    target_policies: list[str]
+    policies: dict[str, PolicyResult]
+    metadata: dict
+    plot_data: PlotData | None = None
+
+    def to_dict(self) -> dict:
+        """The estimates.json payload (strict-JSON-able)."""
+        pols = [self.policies[p] for p in self.target_policies]
+        meta = dict(self.metadata)
+        meta["target_policies"] = list(self.target_policies)
+        meta["estimator"] = self.estimator
+        meta["policies"] = {p: asdict(self.policies[p]) for p in self.target_policies}
+        return to_jsonable({
+            "estimates": [r.estimate for r in pols],
+            "standard_errors": [r.se for r in pols],
+            "confidence_intervals": [[r.ci_lower, r.ci_upper] for r in pols],
+            "metadata": meta,
+        })
+
+    def to_csv(self) -> str:
+        out = io.StringIO()
+        writer = csv.writer(out, lineterminator="\n")
+        writer.writerow(CSV_COLUMNS)
+        for name in self.target_policies:
+            r = self.policies[name]
+            row = [name, r.estimate, r.se, r.ci_lower, r.ci_upper, r.ess, r.max_weight, r.status,
+                   str(r.reliable).lower()]
+            writer.writerow(["" if v is None or (isinstance(v, float) and not math.isfinite(v)) else v
+                             for v in row])
+        return out.getvalue()
+
+    def write(self, output_dir: str | Path) -> dict[str, Path]:
+        """Validate, then write estimates.json, estimates.csv and plot_data.npz atomically."""
+        output_dir = Path(output_dir)
+        payload = self.to_dict()
+        validate_estimates(payload)
+        output_dir.mkdir(parents=True, exist_ok=True)
+        paths = {"json": output_dir / "estimates.json", "csv": output_dir / "estimates.csv"}
+        atomic_write_text(paths["json"], json.dumps(payload, indent=2, allow_nan=False) + "\n")
+        atomic_write_text(paths["csv"], self.to_csv())
+        if self.plot_data is not None:
+            paths["plot_data"] = output_dir / "plot_data.npz"
+            self.plot_data.save(paths["plot_data"])
+        return paths
+
+    @classmethod
+    def from_dict(cls, payload: dict) -> "AnalysisResult":
+        """Rebuild from an estimates.json payload (plot data is not part of it)."""
+        meta = dict(payload["metadata"])
+        targets = list(meta.pop("target_policies"))
+        estimator = meta.pop("estimator")
+        policies = {name: PolicyResult(**block) for name, block in meta.pop("policies").items()}
+        return cls(estimator=estimator, target_policies=targets, policies=policies, metadata=meta)
+
+
+def load_schema() -> dict:
+    return json.loads(SCHEMA_PATH.read_text())
+
+
+def validate_estimates(payload: dict) -> None:
+    """Raise ``jsonschema.ValidationError`` when ``payload`` breaks the estimates.json schema."""
+    import jsonschema
+
+    jsonschema.validate(payload, load_schema())
+
+
+def read_estimates(path: str | Path) -> dict:
+    """Read and validate an estimates.json file."""
+    payload = json.loads(Path(path).read_text())
+    validate_estimates(payload)
+    return payload
