@@ -27,12 +27,13 @@ Use::
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import os
 import tempfile
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any, Awaitable, Callable, Iterable, Sequence
 
 from cje.errors import InputError
 
@@ -246,3 +247,53 @@ class _suppress:
 
     def __exit__(self, *exc):
         return True
+
+
+async def run_resumable(items: list[dict], cache: SideCache,
+                        work: Callable[[dict], Awaitable[dict]], desc: str,
+                        workers: int) -> dict:
+    """Run ``work(item) -> record`` for every item the cache does not already hold.
+
+    ``workers`` coroutines pull from a queue (the client's semaphore still bounds
+    the requests in flight); every finished record goes to ``cache.add`` (flushed
+    per batch); the cache is flushed on every exit path, so a crash or a
+    ``FatalAPIError`` loses nothing that finished. An exception in ``work`` cancels
+    the remaining items and is re-raised. Returns ``{"total", "cached", "ran",
+    "ok", "error"}`` counts.
+    """
+    from cje.llm.progress import Progress
+
+    todo = [it for it in items if not cache.is_done(it)]
+    counts = {"total": len(items), "cached": len(items) - len(todo), "ran": 0, "ok": 0,
+              "error": 0}
+    queue: asyncio.Queue = asyncio.Queue()
+    for it in todo:
+        queue.put_nowait(it)
+
+    with Progress(len(items), desc, initial=counts["cached"]) as bar:
+        async def worker() -> None:
+            while True:
+                try:
+                    item = queue.get_nowait()
+                except asyncio.QueueEmpty:
+                    return
+                rec = await work(item)
+                cache.add(rec)
+                counts["ran"] += 1
+                counts["ok" if rec.get("status") == "ok" else "error"] += 1
+                bar.update(1)
+
+        tasks = [asyncio.create_task(worker()) for _ in range(max(1, min(workers, len(todo))))]
+        try:
+            done, pending = await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
+            for t in pending:
+                t.cancel()
+            await asyncio.gather(*pending, return_exceptions=True)
+            for t in done:
+                if t.exception() is not None:
+                    raise t.exception()
+        finally:
+            for t in tasks:
+                t.cancel()
+            cache.flush()
+    return counts

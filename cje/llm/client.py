@@ -28,6 +28,7 @@ import asyncio
 import contextlib
 import json
 import random
+import sys
 import threading
 import time
 from dataclasses import dataclass, field
@@ -398,3 +399,27 @@ class LLMClient:
                                   latency_s=time.monotonic() - t_start, usage=total)
             await asyncio.sleep(self._backoff(attempt, retry_after))
             attempt += 1
+
+
+def run_with_client(provider: ProviderConfig, stage: str, api_log: str | Path | None,
+                    body: Callable[[LLMClient], Any], debug: bool = False) -> Any:
+    """Run ``await body(client)`` for one stage and return its result.
+
+    Opens the provider's endpoint (starting the local server if needed), creates
+    the ``LLMClient`` with a ``CallLog(api_log)``, and on every exit path prints
+    the token/cost summary to stderr and appends it to the call log as
+    ``{"event": "stage_summary", "stage", "totals": [...]}``.
+    """
+    call_log = CallLog(api_log, debug=debug)
+    acct = Accounting()
+
+    async def main() -> Any:
+        async with LLMClient(provider, base_url, stage, call_log, acct) as client:
+            return await body(client)
+
+    try:
+        with provider_endpoint(provider) as base_url:
+            return asyncio.run(main())
+    finally:
+        call_log.write(event="stage_summary", stage=stage, totals=acct.summary())
+        print(f"[{stage}] {acct.format_summary()}", file=sys.stderr)
