@@ -87,7 +87,7 @@ class FaultServer:
         self.latency_s = latency_s
         self._counts: Counter[str] = Counter()
         self.auth_headers: set[str] = set()
-        self.log: list[tuple[str, str, str | None]] = []  # (path, text, fault)
+        self.log: list[dict] = []  # {"path", "text", "fault", "body"} per request
         self._lock = threading.Lock()
         self._httpd = _Server(("127.0.0.1", port), _make_handler(self))
         self.port = self._httpd.server_address[1]
@@ -119,7 +119,7 @@ class FaultServer:
         with self._lock:
             return sum(self._counts.values())
 
-    def _register(self, path: str, text: str) -> Rule | None:
+    def _register(self, path: str, text: str, body: dict) -> Rule | None:
         with self._lock:
             self._counts[text] += 1
             n = self._counts[text]
@@ -129,12 +129,14 @@ class FaultServer:
                         and (r.times is None or n <= r.times):
                     chosen = r
                     break
-            self.log.append((path, text, chosen.fault if chosen else None))
+            self.log.append({"path": path, "text": text, "body": body,
+                             "fault": chosen.fault if chosen else None})
             return chosen
 
     def start(self) -> "FaultServer":
         """Serve in a daemon thread."""
-        self._thread = threading.Thread(target=self._httpd.serve_forever, daemon=True)
+        self._thread = threading.Thread(target=self._httpd.serve_forever, args=(0.05,),
+                                        daemon=True)
         self._thread.start()
         return self
 
@@ -253,7 +255,7 @@ def _make_handler(server: FaultServer):
                 self._error(404, f"no route {self.path}")
                 return
             text = _request_text(path, body)
-            rule = server._register(path, text)
+            rule = server._register(path, text, body)
             if server.latency_s:
                 time.sleep(server.latency_s)
             fault = rule.fault if rule else None

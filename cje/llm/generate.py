@@ -1,0 +1,116 @@
+"""The ``generate`` stage: sample responses of one policy (logged data or fresh draws).
+
+For every prompt (of this shard) and every ``draw_idx`` in ``range(draws_per_prompt)``
+one response is sampled:
+
+- ``chat_template`` gemma/llama3/chatml: ``/v1/completions`` on
+  ``templates.render_prompt(template, system_prompt, prompt)`` with
+  ``stop=[end_of_turn(template)]`` and ``top_p=1`` -- the exact string the
+  log-prob stage scores. For ``kind: local`` providers llama.cpp's truncations are
+  switched off (``top_k=0, min_p=0, repeat_penalty=1`` in ``extra_body``) so the
+  teacher-forced log-prob is the log-density of the sampling distribution.
+- ``chat_template: none``: ``/v1/chat/completions`` with system + user messages;
+  the provider applies its own template.
+
+Finished rows go to the side cache (flushed every ``batch_size``); the output is
+published atomically at the end, sorted by (prompt_id, draw_idx). Failed calls
+are rows with ``status: "error"``, ``response: null`` and the error text.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from cje.llm.cache import SideCache, default_cache_path, read_jsonl, run_resumable, \
+    write_jsonl_atomic
+from cje.llm.client import LLMClient, run_with_client
+from cje.llm.config import PolicyConfig, ProviderConfig, batch_size as cfg_batch_size, \
+    policy_config, provider_config
+from cje.llm.prompts import select_shard
+
+log = logging.getLogger(__name__)
+KEY_FIELDS = ("prompt_id", "draw_idx")
+LOCAL_SAMPLING = {"top_k": 0, "min_p": 0.0, "repeat_penalty": 1.0}
+
+
+def sampling_request(policy: PolicyConfig, provider: ProviderConfig, prompt: str) -> dict:
+    """The request for one sample: ``{"endpoint": "completions"|"chat", ...kwargs}``.
+
+    Completions: ``prompt`` (rendered), ``stop``, ``temperature``, ``top_p=1``,
+    ``max_tokens``, ``extra_body`` (local: LOCAL_SAMPLING + policy.extra_body).
+    Chat: ``messages`` (system if non-empty, user), same sampling fields.
+    """
+    extra = dict(LOCAL_SAMPLING) if provider.kind == "local" else {}
+    extra.update(policy.extra_body)
+    common = {"model": policy.model, "temperature": policy.temperature,
+              "top_p": policy.top_p, "max_tokens": policy.max_tokens,
+              "extra_body": extra or None}
+    if policy.chat_template != "none":
+        from cje.llm import templates
+        return {"endpoint": "completions", **common,
+                "prompt": templates.render_prompt(policy.chat_template, policy.system_prompt,
+                                                  prompt),
+                "stop": [templates.end_of_turn(policy.chat_template)]}
+    messages = ([{"role": "system", "content": policy.system_prompt}]
+                if policy.system_prompt else []) + [{"role": "user", "content": prompt}]
+    return {"endpoint": "chat", **common, "messages": messages}
+
+
+async def sample_one(client: LLMClient, policy: PolicyConfig, provider: ProviderConfig,
+                     item: dict) -> dict:
+    """Sample one response for ``item`` (prompt_id, prompt, draw_idx); return its row."""
+    req = sampling_request(policy, provider, item["prompt"])
+    endpoint = req.pop("endpoint")
+    if endpoint == "completions":
+        res = await client.complete(req.pop("prompt"), prompt_id=item["prompt_id"], **req)
+        text = res.value.text if res.ok else None
+    else:
+        res = await client.chat(req.pop("messages"), prompt_id=item["prompt_id"], **req)
+        text = res.value if res.ok else None
+    return {"prompt_id": item["prompt_id"], "prompt": item["prompt"], "policy": policy.name,
+            "draw_idx": item["draw_idx"], "response": text,
+            "status": "ok" if res.ok else "error", "error": res.error, "model": policy.model,
+            "usage": res.usage}
+
+
+def generate_responses(cfg: dict, policy: str, prompts: str, output: str,
+                       draws_per_prompt: int = 1, shard: int = 0, num_shards: int = 1,
+                       cache: str | None = None, batch_size: int | None = None,
+                       api_log: str | None = "logs/api_calls.log", retry_errors: bool = True,
+                       debug: bool = False) -> dict:
+    """Run the ``generate`` stage for ``policy`` and write ``output`` atomically.
+
+    Inputs: workflow config dict, policy name, prompts JSONL (prompt_id, prompt),
+    output path, draws per prompt K, shard I of N (by sorted prompt_id position),
+    side-cache path (default ``OUTPUT.cache.jsonl``), flush interval. Output rows:
+    see docs/contracts.md (``data/responses/{policy}.jsonl``). Returns counts.
+    """
+    pol = policy_config(cfg, policy)
+    prov = provider_config(cfg, pol.provider)
+    if draws_per_prompt < 1:
+        raise ValueError("draws_per_prompt must be >= 1")
+    rows = read_jsonl(prompts, required=("prompt_id", "prompt"))
+    mine = select_shard([r["prompt_id"] for r in rows], shard, num_shards)
+    items = [{"prompt_id": r["prompt_id"], "prompt": r["prompt"], "draw_idx": k}
+             for r in rows if r["prompt_id"] in mine for k in range(draws_per_prompt)]
+    side = SideCache(cache or default_cache_path(output), KEY_FIELDS,
+                     fingerprint=pol.fingerprint(),
+                     batch_size=batch_size or cfg_batch_size(cfg), retry_errors=retry_errors)
+    if side.n_stale:
+        log.warning("%s: ignoring %d cached rows sampled under other policy settings",
+                    side.path, side.n_stale)
+
+    async def body(client: LLMClient) -> dict:
+        return await run_resumable(items, side,
+                                   lambda it: sample_one(client, pol, prov, it),
+                                   desc=f"generate {policy}", workers=prov.max_concurrency)
+
+    counts = run_with_client(prov, f"generate:{policy}", api_log, body, debug=debug)
+    out = [side.get((it["prompt_id"], it["draw_idx"])) for it in items]
+    out = sorted((r for r in out if r is not None), key=lambda r: (r["prompt_id"], r["draw_idx"]))
+    write_jsonl_atomic(output, out)
+    counts["written"] = len(out)
+    counts["errors_in_output"] = sum(r["status"] != "ok" for r in out)
+    log.info("generate %s: %s -> %s", policy, counts, Path(output))
+    return counts

@@ -1,0 +1,251 @@
+"""The ``judge`` and ``oracle`` stages: score (prompt, response) rows with a rubric.
+
+Rubric files (``judge.rubric_file``, ``oracle.rubric_file``) are plain text with
+``{prompt}`` and ``{response}`` placeholders; several variants are separated by
+a line ``---``. A scorer with ``n_rubric_samples = n`` asks variants
+0..n-1 (cycling if the file has fewer) and stores their mean. ``rubric_hash`` =
+sha256 of the whole file text.
+
+Methods (``method`` in config):
+
+- ``structured``: chat completion with a JSON-schema ``response_format``
+  ``{"score": integer 0-100}``; a non-JSON answer is still parsed robustly.
+- ``parse``: chat completion, answer parsed by ``parse_score`` (JSON object,
+  "Score: 87", "87/100", "87 out of 100", or a bare number).
+- ``yes_no_logprob``: one-token completion with top log-probs; score =
+  P(yes) / (P(yes) + P(no)), summing the probabilities of the top tokens that
+  read "yes" / "no" after stripping spaces and case (" Yes", "Yes", ...). This is
+  the usable judging signal of a small base model (docs: pipeline.md).
+
+Scores are stored in [0, 1] (0-100 answers divided by 100). An unparseable answer
+is retried (``parse_retries``) and then stored as ``status: "error"`` with the raw
+answer -- never as a default score. The oracle labels a seeded subset:
+``round(coverage * n)`` rows chosen by ``default_rng(seed)`` over all input rows
+sorted by (prompt_id, draw_idx), identically in every shard.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import logging
+import math
+import re
+from pathlib import Path
+
+import numpy as np
+
+from cje.errors import ConfigError
+from cje.llm.cache import SideCache, default_cache_path, read_jsonl, run_resumable, \
+    write_jsonl_atomic
+from cje.llm.client import LLMClient, MalformedResponse, chat_text, run_with_client
+from cje.llm.config import ScorerConfig, batch_size as cfg_batch_size, provider_config, \
+    scorer_config
+from cje.llm.prompts import select_shard
+
+log = logging.getLogger(__name__)
+KEY_FIELDS = ("prompt_id", "draw_idx", "input_sha")
+VARIANT_SEPARATOR = re.compile(r"^---\s*$", re.M)
+SCORE_SCHEMA = {"type": "json_schema", "json_schema": {
+    "name": "rubric_score", "strict": True,
+    "schema": {"type": "object", "additionalProperties": False, "required": ["score"],
+               "properties": {"score": {"type": "integer", "minimum": 0, "maximum": 100}}}}}
+_NUM = r"(\d{1,3}(?:\.\d+)?)"
+
+
+def load_rubric(path: str) -> tuple[list[str], str]:
+    """Read a rubric file; return (variants, sha256 hex of the file text)."""
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"rubric file {path} does not exist", key="rubric_file") from None
+    variants = [v.strip("\n") for v in VARIANT_SEPARATOR.split(text) if v.strip()]
+    for i, v in enumerate(variants):
+        if "{response}" not in v:
+            raise ConfigError(f"rubric {path} variant {i + 1} has no {{response}} placeholder",
+                              key="rubric_file")
+    return variants, hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def render_rubric(variant: str, prompt: str, response: str) -> str:
+    """Fill ``{prompt}`` and ``{response}`` (plain replacement: braces elsewhere stay)."""
+    return variant.replace("{prompt}", prompt).replace("{response}", response)
+
+
+def parse_score(text: str) -> float:
+    """Parse a 0-100 score from a judge's answer; ``MalformedResponse`` if none.
+
+    Tried in order: a JSON object with ``score``; the last "score/rating: N";
+    the last "N/100" or "N out of 100"; the whole answer being a number.
+    """
+    t = text.strip()
+    candidates: list[str] = []
+    m = re.search(r"\{.*\}", t, re.S)
+    if m:
+        try:
+            obj = json.loads(m.group(0))
+            if isinstance(obj, dict) and isinstance(obj.get("score"), (int, float)):
+                candidates.append(str(obj["score"]))
+        except ValueError:
+            pass
+    if not candidates:
+        hits = re.findall(r"(?i)\b(?:score|rating)\b[\s*:=]*(?:is|of)?[\s*:=]*" + _NUM, t)
+        hits = hits or re.findall(_NUM + r"\s*(?:/|out of)\s*100\b", t)
+        full = re.fullmatch(r"[\s*]*" + _NUM + r"[\s*.]*", t)
+        candidates = hits[-1:] if hits else ([full.group(1)] if full else [])
+    if not candidates:
+        raise MalformedResponse(f"no 0-100 score in answer {t[:80]!r}")
+    value = float(candidates[0])
+    if not 0.0 <= value <= 100.0:
+        raise MalformedResponse(f"score {value} outside 0-100 in answer {t[:80]!r}")
+    return value
+
+
+def yes_probability(top_logprobs: dict[str, float]) -> float:
+    """P(yes) / (P(yes) + P(no)) from one position's top log-probs (``MalformedResponse``
+    when neither a yes- nor a no-token is among them)."""
+    mass = {"yes": 0.0, "no": 0.0}
+    for tok, lp in top_logprobs.items():
+        word = tok.strip().lower()
+        if word in mass and lp is not None and math.isfinite(lp):
+            mass[word] += math.exp(lp)
+    if mass["yes"] + mass["no"] <= 0.0:
+        raise MalformedResponse(f"neither Yes nor No among top tokens {list(top_logprobs)[:8]}")
+    return mass["yes"] / (mass["yes"] + mass["no"])
+
+
+def _yes_no(resp) -> tuple[float, str]:
+    choices = getattr(resp, "choices", None)
+    lp = getattr(choices[0], "logprobs", None) if choices else None
+    tops = getattr(lp, "top_logprobs", None) if lp is not None else None
+    if not tops or not isinstance(tops[0], dict):
+        raise MalformedResponse("no top_logprobs in completion")
+    return yes_probability(tops[0]), json.dumps(tops[0])
+
+
+def _chat_score(resp) -> tuple[float, str]:
+    text = chat_text(resp)
+    return parse_score(text) / 100.0, text
+
+
+async def score_variant(client: LLMClient, sc: ScorerConfig, variant: str, prompt: str,
+                        response: str, prompt_id: str) -> tuple[float | None, str | None, str | None]:
+    """Score one (prompt, response) with one rubric variant: (score in [0,1], raw, error)."""
+    text = render_rubric(variant, prompt, response)
+    common = dict(model=sc.model, prompt_id=prompt_id, max_parse_retries=sc.parse_retries)
+    if sc.method == "yes_no_logprob":
+        if sc.chat_template != "none":
+            from cje.llm import templates
+            text = templates.render_prompt(sc.chat_template, "", text)
+        n_top = 20 if client.provider.kind == "local" else 5
+        res = await client.complete(text, max_tokens=1, temperature=0.0, logprobs=n_top,
+                                    parse=_yes_no, **common)
+    else:
+        fmt = SCORE_SCHEMA if sc.method == "structured" else None
+        res = await client.chat([{"role": "user", "content": text}], max_tokens=sc.max_tokens,
+                                temperature=sc.temperature, response_format=fmt,
+                                parse=_chat_score, **common)
+    if not res.ok:
+        return None, None, res.error
+    return res.value[0], res.value[1], None
+
+
+def oracle_selection(keys: list[tuple], coverage: float, seed: int) -> set[tuple]:
+    """The seeded subset of ``keys`` to label: ``round(coverage * n)`` keys drawn
+    without replacement by ``default_rng(seed)`` from the sorted keys."""
+    keys = sorted(set(keys))
+    n_sel = int(round(coverage * len(keys)))
+    idx = np.random.default_rng(seed).choice(len(keys), size=n_sel, replace=False)
+    return {keys[i] for i in idx}
+
+
+def _input_sha(row: dict) -> str:
+    blob = json.dumps([row.get("prompt"), row.get("response")], ensure_ascii=False)
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def score_responses(cfg: dict, role: str, input: str, output: str,
+                    coverage: float | None = None, seed: int | None = None, shard: int = 0,
+                    num_shards: int = 1, cache: str | None = None,
+                    batch_size: int | None = None, api_log: str | None = "logs/api_calls.log",
+                    retry_errors: bool = True, debug: bool = False) -> dict:
+    """Run the ``judge`` (role="judge") or ``oracle`` (role="oracle") stage.
+
+    Input: a responses JSONL (``data/responses/P.jsonl``). Output rows (atomic):
+    ``prompt_id, draw_idx, policy, {judge_score|oracle_label}, status, error, raw,
+    model, rubric_hash, input_sha`` (+ ``selected`` for the oracle; unselected rows
+    have ``status: "not_selected"`` and a null label). ``coverage``/``seed`` default
+    to the oracle config (the judge scores every row). Returns counts.
+    """
+    sc = scorer_config(cfg, role)
+    prov = provider_config(cfg, sc.provider)
+    variants, rubric_hash = load_rubric(sc.rubric_file)
+    field = "judge_score" if role == "judge" else "oracle_label"
+    rows = read_jsonl(input, required=("prompt_id", "draw_idx", "status"))
+    selected = None
+    if role == "oracle":
+        cov = sc.coverage if coverage is None else coverage
+        if not 0.0 <= cov <= 1.0:
+            raise ConfigError(f"coverage must be in [0, 1], got {cov}", key="--coverage")
+        selected = oracle_selection([(r["prompt_id"], r["draw_idx"]) for r in rows], cov,
+                                    sc.seed if seed is None else seed)
+    mine = select_shard([r["prompt_id"] for r in rows], shard, num_shards)
+    rows = sorted((r for r in rows if r["prompt_id"] in mine),
+                  key=lambda r: (r["prompt_id"], r["draw_idx"]))
+    side = SideCache(cache or default_cache_path(output), KEY_FIELDS,
+                     fingerprint=sc.fingerprint(rubric_hash),
+                     batch_size=batch_size or cfg_batch_size(cfg), retry_errors=retry_errors)
+
+    def base_record(row: dict) -> dict:
+        rec = {"prompt_id": row["prompt_id"], "draw_idx": row["draw_idx"],
+               "policy": row.get("policy"), field: None, "status": "error", "error": None,
+               "raw": None, "model": sc.model, "rubric_hash": rubric_hash,
+               "input_sha": _input_sha(row)}
+        if selected is not None:
+            rec["selected"] = (row["prompt_id"], row["draw_idx"]) in selected
+        return rec
+
+    to_call, final = [], {}
+    for row in rows:
+        rec = base_record(row)
+        key = (rec["prompt_id"], rec["draw_idx"], rec["input_sha"])
+        if selected is not None and not rec["selected"]:
+            final[key] = {**rec, "status": "not_selected"}
+        elif row.get("status") != "ok" or row.get("response") is None:
+            final[key] = {**rec, "error": f"response unavailable (generation status "
+                                          f"{row.get('status')!r}: {row.get('error')})"}
+        else:
+            to_call.append({**rec, "_row": row})
+
+    async def work(client: LLMClient, item: dict) -> dict:
+        row = item.pop("_row")
+        n = sc.n_rubric_samples
+        results = await asyncio.gather(*[
+            score_variant(client, sc, variants[i % len(variants)], row["prompt"],
+                          row["response"], row["prompt_id"]) for i in range(n)])
+        errors = [e for _, _, e in results if e]
+        raws = [r for _, r, _ in results]
+        item["raw"] = raws[0] if n == 1 else raws
+        if errors:
+            return {**item, "status": "error", "error": "; ".join(errors)}
+        return {**item, field: float(np.mean([s for s, _, _ in results])), "status": "ok"}
+
+    async def body(client: LLMClient) -> dict:
+        return await run_resumable(to_call, side, lambda it: work(client, it),
+                                   desc=f"{role} {Path(input).stem}",
+                                   workers=prov.max_concurrency)
+
+    counts = run_with_client(prov, f"{role}:{Path(input).stem}", api_log, body, debug=debug)
+    for it in to_call:
+        key = (it["prompt_id"], it["draw_idx"], it["input_sha"])
+        final[key] = side.get(key)
+    out = sorted((r for r in final.values() if r is not None),
+                 key=lambda r: (r["prompt_id"], r["draw_idx"]))
+    write_jsonl_atomic(output, out)
+    counts.update(written=len(out), scored_ok=sum(r["status"] == "ok" for r in out),
+                  errors=sum(r["status"] == "error" for r in out))
+    if selected is not None:
+        counts["selected"] = sum(bool(r.get("selected")) for r in out)
+    log.info("%s %s: %s -> %s", role, input, counts, output)
+    return counts
