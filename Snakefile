@@ -1,0 +1,61 @@
+# cje-arena: Causal Judge Evaluation as a Snakemake workflow.
+#
+#   snakemake --cores 2 --profile profiles/local                      # the configured grid
+#   snakemake --cores 8 results/dr-cpo/coverage_0.1/estimates.json    # one result
+#   snakemake --profile profiles/slurm --configfile config/arena.yaml # hosted models on SLURM
+#
+# Targets, file layout, config keys, profiles, resume and sweeps: docs/workflow.md.
+
+from snakemake.utils import min_version, validate
+
+min_version("9.0")
+
+
+configfile: "config/config.yaml"
+
+
+report: "report/workflow.rst"
+
+
+include: "rules/config.smk"
+
+
+check_config_schema(config)  # errors name the config key
+validate(config, "schemas/config.schema.yaml")  # fills the defaults
+check_config_semantics(config)
+
+
+include: "rules/common.smk"
+
+
+wildcard_constraints:
+    policy=r"[A-Za-z0-9][A-Za-z0-9_.-]*",
+    shard=r"\d+",
+    nshards=r"\d+",
+    estimator=r"[a-z0-9-]+",
+    coverage=r"[0-9]*\.?[0-9]+(e-?[0-9]+)?",
+    seed=r"\d+",
+
+
+localrules:
+    all,
+
+
+rule all:
+    default_target: True
+    input:
+        all_targets(),
+
+
+if not ANALYSIS_ONLY:  # analysis-only mode (analysis.dataset set) has no LLM stage
+
+    include: "rules/prompts.smk"
+    include: "rules/generate.smk"
+    include: "rules/logprobs.smk"
+    include: "rules/judge.smk"
+    include: "rules/oracle.smk"
+    include: "rules/dataset.smk"
+
+
+include: "rules/analyze.smk"
+include: "rules/summary.smk"

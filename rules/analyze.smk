@@ -1,0 +1,46 @@
+# Stage 7: one analysis per (estimator, oracle coverage[, seed]) (cje analyze).
+#   results/{estimator}/coverage_{coverage}/estimates.json          first seed of analysis.seeds
+#   results/{estimator}/coverage_{coverage}/seed_{seed}/estimates.json  any replicate seed
+# Sweep: `snakemake results/{e}/coverage_{c}/estimates.json ...` for many e, c in ONE call.
+
+
+rule analyze:
+    input:
+        unpack(analysis_inputs),
+    output:
+        **analysis_outputs("results/{estimator}/coverage_{coverage}"),
+    params:
+        seed=config["analysis"]["seeds"][0],
+        fresh_draws_dir=FRESH_DRAWS_DIR,
+        probe_coverage=config["analysis"]["probe_coverage"],
+        plots=config["analysis"]["plots"],
+        refuse_unreliable=config["analysis"]["refuse_unreliable"],
+        code=code_hash("analysis"),
+    log:
+        "logs/analyze/{estimator}/coverage_{coverage}.log",
+    benchmark:
+        "logs/benchmarks/analyze/{estimator}/coverage_{coverage}.tsv"
+    threads: 1
+    resources:
+        mem_mb=4000,
+        runtime=30,
+    conda:
+        "../envs/cje.yaml"
+    script:
+        "../scripts/analyze.py"
+
+
+use rule analyze as analyze_replicate with:
+    output:
+        **analysis_outputs("results/{estimator}/coverage_{coverage}/seed_{seed}"),
+    params:
+        seed=lambda w: int(w.seed),
+        fresh_draws_dir=FRESH_DRAWS_DIR,
+        probe_coverage=config["analysis"]["probe_coverage"],
+        plots=config["analysis"]["plots"],
+        refuse_unreliable=config["analysis"]["refuse_unreliable"],
+        code=code_hash("analysis"),
+    log:
+        "logs/analyze/{estimator}/coverage_{coverage}/seed_{seed}.log",
+    benchmark:
+        "logs/benchmarks/analyze/{estimator}/coverage_{coverage}/seed_{seed}.tsv"

@@ -1,0 +1,50 @@
+# Stage 2: responses of every policy, one job per (policy, shard) (cje generate),
+# gathered into data/responses/{policy}.jsonl (cje merge). The base policy's
+# responses are the logged data; a target policy's responses are its fresh draws.
+
+
+rule generate:
+    input:
+        unpack(generate_input),
+    output:
+        "data/shards/responses/{policy}/{shard}-of-{nshards}.jsonl",
+    params:
+        config_file=EFFECTIVE_CONFIG,
+        policy_spec=lambda w: policy_spec(w.policy),
+        draws_per_prompt=lambda w: draws_for(w.policy),
+        batch_size=config["execution"]["batch_size"],
+        cache_dir=lambda w: f"data/cache/responses/{w.policy}",
+        code=code_hash("llm"),
+    log:
+        "logs/generate/{policy}/{shard}-of-{nshards}.log",
+    benchmark:
+        "logs/benchmarks/generate/{policy}/{shard}-of-{nshards}.tsv"
+    threads: lambda w: provider_threads(config["policies"][w.policy]["provider"])
+    resources:
+        mem_mb=2000,
+        runtime=240,
+    conda:
+        "../envs/cje.yaml"
+    script:
+        "../scripts/generate.py"
+
+
+rule merge_responses:
+    input:
+        lambda w: shard_files("responses", w.policy),
+    output:
+        "data/responses/{policy}.jsonl",
+    params:
+        code=code_hash("llm"),
+    log:
+        "logs/merge/responses/{policy}.log",
+    benchmark:
+        "logs/benchmarks/merge/responses/{policy}.tsv"
+    threads: 1
+    resources:
+        mem_mb=1000,
+        runtime=10,
+    conda:
+        "../envs/cje.yaml"
+    script:
+        "../scripts/merge.py"

@@ -1,0 +1,50 @@
+# Stage 5: the expensive oracle labels a seeded share of every policy's rows
+# (oracle.coverage of the logged rows, oracle.fresh_draw_coverage of the fresh draws),
+# one job per (policy, shard) (cje oracle), gathered into data/oracle/{policy}.jsonl.
+
+
+rule oracle:
+    input:
+        unpack(oracle_input),
+    output:
+        "data/shards/oracle/{policy}/{shard}-of-{nshards}.jsonl",
+    params:
+        config_file=EFFECTIVE_CONFIG,
+        scorer_spec=lambda w: scorer_spec("oracle", w.policy),
+        cache_dir=lambda w: f"data/cache/oracle/{w.policy}",
+        code=code_hash("llm"),
+        coverage=lambda w: oracle_coverage_for(w.policy),
+        seed=config["oracle"]["seed"],
+    log:
+        "logs/oracle/{policy}/{shard}-of-{nshards}.log",
+    benchmark:
+        "logs/benchmarks/oracle/{policy}/{shard}-of-{nshards}.tsv"
+    threads: provider_threads(config["oracle"]["provider"])
+    resources:
+        mem_mb=2000,
+        runtime=240,
+    conda:
+        "../envs/cje.yaml"
+    script:
+        "../scripts/oracle.py"
+
+
+rule merge_oracle:
+    input:
+        lambda w: shard_files("oracle", w.policy),
+    output:
+        "data/oracle/{policy}.jsonl",
+    params:
+        code=code_hash("llm"),
+    log:
+        "logs/merge/oracle/{policy}.log",
+    benchmark:
+        "logs/benchmarks/merge/oracle/{policy}.tsv"
+    threads: 1
+    resources:
+        mem_mb=1000,
+        runtime=10,
+    conda:
+        "../envs/cje.yaml"
+    script:
+        "../scripts/merge.py"

@@ -1,0 +1,17 @@
+"""Rules analyze / analyze_replicate: one estimator at one oracle coverage and seed (cje analyze)."""
+
+import os
+
+from _cje_rule import run_cje
+
+sm = snakemake  # noqa: F821 (injected by Snakemake)
+p = sm.params
+argv = ["analyze", "--data", sm.input.dataset, "--fresh-draws-dir", p.fresh_draws_dir,
+        "--estimator", sm.wildcards.estimator, "--oracle-coverage", sm.wildcards.coverage,
+        "--seed", p.seed, "--probe-coverage", p.probe_coverage,
+        "--output-dir", os.path.dirname(sm.output.estimates)]
+if p.plots:
+    argv.append("--plots")
+if p.refuse_unreliable:
+    argv.append("--refuse-unreliable")
+run_cje(argv, sm.log[0])

@@ -1,0 +1,13 @@
+"""Rule dataset: the logged dataset and the fresh-draw files (cje dataset)."""
+
+import os
+
+from _cje_rule import run_cje
+
+sm = snakemake  # noqa: F821 (injected by Snakemake)
+folder = {name: os.path.dirname(sm.input[name][0]) for name in ("responses", "logprobs", "judge", "oracle")}
+run_cje(["dataset", "--config", sm.params.config_file,
+         "--responses-dir", folder["responses"], "--logprobs-dir", folder["logprobs"],
+         "--judge-dir", folder["judge"], "--oracle-dir", folder["oracle"],
+         "--output", sm.output.dataset,
+         "--fresh-draws-dir", os.path.dirname(sm.output.fresh_draws[0])], sm.log[0])
