@@ -17,7 +17,7 @@ import numpy as np
 
 from cje import __version__
 from cje.context import AnalysisContext, AnalysisOptions, build_context
-from cje.data import load_fresh_draws_dir, load_logged_data
+from cje.data import FreshDraws, LoggedData, load_fresh_draws_dir, load_logged_data
 from cje.diagnostics import bhattacharyya_overlap, out_of_range_mass, policy_status, transport_audit, weight_diagnostics
 from cje.errors import ConfigError
 from cje.estimators import get_estimator
@@ -26,7 +26,7 @@ from cje.inference import interval, paired_comparison
 from cje.results import AnalysisResult, PlotData, PolicyResult
 from cje.weights import WeightError
 
-__all__ = ["AnalysisConfig", "run_analysis", "validate_config"]
+__all__ = ["AnalysisConfig", "run_analysis", "analyze", "validate_config"]
 
 log = logging.getLogger(__name__)
 
@@ -176,21 +176,35 @@ def _plot_data(ctx: AnalysisContext, arrays: dict) -> PlotData:
 
 
 def run_analysis(config: AnalysisConfig) -> AnalysisResult:
-    """Run one analysis. Raises CJEError subclasses on bad options or input."""
-    estimator = validate_config(config)
-    o = config.options
+    """Run one analysis from files. Raises CJEError subclasses on bad options or input."""
+    validate_config(config)
     data = load_logged_data(config.data)
     fresh = load_fresh_draws_dir(config.fresh_draws_dir, data.target_policies) if config.fresh_draws_dir else {}
+    result = analyze(data, fresh, config.estimator, config.options, config.refuse_unreliable)
+    result.metadata["inputs"] = {"data": str(Path(config.data)), "fresh_draws_dir": config.fresh_draws_dir}
+    return result
+
+
+def analyze(data: LoggedData, fresh: dict[str, FreshDraws], estimator_name: str,
+            options: AnalysisOptions | None = None, refuse_unreliable: bool = False) -> AnalysisResult:
+    """Run one analysis on in-memory data (used by ``run_analysis``, simulations and benchmarks).
+
+    Inputs: validated logged data, fresh draws per policy (may be empty), the
+    estimator name and options. Output: an :class:`AnalysisResult`.
+    """
+    o = options or AnalysisOptions()
+    estimator = validate_config(AnalysisConfig(data="<memory>", estimator=estimator_name,
+                                               fresh_draws_dir="<memory>" if fresh else None, options=o))
     ctx = build_context(data, fresh, o)
     if estimator.needs_fresh_draws:
         missing = [p for p in data.target_policies if p not in fresh]
         if missing:
             raise ConfigError(f"estimator '{estimator.name}' needs fresh draws; none found for "
-                              f"{missing} in {config.fresh_draws_dir} (expected {{policy}}_responses.jsonl)",
+                              f"{missing} (expected {{policy}}_responses.jsonl in the fresh-draws folder)",
                               key="fresh_draws_dir")
     policies, diagnostics, truths, estimates, arrays = {}, {}, {}, {}, {}
     for policy in data.target_policies:
-        result, diag, est, arr = _policy_result(ctx, estimator, policy, config.refuse_unreliable)
+        result, diag, est, arr = _policy_result(ctx, estimator, policy, refuse_unreliable)
         policies[policy], diagnostics[policy], arrays[policy] = result, diag, arr
         if est is not None:
             estimates[policy] = est
@@ -223,7 +237,7 @@ def run_analysis(config: AnalysisConfig) -> AnalysisResult:
                              "skipped: 100% oracle coverage, rewards are the oracle labels",
                       "cluster": "prompt_id"},
         "warnings": warnings,
-        "inputs": {"data": str(Path(config.data)), "fresh_draws_dir": config.fresh_draws_dir},
+        "inputs": {"data": data.path, "fresh_draws_dir": None},
         "cje_version": __version__,
         "created_at": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
     }
