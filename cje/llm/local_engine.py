@@ -55,7 +55,8 @@ def log_softmax_rows(logits: np.ndarray, temperature: float) -> np.ndarray:
     """Row-wise ``log_softmax(logits / T)`` in float64 (T <= 0 is treated as T = 1).
 
     Input: ``(n, V)`` float array of raw logits. Output: ``(n, V)`` float64
-    log-probabilities, each row log-sum-exp-normalised to 0.
+    log-probabilities, each row log-sum-exp-normalised to 0. (Reference
+    implementation; the engine uses the cheaper :func:`scaled_lse`.)
     """
     t = float(temperature) if temperature and temperature > 0 else 1.0
     x = logits.astype(np.float64) / t
@@ -64,12 +65,27 @@ def log_softmax_rows(logits: np.ndarray, temperature: float) -> np.ndarray:
     return x
 
 
-def _top_n(row: np.ndarray, n: int) -> list[tuple[int, float]]:
+def scaled_lse(logits: np.ndarray, temperature: float) -> tuple[np.ndarray, np.ndarray]:
+    """Return ``(x, lse)``: ``x = logits / T`` (float32, ``(n, V)``) and its row-wise
+    log-sum-exp (float64, ``(n,)``), so ``log p(token) = x[r, token] - lse[r]``.
+
+    The exponentials are float32 summed in float64 (error ~1e-6 per token, far
+    below the 1e-4 tolerances used on summed log-probs); T <= 0 counts as T = 1.
+    """
+    t = float(temperature) if temperature and temperature > 0 else 1.0
+    x = np.asarray(logits, dtype=np.float32) / np.float32(t)
+    m = x.max(axis=1)
+    lse = m.astype(np.float64) + np.log(np.exp(x - m[:, None]).sum(axis=1, dtype=np.float64))
+    return x, lse
+
+
+def _top_n(x_row: np.ndarray, lse: float, n: int) -> list[tuple[int, float]]:
+    """The ``n`` most likely tokens of one scaled-logit row, as (id, log-prob), best first."""
     if n <= 0:
         return []
-    idx = np.argpartition(row, -n)[-n:]
-    idx = idx[np.argsort(row[idx])[::-1]]
-    return [(int(i), float(row[i])) for i in idx]
+    idx = np.argpartition(x_row, -n)[-n:]
+    idx = idx[np.argsort(x_row[idx])[::-1]]
+    return [(int(i), float(x_row[i]) - lse) for i in idx]
 
 
 def sample_token(
@@ -165,7 +181,10 @@ class LocalEngine:
         self._lib.llama_memory_clear(mem, True)
 
     def _decode(self, tokens: list[int], n_past: int, all_logits: bool) -> np.ndarray:
-        """Decode ``tokens`` at positions n_past..; return logits rows (all, or the last)."""
+        """Decode ``tokens`` at positions n_past..; return logits rows (all, or the last).
+
+        The array is a view of llama.cpp's buffer, valid until the next decode.
+        """
         b = self._batch
         n = len(tokens)
         b.n_tokens = n
@@ -180,16 +199,16 @@ class LocalEngine:
             raise RuntimeError(f"llama_decode returned {rc}")
         rows = n if all_logits else 1
         ptr = self._lib.llama_get_logits(self._ctx)
-        return np.ctypeslib.as_array(ptr, shape=(rows * self.n_vocab,)).reshape(rows, self.n_vocab).copy()
+        return np.ctypeslib.as_array(ptr, shape=(rows * self.n_vocab,)).reshape(rows, self.n_vocab)
 
     def evaluate(
         self, tokens: list[int], temperature: float, top_n: int, score_prompt: bool
-    ) -> tuple[TokenLogprobs, np.ndarray]:
+    ) -> tuple[TokenLogprobs, tuple[np.ndarray, float]]:
         """Evaluate ``tokens`` (BOS first) from an empty cache.
 
         Output: (log-probs of tokens[1:] each given its prefix, at temperature T,
         with ``top_n`` alternatives; empty when ``score_prompt`` is False) and the
-        log-softmax row for the token after the last one.
+        next-token distribution after the last token as (scaled logits, lse).
         """
         if len(tokens) >= self.n_ctx:
             raise ValueError(f"prompt has {len(tokens)} tokens; the context window is {self.n_ctx}")
@@ -200,20 +219,21 @@ class LocalEngine:
             chunk = tokens[start : start + self.n_batch]
             logits = self._decode(chunk, start, all_logits=score_prompt)
             if not score_prompt:
-                last = logits[-1:]
+                last = scaled_lse(logits[-1:], temperature)
                 continue
             for b0 in range(0, len(chunk), _ROWS_PER_BLOCK):
-                lp = log_softmax_rows(logits[b0 : b0 + _ROWS_PER_BLOCK], temperature)
-                for r in range(lp.shape[0]):
-                    pos = start + b0 + r  # row predicts tokens[pos + 1]
-                    if pos + 1 < len(tokens):
-                        nxt = tokens[pos + 1]
-                        out.token_ids.append(nxt)
-                        out.logprobs.append(float(lp[r, nxt]))
-                        out.top.append(_top_n(lp[r], top_n))
-                    else:
-                        last = logits[b0 + r : b0 + r + 1]
-        return out, log_softmax_rows(last, temperature)[0]
+                x, lse = scaled_lse(logits[b0 : b0 + _ROWS_PER_BLOCK], temperature)
+                pos = start + b0 + np.arange(x.shape[0])  # row r predicts tokens[pos[r] + 1]
+                has_next = pos + 1 < len(tokens)
+                rows = np.nonzero(has_next)[0]
+                nxt = np.asarray(tokens, dtype=np.int64)[pos[rows] + 1]
+                out.token_ids.extend(int(t) for t in nxt)
+                out.logprobs.extend((x[rows, nxt].astype(np.float64) - lse[rows]).tolist())
+                out.top.extend(_top_n(x[r], lse[r], top_n) for r in rows)
+                if not has_next[-1]:
+                    last = (x[-1:].copy(), lse[-1:])
+        x_last, lse_last = last
+        return out, (x_last[0], float(lse_last[0]))
 
     def complete(
         self,
@@ -240,20 +260,23 @@ class LocalEngine:
             raise ValueError(
                 f"prompt ({len(tokens)} tokens) + max_tokens ({max_tokens}) exceeds the context window {self.n_ctx}"
             )
-        prompt_lp, row = self.evaluate(tokens, temperature, top_n, score_prompt=echo)
+        prompt_lp, (x, lse) = self.evaluate(tokens, temperature, top_n, score_prompt=echo)
         rng = np.random.default_rng(seed)
         gen = TokenLogprobs()
         text = b""
         finish = "length"
         stops = [s.encode("utf-8") for s in (stop or []) if s]
         for step in range(max_tokens):
-            tok = int(np.argmax(row)) if not temperature or temperature <= 0 else sample_token(row, rng, top_k, top_p, min_p)
+            if not temperature or temperature <= 0:
+                tok = int(np.argmax(x))
+            else:
+                tok = sample_token(x.astype(np.float64) - lse, rng, top_k, top_p, min_p)
             if self.is_end_of_generation(tok):
                 finish = "stop"
                 break
             gen.token_ids.append(tok)
-            gen.logprobs.append(float(row[tok]))
-            gen.top.append(_top_n(row, top_n))
+            gen.logprobs.append(float(x[tok]) - lse)
+            gen.top.append(_top_n(x, lse, top_n))
             text += self.piece(tok)
             hit = min((i for i in (text.find(s) for s in stops) if i >= 0), default=-1)
             if hit >= 0:
@@ -262,7 +285,8 @@ class LocalEngine:
                 _trim_to_bytes(gen, [self.piece(t) for t in gen.token_ids], len(text))
                 break
             if step + 1 < max_tokens:
-                row = log_softmax_rows(self._decode([tok], len(tokens) + step, all_logits=False), temperature)[0]
+                xs, lses = scaled_lse(self._decode([tok], len(tokens) + step, all_logits=False), temperature)
+                x, lse = xs[0], float(lses[0])
         t_eff = float(temperature) if temperature and temperature > 0 else 1.0
         return Generation(prompt_lp, gen, finish, t_eff), text.decode("utf-8", errors="replace")
 

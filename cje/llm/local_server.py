@@ -65,7 +65,7 @@ class _Handler(BaseHTTPRequestHandler):
 
     def do_GET(self) -> None:  # noqa: N802 (http.server naming)
         if self.path in ("/health", "/v1/health"):
-            self._send(200, {"status": "ok", "model": MODEL_ID})
+            self._send(200, {"status": "ok", "model": MODEL_ID, "pid": os.getpid()})
         elif self.path == "/v1/models":
             self._send(200, {"object": "list", "data": [{"id": MODEL_ID, "object": "model", "owned_by": "cje"}]})
         else:

@@ -1,0 +1,216 @@
+"""CLI commands ``cje logprobs`` (teacher-forced log-probs stage) and ``cje serve-local``.
+
+``cje logprobs --config C --responses data/responses/base.jsonl --policies a,b
+--output-dir D [--shard I --num-shards N] [--cache-dir DIR]`` scores every base
+response under each listed policy and writes ``D/{policy}.jsonl`` (rows in
+docs/contracts.md plus ``draw_idx``, ``logprob_temperature``, ``fallback_reason``,
+``response_sha256``, ``model``). It resumes from a side cache
+(``DIR/{policy}.cache.jsonl``, with ``.{I}-of-{N}`` before ``.cache.jsonl`` when
+sharded; default DIR = D), never re-paying for an ``ok`` row whose response text
+is unchanged, and publishes atomically. A base response whose generation failed
+gives an ``error`` row without a call. Shard I of N holds the rows whose
+``sha256(prompt_id) mod N == I``.
+
+``cje serve-local [--config C] [--port P] [--threads N]`` runs the embedded model
+server in the foreground and prints its base URL; point a provider's
+``base_url`` at it to share one server between stages.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import hashlib
+import logging
+import sys
+import time
+from pathlib import Path
+
+from cje.errors import ConfigError
+from cje.llm.cache import SideCache, publish_jsonl, read_jsonl
+from cje.llm.client import Accounting, CallLog, LLMClient, provider_endpoint
+from cje.llm.config import batch_size as config_batch_size
+from cje.llm.config import load_config, policy_config, provider_config
+from cje.llm.progress import Progress
+from cje.llm.teacher_forcing import Score, score_response
+
+log = logging.getLogger("cje.logprobs")
+KEY_FIELDS = ("prompt_id", "draw_idx")
+SCORING_VERSION = "tf1"  # bump when the scoring procedure changes (invalidates caches)
+
+
+def in_shard(prompt_id: str, shard: int, num_shards: int) -> bool:
+    """True if ``prompt_id`` belongs to shard ``shard`` of ``num_shards`` (sha256 mod N)."""
+    return int(hashlib.sha256(str(prompt_id).encode()).hexdigest()[:12], 16) % num_shards == shard
+
+
+def _sha(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
+
+
+def cache_path(cache_dir: Path, policy: str, shard: int, num_shards: int) -> Path:
+    """The side-cache file of one policy (and shard) in ``cache_dir``."""
+    suffix = f".{shard}-of-{num_shards}" if num_shards > 1 else ""
+    return cache_dir / f"{policy}{suffix}.cache.jsonl"
+
+
+def _row(resp: dict, policy, score: Score) -> dict:
+    return {
+        "prompt_id": resp["prompt_id"],
+        "draw_idx": resp.get("draw_idx", 0),
+        "policy": policy.name,
+        **score.as_row(),
+        "model": policy.model,
+        "response_sha256": _sha(resp.get("response") or ""),
+    }
+
+
+async def _score_policy(client: LLMClient, policy, todo: list[dict], cache: SideCache,
+                        score_only_server: bool, progress: Progress) -> dict[tuple, dict]:
+    async def one(resp: dict) -> dict:
+        score = await score_response(
+            client, policy, resp["prompt"], resp["response"], str(resp["prompt_id"]),
+            score_only_server, include_end_of_turn=resp.get("finish_reason") != "length")
+        return _row(resp, policy, score)
+
+    out: dict[tuple, dict] = {}
+    tasks = [asyncio.ensure_future(one(r)) for r in todo]
+    try:
+        for fut in asyncio.as_completed(tasks):
+            row = await fut
+            cache.add(row)
+            out[(row["prompt_id"], row["draw_idx"])] = row
+            progress.update(1)
+    finally:
+        for t in tasks:
+            t.cancel()
+    return out
+
+
+def run_logprobs(config_path: str, responses_path: str, policies: list[str], output_dir: str,
+                 shard: int = 0, num_shards: int = 1, cache_dir: str | None = None,
+                 api_log: str = "logs/api_calls.log", batch_size: int | None = None) -> dict[str, dict]:
+    """Run the log-prob stage; return ``{policy: {"ok": n, "error": n, "offsets": n, "two_call": n}}``.
+
+    Inputs: workflow config path, the base responses JSONL, policy names, output
+    directory, shard selection, cache directory (default: output dir), API call
+    log path, side-cache flush interval (default ``execution.batch_size``).
+    Writes ``output_dir/{policy}.jsonl`` atomically (sorted by prompt_id, draw_idx).
+    """
+    if not 0 <= shard < num_shards:
+        raise ConfigError(f"--shard {shard} is not in [0, {num_shards})", key="--shard")
+    cfg = load_config(config_path)
+    pols = [policy_config(cfg, name) for name in policies]
+    responses = [r for r in read_jsonl(responses_path, required=("prompt_id", "prompt", "response"))
+                 if in_shard(r["prompt_id"], shard, num_shards)]
+    out_dir, cdir = Path(output_dir), Path(cache_dir or output_dir)
+    call_log, accounting = CallLog(api_log), Accounting()
+    n_batch = batch_size or config_batch_size(cfg)
+    summary: dict[str, dict] = {}
+    by_provider: dict[str, list] = {}
+    for pol in pols:
+        by_provider.setdefault(pol.provider, []).append(pol)
+    for provider_name, provider_pols in by_provider.items():
+        provider = provider_config(cfg, provider_name)
+        plans = []
+        for pol in provider_pols:
+            cache = SideCache(cache_path(cdir, pol.name, shard, num_shards), KEY_FIELDS,
+                              fingerprint=f"{pol.fingerprint()}:{SCORING_VERSION}", batch_size=n_batch)
+            final, todo = {}, []
+            for r in responses:
+                key = (r["prompt_id"], r.get("draw_idx", 0))
+                cached = cache.get(key)
+                if cached and cached.get("status") == "ok" and cached.get("response_sha256") == _sha(r["response"] or ""):
+                    final[key] = cached
+                elif r.get("status", "ok") != "ok" or r["response"] is None:
+                    final[key] = _row(r, pol, Score(None, None, None, "error",
+                                                    f"base response not available: {r.get('error') or 'status ' + str(r.get('status'))}"))
+                else:
+                    todo.append(r)
+            plans.append((pol, cache, final, todo))
+        if any(todo for *_, todo in plans):
+            with provider_endpoint(provider) as base_url:
+                for pol, cache, final, todo in plans:
+                    with cache, Progress(len(responses), f"logprobs {pol.name}", initial=len(responses) - len(todo)) as bar:
+                        async def main(pol=pol, cache=cache, todo=todo, bar=bar):
+                            async with LLMClient(provider, base_url, "logprobs", call_log, accounting) as client:
+                                return await _score_policy(client, pol, todo, cache, provider.kind == "local", bar)
+                        final.update(asyncio.run(main()))
+        for pol, cache, final, todo in plans:
+            rows = list(final.values())
+            publish_jsonl(out_dir / f"{pol.name}.jsonl", rows, KEY_FIELDS)
+            counts = {"ok": 0, "error": 0, "offsets": 0, "two_call": 0, "rescored": len(todo)}
+            for row in rows:
+                counts["ok" if row["status"] == "ok" else "error"] += 1
+                if row["status"] == "ok":
+                    counts[row["method"]] += 1
+            summary[pol.name] = counts
+            log.info("logprobs %s: %d ok (%d offsets, %d two_call), %d error, %d scored now",
+                     pol.name, counts["ok"], counts["offsets"], counts["two_call"], counts["error"], len(todo))
+            errors = sorted({str(r["error"]).split(";")[0] for r in rows if r["status"] != "ok"})
+            for e in errors[:5]:
+                log.warning("logprobs %s error kind: %s", pol.name, e)
+    log.info("%s", accounting.format_summary())
+    return summary
+
+
+def _cmd_logprobs(args: argparse.Namespace) -> int:
+    policies = [p.strip() for p in args.policies.split(",") if p.strip()]
+    if not policies:
+        raise ConfigError("no policy names given", key="--policies")
+    summary = run_logprobs(args.config, args.responses, policies, args.output_dir, args.shard,
+                           args.num_shards, args.cache_dir, args.api_log, args.batch_size)
+    return 0 if summary else 1
+
+
+def _local_provider_settings(config_path: str | None) -> tuple[int, str | None]:
+    """(n_threads, model_package) of the first ``kind: local`` provider in the config."""
+    if not config_path:
+        return 1, None
+    cfg = load_config(config_path)
+    for name, spec in (cfg.get("providers") or {}).items():
+        if isinstance(spec, dict) and spec.get("kind") == "local":
+            p = provider_config(cfg, name)
+            return p.n_threads, p.model_package
+    raise ConfigError("no provider with kind 'local' in the config", key="providers")
+
+
+def _cmd_serve_local(args: argparse.Namespace) -> int:
+    from cje.llm.local_model import MODEL_PACKAGE
+    from cje.llm.local_server import _health, local_server
+
+    threads, package = _local_provider_settings(args.config)
+    threads = args.threads or threads
+    with local_server(n_threads=threads, port=args.port, model_package=package or MODEL_PACKAGE) as url:
+        print(url, flush=True)
+        log.info("serving the embedded model at %s with %d thread(s); Ctrl-C or SIGTERM stops it", url, threads)
+        failures = 0
+        try:
+            while failures < 3:
+                time.sleep(2.0)
+                failures = 0 if _health(url[: -len("/v1")]) else failures + 1
+        except KeyboardInterrupt:
+            return 0
+    print("cje serve-local: the server stopped answering health checks", file=sys.stderr)
+    return 1
+
+
+def register(subparsers) -> None:
+    """Add ``logprobs`` and ``serve-local`` to the ``cje`` CLI."""
+    p = subparsers.add_parser("logprobs", help="teacher-forced log-probs of the base responses under policies",
+                              description=__doc__.split("\n\n")[1])
+    p.add_argument("--config", required=True, help="workflow config YAML")
+    p.add_argument("--responses", required=True, help="base responses JSONL (cje generate output)")
+    p.add_argument("--policies", required=True, help="comma-separated policy names to (re)score")
+    p.add_argument("--output-dir", required=True, help="writes OUTPUT_DIR/{policy}.jsonl")
+    p.add_argument("--shard", type=int, default=0, help="this job's shard index (default 0)")
+    p.add_argument("--num-shards", type=int, default=1, help="number of shards (default 1)")
+    p.add_argument("--cache-dir", default=None, help="side-cache folder (default: output dir)")
+    p.add_argument("--api-log", default="logs/api_calls.log", help="JSON-lines API call log")
+    p.add_argument("--batch-size", type=int, default=None, help="cache flush interval (default execution.batch_size)")
+    p.set_defaults(func=_cmd_logprobs)
+    s = subparsers.add_parser("serve-local", help="run the embedded local model server in the foreground")
+    s.add_argument("--config", default=None, help="workflow config (threads/model of the local provider)")
+    s.add_argument("--port", type=int, default=None, help="port on 127.0.0.1 (default: a free one)")
+    s.add_argument("--threads", type=int, default=None, help="llama.cpp threads (default: config or 1)")
+    s.set_defaults(func=_cmd_serve_local)
