@@ -1,0 +1,50 @@
+"""Results people can look at: per-analysis plots and dashboard, and the sweep summary.
+
+``render_analysis_plots(payload, plot_data, out_dir)`` is what ``cje analyze --plots``
+calls; ``cje summarize`` (registered by :mod:`cje.viz.commands`) builds the sweep
+summary. This package reads results only (estimates.json payloads and
+:class:`cje.results.PlotData`); it never imports estimators or snakemake.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from cje.results import PlotData
+
+__all__ = ["render_analysis_plots", "PLOT_FILES", "DASHBOARD_FILE"]
+
+PLOT_FILES = ("weight_distributions.png", "calibration_curve.png", "policy_estimates.png")
+DASHBOARD_FILE = "diagnostics_dashboard.html"
+
+
+def render_analysis_plots(payload: dict, plot_data: PlotData | None, out_dir: str | Path) -> list[Path]:
+    """Write the three PNGs and the self-contained HTML dashboard of one analysis.
+
+    Parameters
+    ----------
+    payload : the estimates.json payload (``AnalysisResult.to_dict()``).
+    plot_data : the analysis arrays (``AnalysisResult.plot_data`` or ``PlotData.load(plot_data.npz)``).
+        When None, only ``policy_estimates.png`` and the dashboard are written
+        (the dashboard says the array plots are missing).
+    out_dir : folder to write into (created when missing).
+
+    Returns
+    -------
+    The written paths: ``weight_distributions.png``, ``calibration_curve.png``,
+    ``policy_estimates.png``, ``diagnostics_dashboard.html`` (in that order).
+    Every file is written atomically.
+    """
+    from cje.viz.dashboard import write_dashboard
+    from cje.viz.forest import plot_policy_estimates
+    from cje.viz.plots import plot_calibration_curve, plot_weight_distributions
+
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    written: list[Path] = []
+    if plot_data is not None:
+        written.append(plot_weight_distributions(payload, plot_data, out_dir / PLOT_FILES[0]))
+        written.append(plot_calibration_curve(payload, plot_data, out_dir / PLOT_FILES[1]))
+    written.append(plot_policy_estimates(payload, out_dir / PLOT_FILES[2]))
+    written.append(write_dashboard(payload, written, out_dir / DASHBOARD_FILE))
+    return written

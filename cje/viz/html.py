@@ -1,0 +1,189 @@
+"""Building blocks of the self-contained HTML pages (dashboard and sweep summary).
+
+Every page is one file: inline CSS and vanilla JavaScript, images as base64
+``data:`` URIs, no external resource of any kind, so it works opened from disk
+with no network. Tables with class ``sortable`` sort by clicking (or pressing
+Enter on) a header; each cell's ``data-sort`` holds the sort key (numbers sort
+numerically, empty keys always last). Rows of tables with class ``filterable``
+are filtered by the page's text box (``#filter-text``, matched against the row
+text) and status menu (``#filter-status``, matched against the row's
+``data-status``).
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import math
+from pathlib import Path
+from typing import Any, Sequence
+
+__all__ = ["esc", "cell", "table", "image_figure", "status_badge", "filter_controls", "page"]
+
+STATUS_CSS = {"GOOD": "#009E73", "WARNING": "#E69F00", "CRITICAL": "#D55E00"}
+
+_CSS = """
+body{font-family:system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;margin:0;color:#1a1a1a;background:#fafafa}
+header{background:#0b3d5c;color:#fff;padding:14px 24px}
+header h1{margin:0 0 4px 0;font-size:1.35em}
+header p{margin:2px 0;font-size:.9em;opacity:.9}
+main{padding:12px 24px 40px 24px;max-width:1500px}
+section{background:#fff;border:1px solid #ddd;border-radius:6px;padding:10px 16px;margin:14px 0}
+h2{font-size:1.1em;margin:4px 0 8px 0}
+table{border-collapse:collapse;font-size:.86em;margin:6px 0}
+th,td{border-bottom:1px solid #e3e3e3;padding:4px 8px;text-align:right;vertical-align:top}
+th{background:#f0f3f6;position:sticky;top:0}
+td{white-space:nowrap}
+td.text,th.text{text-align:left;white-space:normal}
+table.sortable th{cursor:pointer;user-select:none}
+table.sortable th:hover{background:#dde6ee}
+th[aria-sort=ascending]::after{content:" \\25B2"}
+th[aria-sort=descending]::after{content:" \\25BC"}
+tr.unreliable td{background:#fdf0e8}
+.badge{display:inline-block;padding:1px 7px;border-radius:9px;color:#fff;font-weight:600;font-size:.85em}
+.badge.WARNING{color:#1a1a1a}
+.reasons{margin:0;padding-left:16px;text-align:left;font-size:.95em}
+.controls{display:flex;gap:14px;align-items:center;flex-wrap:wrap;font-size:.9em}
+.controls input{padding:4px 6px;min-width:240px}
+.muted{color:#666;font-size:.85em}
+.warn{color:#8a3b00}
+figure{margin:10px 0;display:inline-block;max-width:100%}
+figure img{max-width:100%;height:auto;border:1px solid #ddd}
+figcaption{font-size:.85em;color:#444;max-width:1100px}
+"""
+
+_JS = """
+(function(){
+  function key(cell){
+    var v = cell.getAttribute('data-sort');
+    if (v === null) v = cell.textContent.trim();
+    if (v === '') return {empty:true};
+    var n = Number(v);
+    return isNaN(n) ? {s:v.toLowerCase()} : {n:n};
+  }
+  function compare(a, b){
+    if (a.empty || b.empty) return a.empty && b.empty ? 0 : (a.empty ? 1 : -1);
+    if (a.n !== undefined && b.n !== undefined) return a.n - b.n;
+    var x = a.n !== undefined ? String(a.n) : a.s, y = b.n !== undefined ? String(b.n) : b.s;
+    return x < y ? -1 : (x > y ? 1 : 0);
+  }
+  function sortBy(th){
+    var table = th.closest('table'), body = table.tBodies[0];
+    var idx = Array.prototype.indexOf.call(th.parentNode.children, th);
+    var asc = th.getAttribute('aria-sort') !== 'ascending';
+    Array.prototype.forEach.call(th.parentNode.children, function(h){ h.removeAttribute('aria-sort'); });
+    th.setAttribute('aria-sort', asc ? 'ascending' : 'descending');
+    var rows = Array.prototype.slice.call(body.rows);
+    rows.sort(function(r1, r2){
+      var a = key(r1.cells[idx]), b = key(r2.cells[idx]);
+      if (a.empty || b.empty) return compare(a, b);
+      return asc ? compare(a, b) : compare(b, a);
+    });
+    rows.forEach(function(r){ body.appendChild(r); });
+  }
+  function applyFilter(){
+    var text = document.getElementById('filter-text');
+    var status = document.getElementById('filter-status');
+    var q = text ? text.value.trim().toLowerCase() : '';
+    var s = status ? status.value : '';
+    document.querySelectorAll('table.filterable').forEach(function(table){
+      var shown = 0, total = 0;
+      Array.prototype.forEach.call(table.tBodies[0].rows, function(row){
+        var ok = (!q || row.textContent.toLowerCase().indexOf(q) >= 0) &&
+                 (!s || row.getAttribute('data-status') === s);
+        row.style.display = ok ? '' : 'none';
+        total += 1; if (ok) shown += 1;
+      });
+      var counter = document.getElementById(table.id + '-count');
+      if (counter) counter.textContent = shown + ' of ' + total + ' rows shown';
+    });
+  }
+  document.addEventListener('DOMContentLoaded', function(){
+    document.querySelectorAll('table.sortable th').forEach(function(th){
+      th.setAttribute('tabindex', '0');
+      if (!th.title) th.title = 'click to sort';
+      th.addEventListener('click', function(){ sortBy(th); });
+      th.addEventListener('keydown', function(e){ if (e.key === 'Enter') sortBy(th); });
+    });
+    ['filter-text', 'filter-status'].forEach(function(id){
+      var el = document.getElementById(id);
+      if (el) { el.addEventListener('input', applyFilter); el.addEventListener('change', applyFilter); }
+    });
+    applyFilter();
+  });
+})();
+"""
+
+
+def esc(value: Any) -> str:
+    """HTML-escape ``str(value)`` (quotes included)."""
+    return html.escape(str(value), quote=True)
+
+
+def cell(text: Any, sort: Any = None, cls: str = "", raw_html: bool = False) -> str:
+    """One ``<td>``: ``text`` (escaped unless ``raw_html``), ``sort`` the sort key (None/NaN = empty)."""
+    if sort is None or (isinstance(sort, float) and not math.isfinite(sort)):
+        key = ""
+    elif isinstance(sort, bool):
+        key = str(int(sort))
+    else:
+        key = str(sort)
+    body = str(text) if raw_html else esc(text)
+    attr = f' class="{cls}"' if cls else ""
+    return f'<td{attr} data-sort="{esc(key)}">{body}</td>'
+
+
+def table(table_id: str, headers: Sequence[str | tuple[str, str]], rows: Sequence[tuple[str, dict]],
+          filterable: bool = False, text_columns: Sequence[int] = (0,)) -> str:
+    """A sortable table. ``headers``: names or (name, tooltip); ``rows``: (cells html, tr attributes).
+
+    ``text_columns`` are left-aligned. ``filterable`` tables obey the page's filter
+    controls and get a row counter (``#{table_id}-count``).
+    """
+    classes = "sortable" + (" filterable" if filterable else "")
+    ths = []
+    for i, h in enumerate(headers):
+        name, tip = (h, "") if isinstance(h, str) else h
+        cls = ' class="text"' if i in text_columns else ""
+        tip_attr = f' title="{esc(tip)}; click to sort"' if tip else ""
+        ths.append(f"<th{cls}{tip_attr}>{esc(name)}</th>")
+    trs = []
+    for cells, attrs in rows:
+        attr = "".join(f' {k}="{esc(v)}"' for k, v in attrs.items())
+        trs.append(f"<tr{attr}>{cells}</tr>")
+    counter = f'<div class="muted" id="{esc(table_id)}-count"></div>' if filterable else ""
+    return (f'<table id="{esc(table_id)}" class="{classes}"><thead><tr>{"".join(ths)}</tr></thead>'
+            f'<tbody>{"".join(trs)}</tbody></table>{counter}')
+
+
+def status_badge(status: str) -> str:
+    """A coloured status pill (colour and text; text carries the meaning)."""
+    colour = STATUS_CSS.get(status, "#555555")
+    return f'<span class="badge {esc(status)}" style="background:{colour}">{esc(status)}</span>'
+
+
+def image_figure(path: str | Path, alt: str, caption: str) -> str:
+    """A ``<figure>`` embedding the PNG at ``path`` as a base64 data URI."""
+    data = base64.b64encode(Path(path).read_bytes()).decode("ascii")
+    return (f'<figure><img src="data:image/png;base64,{data}" alt="{esc(alt)}">'
+            f"<figcaption>{esc(caption)}</figcaption></figure>")
+
+
+def filter_controls(statuses: Sequence[str] = ("GOOD", "WARNING", "CRITICAL")) -> str:
+    """The text box and status menu that filter every ``filterable`` table on the page."""
+    options = '<option value="">all statuses</option>' + "".join(
+        f'<option value="{esc(s)}">{esc(s)} only</option>' for s in statuses)
+    return ('<div class="controls"><label>Filter rows: <input id="filter-text" type="search" '
+            'placeholder="policy, reason, ..."></label>'
+            f'<label>Status: <select id="filter-status">{options}</select></label>'
+            '<span class="muted">Click a column header to sort.</span></div>')
+
+
+def page(title: str, header_lines: Sequence[str], body: str) -> str:
+    """A complete HTML document with the inline CSS and JS; ``body`` is trusted HTML."""
+    lines = "".join(f"<p>{esc(line)}</p>" for line in header_lines)
+    return (f'<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">'
+            f'<meta name="viewport" content="width=device-width, initial-scale=1">'
+            f"<title>{esc(title)}</title><style>{_CSS}</style></head><body>"
+            f"<header><h1>{esc(title)}</h1>{lines}</header><main>{body}</main>"
+            f"<script>{_JS}</script></body></html>\n")
