@@ -1,0 +1,222 @@
+"""Targets (PASS/MISS) and the printed tables of ``make bench``.
+
+Targets come from issue 7; they are printed, never asserted in tests:
+
+- every estimator >= 50x faster than cje-eval 0.3.0 at n=10,000;
+- stacked-dr at n=100,000 in under 60 s;
+- direct, calibrated-ips and dr-cpo at n=10^6 in under 120 s and 4 GiB each;
+- time ~ n^k with k <= 1.1 (about n log n) for those estimators;
+- API throughput >= 0.9 of ideal (concurrency / latency) up to concurrency 32;
+- ``snakemake -n`` on a complete 10k-prompt sweep in under 10 s.
+
+A target whose part did not run, or whose measurement is missing, is ``N/A`` with
+the reason; never PASS.
+"""
+
+from __future__ import annotations
+
+MIN_SPEEDUP_AT_10K = 50.0
+STACKED_DR_100K_SECONDS = 60.0
+MILLION_SECONDS = 120.0
+MILLION_MB = 4096.0
+MAX_EXPONENT = 1.1
+API_MIN_RATIO = 0.9
+API_MAX_CONCURRENCY_FOR_TARGET = 32
+DRY_RUN_SECONDS = 10.0
+
+
+def _row(target: str, value: str, ok: bool | None, note: str = "") -> dict:
+    return {"target": target, "value": value,
+            "result": "N/A" if ok is None else ("PASS" if ok else "MISS"), "note": note}
+
+
+def _fmt_s(x: float | None) -> str:
+    if x is None:
+        return "-"
+    if x >= 3600:
+        return f"{x / 3600:.1f} h"
+    return f"{x:.1f} s" if x >= 10 else f"{x:.2f} s"
+
+
+def api_ratios(api: dict) -> dict[int, float]:
+    """Concurrency -> achieved/ideal throughput from ``api_throughput.run``'s result.
+
+    Accepted shapes: {"rows": [{"concurrency": c, "ratio": r, ...}, ...]} (what
+    api_throughput.py returns; also under "results"/"levels"/"runs", with the ratio named "ratio", "throughput_ratio",
+    "ratio_to_ideal" or "efficiency"), or {"by_concurrency": {c: {...}}}.
+    """
+    rows = []
+    for key in ("rows", "results", "levels", "runs"):
+        if isinstance(api.get(key), list):
+            rows = api[key]
+            break
+    if not rows and isinstance(api.get("by_concurrency"), dict):
+        rows = [{"concurrency": int(c), **v} for c, v in api["by_concurrency"].items()]
+    out = {}
+    for r in rows:
+        for name in ("ratio", "throughput_ratio", "ratio_to_ideal", "efficiency"):
+            if isinstance(r, dict) and r.get(name) is not None and r.get("concurrency") is not None:
+                out[int(r["concurrency"])] = float(r[name])
+                break
+    return out
+
+
+def targets(parts: dict) -> list[dict]:
+    """Evaluate every target against the parts that ran (keys compare/scale/api/workflow)."""
+    rows = []
+    comp = parts.get("compare")
+    if comp is None:
+        rows.append(_row(f"every estimator >= {MIN_SPEEDUP_AT_10K:g}x faster than reference at n=10,000",
+                         "-", None, "compare part not run"))
+    else:
+        cells = [c for c in comp["cells"] if c["n"] == 10_000]
+        if not cells:
+            rows.append(_row(f">= {MIN_SPEEDUP_AT_10K:g}x faster than reference at n=10,000", "-", None,
+                             "n=10,000 not run (--quick)"))
+        for c in cells:
+            t = f"{c['estimator']} >= {MIN_SPEEDUP_AT_10K:g}x faster than reference at n=10,000"
+            if c.get("ratio") is not None:
+                rows.append(_row(t, f"{c['ratio']:.1f}x", c["ratio"] >= MIN_SPEEDUP_AT_10K))
+            else:
+                why = c["ours"].get("error") or c["reference"].get("error") or "not measured"
+                rows.append(_row(t, "-", None, why.strip().splitlines()[-1][:100]))
+        sd = [c for c in comp["cells"] if c["n"] == 100_000 and c["estimator"] == "stacked-dr"]
+        t = f"stacked-dr at n=100,000 < {STACKED_DR_100K_SECONDS:g} s"
+        if sd and sd[0]["ours"].get("status") == "ok":
+            w = sd[0]["ours"]["wall_seconds"]
+            rows.append(_row(t, _fmt_s(w), w < STACKED_DR_100K_SECONDS))
+        else:
+            why = (sd[0]["ours"].get("error") or sd[0]["ours"]["status"]) if sd else "n=100,000 not run"
+            rows.append(_row(t, "-", None, why.strip().splitlines()[-1][:100]))
+    scale = parts.get("scale")
+    if scale is None:
+        rows.append(_row("n=10^6 targets", "-", None, "scale part not run"))
+    else:
+        for est, k in scale["exponents"].items():
+            big = [r for r in scale["runs"] if r["estimator"] == est and r["n"] == 1_000_000]
+            t = f"{est} at n=10^6 < {MILLION_SECONDS:g} s and < {MILLION_MB / 1024:g} GiB"
+            if big and big[0]["status"] == "ok":
+                w, mb = big[0]["wall_seconds"], big[0]["peak_rss_mb"]
+                rows.append(_row(t, f"{_fmt_s(w)}, {mb / 1024:.2f} GiB",
+                                 w < MILLION_SECONDS and mb < MILLION_MB))
+            else:
+                why = (big[0].get("error") or big[0]["status"]) if big else "n=10^6 not run"
+                rows.append(_row(t, "-", None, why.strip().splitlines()[-1][:100]))
+            rows.append(_row(f"{est}: time ~ n^k with k <= {MAX_EXPONENT:g}",
+                             "-" if k is None else f"k = {k:.2f}",
+                             None if k is None else k <= MAX_EXPONENT,
+                             "" if k is not None else "fewer than 2 sizes measured"))
+    api = parts.get("api")
+    t = f"API throughput >= {API_MIN_RATIO:g} of ideal up to concurrency {API_MAX_CONCURRENCY_FOR_TARGET}"
+    if api is None or api.get("status") not in (None, "ok"):
+        rows.append(_row(t, "-", None, "api part not run" if api is None else api.get("error", "")[:100]))
+    else:
+        ratios = api_ratios(api)
+        upto = {c: r for c, r in ratios.items() if c <= API_MAX_CONCURRENCY_FOR_TARGET}
+        if not upto:
+            rows.append(_row(t, "-", None, "no concurrency/ratio rows in api_throughput result"))
+        else:
+            value = ", ".join(f"c={c}: {r:.2f}" for c, r in sorted(upto.items()))
+            rows.append(_row(t, value, min(upto.values()) >= API_MIN_RATIO))
+    wf = parts.get("workflow")
+    t = f"snakemake -n on a complete 10k-prompt sweep < {DRY_RUN_SECONDS:g} s"
+    comp_state = (wf or {}).get("states", {}).get("complete", {})
+    if wf is None or comp_state.get("status") != "ok":
+        why = "workflow part not run" if wf is None else (comp_state.get("error") or wf.get("error") or "failed")
+        rows.append(_row(t, "-", None, why.strip().splitlines()[-1][:100] if why.strip() else "failed"))
+    else:
+        w = comp_state["wall_seconds"]
+        note = "" if wf.get("n", 0) >= 10_000 else f"measured at n={wf.get('n')} (--quick)"
+        rows.append(_row(t, _fmt_s(w), w < DRY_RUN_SECONDS if not note else None, note))
+    return rows
+
+
+def _table(header: list[str], rows: list[list[str]]) -> str:
+    widths = [max(len(str(x)) for x in col) for col in zip(header, *rows)]
+    line = lambda r: "  ".join(str(x).ljust(w) for x, w in zip(r, widths)).rstrip()
+    return "\n".join([line(header), line(["-" * w for w in widths])] + [line(r) for r in rows])
+
+
+def _ours_cell(rec: dict) -> tuple[str, str]:
+    if rec.get("status") == "ok":
+        return _fmt_s(rec["wall_seconds"]), f"{rec['peak_rss_mb']:.0f}"
+    return rec.get("status", "-").replace("_", " "), "-"
+
+
+def render(parts: dict, target_rows: list[dict]) -> str:
+    """The text ``make bench`` prints: one table per part that ran, then the targets."""
+    out = []
+    comp = parts.get("compare")
+    if comp:
+        out.append("1. Analysis speed: ours (`cje analyze`) vs cje-eval 0.3.0, same files, "
+                   "one subprocess each (start-up included)")
+        rows = []
+        for c in comp["cells"]:
+            o, r = c["ours"], c["reference"]
+            o_s, o_mb = _ours_cell(o)
+            if r.get("status") == "ok":
+                r_s = _fmt_s(r["wall_seconds"]) + (" (saved)" if r.get("source") == "saved" else "")
+                r_mb = f"{r['peak_rss_mb']:.0f}"
+            elif r.get("status") == "skipped":
+                p = r.get("projected_seconds")
+                r_s = f"skipped (projected {_fmt_s(p)} from quadratic fit)" if p else "skipped (no fit)"
+                r_mb = "-"
+            else:
+                r_s, r_mb = r.get("status", "-"), "-"
+            ratio = (f"{c['ratio']:.1f}x" if c.get("ratio") is not None else
+                     f"~{c['ratio_projected']:.0f}x (proj.)" if c.get("ratio_projected") else "-")
+            diff = "-" if c.get("max_abs_diff") is None else f"{c['max_abs_diff']:.3f}"
+            differ = ", ".join(d["policy"] for d in c.get("differs", [])) or "-"
+            rows.append([f"{c['n']:,}", c["estimator"], o_s, o_mb, r_s, r_mb, ratio, diff, differ])
+        out.append(_table(["n", "estimator", "ours", "ours MiB", "reference", "ref MiB",
+                           "ref/ours", "max|diff|", "differ > combined SE"], rows))
+        notes = [(c["n"], c["estimator"], d) for c in comp["cells"] for d in c.get("differs", [])]
+        if notes:
+            out.append("\nEstimates differing by more than the combined SE (likely reason):")
+            seen = set()
+            for n, est, d in notes:
+                out.append(f"  n={n:,} {est} {d['policy']}: ours {d['ours']:.3f} vs reference "
+                           f"{d['reference']:.3f} (diff {d['diff']:+.3f}, SE {d['combined_se']:.3f})")
+                reason = d["likely_reason"].split("; ours marks")[0]
+                if (est, reason) not in seen:
+                    seen.add((est, reason))
+                    out.append(f"      reason: {d['likely_reason']}")
+        out.append("")
+    scale = parts.get("scale")
+    if scale:
+        out.append(f"2. Scale: ours on synthetic data, {scale['path']}")
+        rows = []
+        for r in scale["runs"]:
+            s, mb = _ours_cell(r)
+            rows.append([f"{r['n']:,}", r["estimator"], s, mb])
+        out.append(_table(["n", "estimator", "wall", "peak MiB"], rows))
+        out.append("exponent k (t ~ n^k): " + ", ".join(
+            f"{e} {'-' if k is None else f'{k:.2f}'}" for e, k in scale["exponents"].items()))
+        out.append("")
+    api = parts.get("api")
+    if api:
+        out.append("3. API stage throughput vs ideal (concurrency / latency)")
+        ratios = api_ratios(api)
+        if ratios:
+            out.append(_table(["concurrency", "achieved/ideal"],
+                              [[str(c), f"{r:.3f}"] for c, r in sorted(ratios.items())]))
+        else:
+            out.append(f"  {api.get('status', 'no result')}: {api.get('error', '')}")
+        out.append("")
+    wf = parts.get("workflow")
+    if wf:
+        out.append("4. Workflow overhead: snakemake -n, analysis-only sweep "
+                   f"({wf.get('dataset', '?')}, 5 estimators x 4 coverages)")
+        if wf.get("status") == "not_available":
+            out.append(f"  not available: {wf.get('error')}")
+        else:
+            rows = [["start-up only (snakemake --version)", _fmt_s(wf.get("startup_seconds")), "-"]]
+            for state, e in wf.get("states", {}).items():
+                rows.append([f"{state} sweep: snakemake -n", _fmt_s(e.get("wall_seconds")),
+                             str(e.get("jobs")) if e.get("status") == "ok" else e.get("status")])
+            out.append(_table(["run", "wall (median of 3)", "jobs"], rows))
+        out.append("")
+    out.append("Targets (issue 7)")
+    out.append(_table(["target", "value", "result", "note"],
+                      [[r["target"], r["value"], r["result"], r["note"]] for r in target_rows]))
+    return "\n".join(out)
