@@ -75,7 +75,7 @@ def _estimates_table(meta: dict) -> str:
                  + cell("" if in_ci is None else ("yes" if in_ci else "NO"), in_ci)
                  + cell(_pct(r["ess"]), r["ess"]) + cell(_num(r["max_weight"], ".3g"), r["max_weight"])
                  + cell(r["n_used"], r["n_used"])
-                 + cell(f'<ul class="reasons">{reasons}</ul>', len(r["reasons"]), raw_html=True, cls="text"))
+                 + cell(f'<ul class="reasons">{reasons}</ul>', len(r["reasons"]), raw_html=True, cls="text wrap"))
         rows.append((cells, _row_attrs(name, r["status"], r["reliable"])))
     headers = ["policy", "status", "estimate", f"{level:.0%} CI", ("SE", "standard error incl. oracle uncertainty"),
                ("truth", "mean oracle label of the policy's fresh draws"), ("error", "estimate - truth"),
@@ -106,7 +106,7 @@ def _diagnostics_table(meta: dict) -> str:
                  + cell(_num(d.get("judge_overlap")), d.get("judge_overlap"))
                  + cell(_pct(d.get("out_of_range_mass")), d.get("out_of_range_mass"))
                  + cell(_num(d.get("fresh_draws_mean_judge")), d.get("fresh_draws_mean_judge"))
-                 + cell(t_text, transport.get("delta"), "text")
+                 + cell(t_text, transport.get("delta"), "text wrap")
                  + cell(dropped, dropped))
         rows.append((cells, _row_attrs(name, r["status"], r["reliable"])))
     headers = ["policy", "status", ("raw ESS", "(sum W)^2 / (n sum W^2) of the raw weights; < 30% WARNING"),

@@ -34,7 +34,8 @@ table{border-collapse:collapse;font-size:.86em;margin:6px 0}
 th,td{border-bottom:1px solid #e3e3e3;padding:4px 8px;text-align:right;vertical-align:top}
 th{background:#f0f3f6;position:sticky;top:0}
 td{white-space:nowrap}
-td.text,th.text{text-align:left;white-space:normal}
+td.text,th.text{text-align:left}
+td.wrap{white-space:normal;min-width:16em}
 table.sortable th{cursor:pointer;user-select:none}
 table.sortable th:hover{background:#dde6ee}
 th[aria-sort=ascending]::after{content:" \\25B2"}
