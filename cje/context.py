@@ -137,7 +137,7 @@ class AnalysisContext:
         key = ("simcal", policy)
         if key not in self._cache:
             rows = self.rows(policy)
-            self._cache[key] = simcal_weights(self.raw_weights(policy), self.R_oof[rows], self.R[rows],
+            self._cache[key] = simcal_weights(self.raw_weights(policy), self.data.judge_scores[rows], self.R[rows],
                                               self.folds[rows], self.n_folds, self.options.rho)
         return self._cache[key]
 

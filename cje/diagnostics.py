@@ -15,9 +15,11 @@ rows dropped for the policy  > 10%       > 50%
 
 Weight rules apply to estimators whose estimate is a weighted average (IPS);
 for doubly robust estimators the weights only enter a correction term, so poor
-weights cap the status at WARNING. Overlap and transport rules apply to every
-estimator that transports the base-policy calibration to the target (all but
-``naive``).
+weights cap the status at WARNING. The overlap rule applies to every estimator
+(a target whose responses score unlike the logged ones is outside what the
+logged data and judge were checked on); the transport rule to every estimator
+that transports the base-policy calibration. ``naive`` is never better than
+WARNING: it is not on the oracle scale.
 """
 
 from __future__ import annotations
@@ -173,7 +175,9 @@ def policy_status(*, weight_role: str, raw_weights: dict | None, overlap: float 
             bump(cap, f"Hill tail index {hill:.2f} < {HILL_CRIT:g}: weight tail has infinite mean")
         elif np.isfinite(hill) and hill < HILL_WARN:
             bump("WARNING", f"Hill tail index {hill:.2f} < {HILL_WARN:g}: weight tail has infinite variance")
-    if uses_calibration and overlap is not None and np.isfinite(overlap):
+    if not uses_calibration:
+        bump("WARNING", "uncalibrated: the raw judge mean is not on the oracle scale (reference only)")
+    if overlap is not None and np.isfinite(overlap):
         if overlap < OVERLAP_CRIT:
             bump("CRITICAL", f"judge-score overlap {overlap:.2f} < {OVERLAP_CRIT}: the target's responses "
                              "score unlike the logged ones, so the calibration may not transport")

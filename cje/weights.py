@@ -93,8 +93,11 @@ def simcal_weights(raw_weights: np.ndarray, ordering_scores: np.ndarray, rewards
     1. For each fold k, isotonic fits of W on the ordering score (the out-of-fold
        calibrated reward f^(oof)(S)), increasing and decreasing, trained on the other
        folds and applied to fold k; each candidate renormalised to mean 1.
-    2. Stack the candidates with simplex weights minimising the variance of the IPS
-       influence function W_j (R - psi_j) (:func:`simplex_min_variance`).
+    2. Keep the direction(s) whose out-of-fold squared error in predicting W is not
+       worse than the other's by more than one standard error (the wrong direction is
+       a flat, biased fit), then stack the kept candidates with simplex weights
+       minimising the variance of the IPS influence function W_j (R - psi_j)
+       (:func:`simplex_min_variance`).
     3. Blend toward 1, W = 1 + gamma (W_stack - 1), with the largest gamma <= 1 such
        that Var(W) <= rho * Var(W_raw); renormalise to mean 1.
 
@@ -105,7 +108,7 @@ def simcal_weights(raw_weights: np.ndarray, ordering_scores: np.ndarray, rewards
     """
     w = np.asarray(raw_weights, float)
     s = np.asarray(ordering_scores, float)
-    candidates = {}
+    candidates, errors = {}, {}
     for name, increasing in (("increasing", True), ("decreasing", False)):
         out = np.empty(w.size)
         for k in range(n_folds):  # K fits, each vectorised
@@ -119,8 +122,20 @@ def simcal_weights(raw_weights: np.ndarray, ordering_scores: np.ndarray, rewards
             out[test] = fit(s[test])
         if out.sum() > 0 and np.all(np.isfinite(out)):
             candidates[name] = out / out.mean()
+            errors[name] = (out - w) ** 2
     if not candidates:
         raise WeightError("SIMCal-W: every monotone projection of the weights is zero or non-finite")
+    if len(candidates) == 2:
+        # Only a projection close to E[W | S] keeps IPS unbiased; the wrong direction gives
+        # nearly flat weights whose lower variance would win the stacking and pull the
+        # estimate toward the base policy. Drop a direction whose out-of-fold error in
+        # predicting W is worse by more than one standard error.
+        diff = errors["increasing"] - errors["decreasing"]
+        se = float(diff.std(ddof=1) / np.sqrt(diff.size)) if diff.size > 1 else 0.0
+        if diff.mean() > se:
+            candidates.pop("increasing")
+        elif -diff.mean() > se:
+            candidates.pop("decreasing")
     names = list(candidates)
     influence = np.column_stack([c * (rewards - np.mean(c * rewards)) for c in candidates.values()])
     cov = np.atleast_2d(np.cov(influence, rowvar=False))
