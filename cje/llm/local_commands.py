@@ -66,11 +66,11 @@ def _row(resp: dict, policy, score: Score) -> dict:
 
 
 async def _score_policy(client: LLMClient, policy, todo: list[dict], cache: SideCache,
-                        score_only_server: bool, progress: Progress) -> dict[tuple, dict]:
+                        embedded_server: bool, progress: Progress) -> dict[tuple, dict]:
     async def one(resp: dict) -> dict:
         score = await score_response(
             client, policy, resp["prompt"], resp["response"], str(resp["prompt_id"]),
-            score_only_server, include_end_of_turn=resp.get("finish_reason") != "length")
+            embedded_server, include_end_of_turn=resp.get("finish_reason") != "length")
         return _row(resp, policy, score)
 
     out: dict[tuple, dict] = {}

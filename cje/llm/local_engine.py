@@ -202,9 +202,17 @@ class LocalEngine:
         return np.ctypeslib.as_array(ptr, shape=(rows * self.n_vocab,)).reshape(rows, self.n_vocab)
 
     def evaluate(
-        self, tokens: list[int], temperature: float, top_n: int, score_prompt: bool
+        self, tokens: list[int], temperature: float, top_n: int, score_prompt: bool,
+        sequential_from: int | None = None,
     ) -> tuple[TokenLogprobs, tuple[np.ndarray, float]]:
         """Evaluate ``tokens`` (BOS first) from an empty cache.
+
+        ``tokens[:sequential_from]`` are decoded in batches of ``n_batch``, the
+        rest one token per decode, exactly as generation does after its prompt:
+        llama.cpp's kernels differ by batch shape (a row's logits can move by
+        ~0.1 nats), so scoring a response the way it was sampled makes the
+        teacher-forced log-probs equal the sampling log-probs, and makes a
+        prompt's own log-probs independent of what follows it.
 
         Output: (log-probs of tokens[1:] each given its prefix, at temperature T,
         with ``top_n`` alternatives; empty when ``score_prompt`` is False) and the
@@ -212,21 +220,24 @@ class LocalEngine:
         """
         if len(tokens) >= self.n_ctx:
             raise ValueError(f"prompt has {len(tokens)} tokens; the context window is {self.n_ctx}")
+        split = len(tokens) if sequential_from is None else max(1, min(sequential_from, len(tokens)))
+        segments = [(a, min(a + self.n_batch, split)) for a in range(0, split, self.n_batch)]
+        segments += [(a, a + 1) for a in range(split, len(tokens))]
         self._clear()
         out = TokenLogprobs()
         last = None
-        for start in range(0, len(tokens), self.n_batch):
-            chunk = tokens[start : start + self.n_batch]
-            logits = self._decode(chunk, start, all_logits=score_prompt)
+        all_tokens = np.asarray(tokens, dtype=np.int64)
+        for start, end in segments:
+            logits = self._decode(tokens[start:end], start, all_logits=score_prompt)
             if not score_prompt:
                 last = scaled_lse(logits[-1:], temperature)
                 continue
-            for b0 in range(0, len(chunk), _ROWS_PER_BLOCK):
+            for b0 in range(0, end - start, _ROWS_PER_BLOCK):
                 x, lse = scaled_lse(logits[b0 : b0 + _ROWS_PER_BLOCK], temperature)
                 pos = start + b0 + np.arange(x.shape[0])  # row r predicts tokens[pos[r] + 1]
                 has_next = pos + 1 < len(tokens)
                 rows = np.nonzero(has_next)[0]
-                nxt = np.asarray(tokens, dtype=np.int64)[pos[rows] + 1]
+                nxt = all_tokens[pos[rows] + 1]
                 out.token_ids.extend(int(t) for t in nxt)
                 out.logprobs.extend((x[rows, nxt].astype(np.float64) - lse[rows]).tolist())
                 out.top.extend(_top_n(x[r], lse[r], top_n) for r in rows)
@@ -234,6 +245,16 @@ class LocalEngine:
                     last = (x[-1:].copy(), lse[-1:])
         x_last, lse_last = last
         return out, (x_last[0], float(lse_last[0]))
+
+    def token_index_at(self, tokens: list[int], char_offset: int, text: str) -> int:
+        """Index of the first token (BOS = 0) starting at or after character ``char_offset`` of ``text``."""
+        limit = len(text[:char_offset].encode("utf-8"))
+        pos = 0
+        for i, tok in enumerate(tokens[1:], start=1):
+            if pos >= limit:
+                return i
+            pos += len(self.piece(tok))
+        return len(tokens)
 
     def complete(
         self,
@@ -247,6 +268,7 @@ class LocalEngine:
         top_k: int = 0,
         top_p: float = 1.0,
         min_p: float = 0.0,
+        sequential_from_char: int | None = None,
     ) -> tuple[Generation, str]:
         """Score ``prompt`` (when ``echo``) and generate up to ``max_tokens`` tokens.
 
@@ -260,7 +282,8 @@ class LocalEngine:
             raise ValueError(
                 f"prompt ({len(tokens)} tokens) + max_tokens ({max_tokens}) exceeds the context window {self.n_ctx}"
             )
-        prompt_lp, (x, lse) = self.evaluate(tokens, temperature, top_n, score_prompt=echo)
+        seq = None if sequential_from_char is None else self.token_index_at(tokens, sequential_from_char, prompt)
+        prompt_lp, (x, lse) = self.evaluate(tokens, temperature, top_n, score_prompt=echo, sequential_from=seq)
         rng = np.random.default_rng(seed)
         gen = TokenLogprobs()
         text = b""

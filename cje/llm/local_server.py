@@ -20,6 +20,7 @@ import contextlib
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -50,6 +51,10 @@ def pinned_env(n_threads: int) -> dict[str, str]:
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     server: "_ModelHTTPServer"
+
+    def setup(self) -> None:
+        super().setup()  # no Nagle: header and body writes leave at once (saves ~40 ms a call)
+        self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
     def log_message(self, fmt: str, *args) -> None:  # access log only when asked
         if os.environ.get("CJE_LOCAL_SERVER_ACCESS_LOG"):

@@ -254,13 +254,18 @@ async def score_response(
     user_prompt: str,
     response: str,
     prompt_id: str,
-    score_only_server: bool,
+    embedded_server: bool,
     include_end_of_turn: bool = True,
 ) -> Score:
     """Teacher-force one response under ``policy`` through ``client`` (L1's client).
 
+    On the embedded server (``embedded_server``) the request carries
+    ``cje_prompt_chars`` so the response tokens are evaluated one per decode, as
+    they were when sampled (see :mod:`cje.llm.local_api`): the teacher-forced
+    log-prob then equals the sampling log-prob exactly.
+
     Inputs: the policy (``PolicyConfig``), the user prompt and the response text,
-    ``prompt_id`` (for the call log), ``score_only_server`` (True for the embedded
+    ``prompt_id`` (for the call log), ``embedded_server`` (True for the embedded
     server, which accepts ``max_tokens=0``; other servers get 1 and the generated
     token is dropped). Output: a :class:`Score` (``offsets`` when the echo allows
     it, else ``two_call`` with ``fallback_reason``). Failed calls give an
@@ -270,9 +275,10 @@ async def score_response(
     if reason:
         return Score(None, None, None, "error", reason)
     prompt_text, full_text = render_pair(policy, user_prompt, response, include_end_of_turn)
-    kw = dict(model=policy.model, prompt_id=prompt_id, max_tokens=0 if score_only_server else 1,
+    kw = dict(model=policy.model, prompt_id=prompt_id, max_tokens=0 if embedded_server else 1,
               temperature=policy.temperature, echo=True, logprobs=1, parse=echo_from_response)
-    first = await client.complete(full_text, **kw)
+    hint = {"extra_body": {"cje_prompt_chars": len(prompt_text)}} if embedded_server else {}
+    first = await client.complete(full_text, **kw, **hint)
     if not first.ok:
         return Score(None, None, OFFSETS, "error", first.error)
     _cap_generated(first.value, kw["max_tokens"])
@@ -280,7 +286,7 @@ async def score_response(
         return score_from_echo(first.value, prompt_text, full_text, policy.temperature)
     except SpanError as exc:
         fallback = str(exc)
-    second = await client.complete(prompt_text, **kw)
+    second = await client.complete(prompt_text, **kw, **hint)
     if not second.ok:
         return Score(None, None, TWO_CALL, "error", second.error, fallback_reason=fallback)
     _cap_generated(second.value, kw["max_tokens"])

@@ -1,0 +1,199 @@
+"""Teacher-forced log-probs on the real local model (Gemma 3 270M, one thread).
+
+Checked: determinism, offsets == two-call difference (1e-4), scoring at the
+policy's temperature (against an independent in-process llama.cpp computation),
+agreement with the log-probs reported while sampling, and the refusal / error
+rules. Runs through L1's ``LLMClient`` like the stage does.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+from dataclasses import replace
+
+import numpy as np
+import openai
+import pytest
+
+from cje.llm.client import LLMClient
+from cje.llm.config import PolicyConfig, ProviderConfig
+from cje.llm.local_engine import log_softmax_rows
+from cje.llm.local_model import ensure_model_file
+from cje.llm.local_server import local_server
+from cje.llm.teacher_forcing import (
+    Echo, SpanError, echo_from_response, locate_span, refusal_reason, render_pair,
+    score_from_echo, score_response, score_two_call, sum_checked,
+)
+from cje.llm.templates import end_of_turn, render_full, render_prompt
+
+pytestmark = pytest.mark.llm
+MODEL = "gemma-3-270m"
+SYSTEM = "You are a helpful assistant."
+BASE = PolicyConfig(name="base", provider="local", model=MODEL, chat_template="gemma",
+                    system_prompt=SYSTEM, temperature=1.0, max_tokens=32)
+PROVIDER = ProviderConfig(name="local", kind="local", max_concurrency=1, timeout_s=120, max_retries=1)
+ODD_RESPONSES = [
+    "Paris. 😀 Ünïcödé — done",          # multi-byte characters split across tokens
+    "\nStarts with a newline.",            # may merge with the template's newline
+    "",                                    # empty response: only the end-of-turn token
+    "Text with <start_of_turn> inside",    # a special token in the response
+]
+
+
+@pytest.fixture(scope="module")
+def server():
+    with local_server(n_threads=1) as url:
+        yield url
+
+
+@pytest.fixture(scope="module")
+def sync_client(server):
+    return openai.OpenAI(base_url=server, api_key="not-needed", max_retries=0, timeout=120)
+
+
+def _run(coro_fn, server):
+    async def main():
+        async with LLMClient(PROVIDER, server, stage="test") as client:
+            return await coro_fn(client)
+    return asyncio.run(main())
+
+
+def _sample(sync_client, user: str, temperature: float, seed: int, max_tokens: int = 24):
+    prompt = render_prompt("gemma", SYSTEM, user)
+    resp = sync_client.completions.create(model=MODEL, prompt=prompt, max_tokens=max_tokens,
+                                          temperature=temperature, seed=seed, logprobs=0,
+                                          stop=[end_of_turn("gemma")])
+    return resp.choices[0]
+
+
+def _echo(sync_client, text: str, temperature: float, prompt_chars: int) -> Echo:
+    resp = sync_client.completions.create(model=MODEL, prompt=text, max_tokens=0, echo=True,
+                                          logprobs=1, temperature=temperature,
+                                          extra_body={"cje_prompt_chars": prompt_chars})
+    return echo_from_response(resp)
+
+
+def test_same_policy_and_response_scored_twice_is_identical(server, sync_client):
+    response = _sample(sync_client, "What is the capital of France?", 1.0, seed=1).text
+    scores = _run(lambda c: asyncio.gather(*[
+        score_response(c, BASE, "What is the capital of France?", response, "p1", True) for _ in range(2)]), server)
+    assert scores[0].status == "ok" and scores[0].method == "offsets"
+    assert scores[0].logprob == scores[1].logprob  # bit-identical: each call starts from an empty cache
+    assert scores[0].n_tokens == scores[1].n_tokens > 0
+
+
+def test_offsets_sum_equals_two_call_difference(server, sync_client):
+    responses = [_sample(sync_client, f"Tell me a fact about the number {i}.", 1.0, seed=i).text
+                 for i in range(2)] + ODD_RESPONSES
+    user = "Say something."
+    for temperature in (0.6,):
+        pol = replace(BASE, temperature=temperature)
+        scores = _run(lambda c: asyncio.gather(*[score_response(c, pol, user, r, "p", True)
+                                                 for r in responses]), server)
+        for response, score in zip(responses, scores):
+            prompt_text, full_text = render_pair(pol, user, response)
+            two = score_two_call(_echo(sync_client, full_text, temperature, len(prompt_text)),
+                                 _echo(sync_client, prompt_text, temperature, len(prompt_text)), temperature)
+            assert score.status == "ok" and two.status == "ok", (response, score, two)
+            assert abs(score.logprob - two.logprob) < 1e-4, (response, score, two)
+            assert score.n_tokens == two.n_tokens
+    assert sum(s.method == "offsets" for s in scores) >= len(responses) - 1
+
+
+def _inprocess_logprob(full_text: str, prompt_text: str, temperature: float) -> tuple[float, int]:
+    """Independent reference: llama_cpp.Llama(logits_all=True).eval + numpy log-softmax(logits/T).
+
+    Evaluated like sampling: the prompt in one batch, then one response token per eval.
+    """
+    import llama_cpp
+
+    llm = llama_cpp.Llama(model_path=str(ensure_model_file()), n_ctx=512, n_threads=1,
+                          n_threads_batch=1, logits_all=True, verbose=False)
+    try:
+        toks = llm.tokenize(full_text.encode(), add_bos=True, special=True)
+        n_prompt = len(llm.tokenize(prompt_text.encode(), add_bos=True, special=True))
+        assert toks[:n_prompt] == llm.tokenize(prompt_text.encode(), add_bos=True, special=True)
+        llm.eval(toks[:n_prompt])
+        for tok in toks[n_prompt:]:
+            llm.eval([tok])
+        lp = log_softmax_rows(np.asarray(llm.scores[: len(toks) - 1]), temperature)
+        rows = np.arange(n_prompt - 1, len(toks) - 1)
+        return float(lp[rows, np.asarray(toks)[rows + 1]].sum()), len(rows)
+    finally:
+        llm.close()
+
+
+def test_response_sampled_at_temperature_scores_at_that_temperature(server, sync_client):
+    user = "Describe the sea in one sentence."
+    cool = replace(BASE, name="cool", temperature=0.5)
+    choice = _sample(sync_client, user, 0.5, seed=5)
+    response = choice.text
+    at_half, at_one = _run(lambda c: asyncio.gather(
+        score_response(c, cool, user, response, "p", True),
+        score_response(c, BASE, user, response, "p", True)), server)
+    assert at_half.status == at_one.status == "ok"
+    assert at_half.logprob_temperature == 0.5 and at_one.logprob_temperature == 1.0
+    assert abs(at_half.logprob - at_one.logprob) > 1.0  # llama.cpp's own server returns the same number
+    prompt_text, full_text = render_pair(cool, user, response,
+                                         include_end_of_turn=choice.finish_reason == "stop")
+    ref, n_ref = _inprocess_logprob(full_text, prompt_text, 0.5)
+    if choice.finish_reason == "stop":
+        assert abs(at_half.logprob - ref) < 1e-4 and at_half.n_tokens == n_ref
+    else:  # cut by max_tokens: compare the same string
+        cut = _run(lambda c: score_response(c, cool, user, response, "p", True, include_end_of_turn=False), server)
+        assert abs(cut.logprob - ref) < 1e-4 and cut.n_tokens == n_ref
+
+
+def test_sampling_logprobs_equal_teacher_forced_when_tokenization_round_trips(server, sync_client):
+    """The log-probs reported while sampling (the density actually sampled from)
+    equal the teacher-forced ones exactly whenever re-tokenizing the text gives
+    back the sampled tokens (otherwise the canonical tokenization is scored: a
+    measured ~1 in 6 of these short base-model samples; see docs/local_model.md)."""
+    user, matched, pol = "Name a colour.", 0, replace(BASE, temperature=0.7)
+    prompt_text = render_prompt("gemma", SYSTEM, user)
+    n_prompt = len(_echo(sync_client, prompt_text, 0.7, len(prompt_text)).tokens)
+    for seed in range(6):
+        choice = _sample(sync_client, user, 0.7, seed=seed, max_tokens=12)
+        sampled = choice.logprobs.model_extra["token_ids"]
+        eot = choice.finish_reason == "stop"
+        full = prompt_text + choice.text + (end_of_turn("gemma") if eot else "")
+        echo = sync_client.completions.create(
+            model=MODEL, prompt=full, max_tokens=0, echo=True, logprobs=1, temperature=0.7,
+            extra_body={"cje_prompt_chars": len(prompt_text)}).choices[0].logprobs
+        forced = echo.model_extra["token_ids"][n_prompt:]
+        if forced[: len(sampled)] != sampled or len(forced) != len(sampled) + eot:
+            continue  # non-canonical sample: a different token path is scored
+        matched += 1
+        score = _run(lambda c: score_response(c, pol, user, choice.text, "p", True, include_end_of_turn=eot), server)
+        expected = sum(choice.logprobs.token_logprobs) + (echo.token_logprobs[-1] if eot else 0.0)
+        assert score.status == "ok" and score.n_tokens == len(forced)
+        assert abs(score.logprob - expected) < 1e-9  # same kernels, same numbers
+    assert matched >= 3
+
+
+def test_refusals_and_error_statuses(sync_client):
+    # policies whose log-probs cannot be sampling densities are refused, with the reason
+    assert "chat_template 'none'" in refusal_reason(replace(BASE, chat_template="none"))
+    assert "greedy" in refusal_reason(replace(BASE, temperature=0.0))
+    assert "top_p" in refusal_reason(replace(BASE, top_p=0.9))
+    assert "top_k" in refusal_reason(replace(BASE, extra_body={"top_k": 40}))
+    assert refusal_reason(replace(BASE, extra_body={"top_k": 0, "min_p": 0.0})) is None
+    # a server that does not say at which T it scored is taken to score at T=1: refuse T != 1
+    prompt_text, full_text = render_pair(BASE, "Hi", "Hello there.")
+    echo = _echo(sync_client, full_text, 1.0, len(prompt_text))
+    echo.logprob_temperature = None
+    ok = score_from_echo(echo, prompt_text, full_text, 1.0)
+    assert ok.status == "ok" and ok.logprob < 0
+    refused = score_from_echo(echo, prompt_text, full_text, 0.7)
+    assert refused.status == "error" and refused.logprob is None and "refusing" in refused.error
+    # a response that is not in the echo is an error, never a number
+    with pytest.raises(SpanError):
+        locate_span(echo, render_prompt("gemma", SYSTEM, "Another prompt"), full_text)
+    short = _echo(sync_client, prompt_text, 1.0, len(prompt_text))
+    missing = score_two_call(short, short, 1.0)
+    assert missing.status == "error" and missing.logprob is None and "not found" in missing.error
+    with pytest.raises(ValueError, match="> 0"):
+        sum_checked([-1.0, 0.5], "span")
+    with pytest.raises(ValueError, match="nan"):
+        sum_checked([-1.0, math.nan], "span")
