@@ -10,7 +10,7 @@ import pytest
 
 from cje.llm.client import Accounting, CallLog, FatalAPIError, LLMClient, RateLimiter
 from cje.llm.config import provider_config
-from conftest import FAKE_KEY, make_config
+from llm_testlib import FAKE_KEY, make_config
 from fault_server import Rule
 
 

@@ -8,7 +8,7 @@ from cje.cli import main as cli_main
 from cje.llm.cache import read_jsonl
 from cje.llm.generate import generate_responses
 from cje.llm.templates import render_prompt
-from conftest import make_config, write_config, write_prompts
+from llm_testlib import make_config, write_config, write_prompts
 from fault_server import Rule
 
 

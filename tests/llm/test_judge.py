@@ -13,7 +13,7 @@ from cje.llm.cache import read_jsonl
 from cje.llm.client import MalformedResponse
 from cje.llm.judge import load_rubric, parse_score, render_rubric, score_responses, \
     yes_probability
-from conftest import RUBRICS, make_config, write_config
+from llm_testlib import RUBRICS, make_config, write_config
 from fault_server import Rule, score_of
 
 

@@ -1,0 +1,92 @@
+"""Dataset assembly end to end through the CLI on the fault server; failures kept as null;
+the API key never reaches a file or the console."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from cje.cli import main as cli_main
+from cje.llm.cache import read_jsonl
+from llm_testlib import FAKE_KEY, make_config, write_config, write_prompts
+from fault_server import Rule
+
+
+def _write_logprobs(path: Path, prompt_ids, policy, failed=()):
+    """Rows in the contract format of ``cje logprobs`` (that stage is tested by its owner)."""
+    with open(path, "w") as fh:
+        for i, pid in enumerate(prompt_ids):
+            bad = pid in failed
+            fh.write(json.dumps({"prompt_id": pid, "policy": policy,
+                                 "logprob": None if bad else -10.0 - i, "n_tokens": 5,
+                                 "method": "offsets", "status": "error" if bad else "ok",
+                                 "error": "positive log-prob" if bad else None}) + "\n")
+
+
+def test_pipeline_to_dataset_keeps_failures_as_null(fault_server, fake_key, tmp_path, capsys):
+    d = tmp_path
+    prompts = write_prompts(d / "prompts.jsonl", 6)
+    fault_server.set_rules([Rule("500", match="q003"),            # base generation fails
+                            Rule("401", match="never-matches", message=f"key {FAKE_KEY}")])
+    cfg = write_config(d / "cfg.yaml", make_config(fault_server.url, max_retries=1))
+    log = str(d / "logs" / "api_calls.log")
+    run = lambda *a: cli_main([*a, "--config", str(cfg), "--api-log", log])  # noqa: E731
+    for pol in ("base", "short"):
+        assert run("generate", "--policy", pol, "--prompts", str(prompts),
+                   "--output", str(d / "responses" / f"{pol}.jsonl")) == 0
+        assert run("judge", "--input", str(d / "responses" / f"{pol}.jsonl"),
+                   "--output", str(d / "judge" / f"{pol}.jsonl")) == 0
+        assert run("oracle", "--input", str(d / "responses" / f"{pol}.jsonl"),
+                   "--output", str(d / "oracle" / f"{pol}.jsonl"),
+                   "--coverage", "0.5" if pol == "base" else "1.0") == 0
+    ids = [f"q{i:03d}" for i in range(6)]
+    (d / "logprobs").mkdir()
+    _write_logprobs(d / "logprobs" / "base.jsonl", ids, "base")
+    _write_logprobs(d / "logprobs" / "short.jsonl", ids, "short", failed=("q004",))
+    assert cli_main(["dataset", "--config", str(cfg), "--responses-dir", str(d / "responses"),
+                     "--logprobs-dir", str(d / "logprobs"), "--judge-dir", str(d / "judge"),
+                     "--oracle-dir", str(d / "oracle"), "--output", str(d / "cje_dataset.jsonl"),
+                     "--fresh-draws-dir", str(d / "fresh_draws")]) == 0
+    captured = capsys.readouterr()
+
+    rows = {r["prompt_id"]: r for r in read_jsonl(d / "cje_dataset.jsonl")}
+    assert sorted(rows) == ids
+    ok = rows["q000"]
+    assert ok["response"] and ok["base_policy_logprob"] == -10.0
+    assert ok["target_policy_logprobs"] == {"short": -10.0}
+    assert 0.0 <= ok["metadata"]["judge_score"] <= 1.0 and ok["metadata"]["prompt_id"] == "q000"
+    assert rows["q004"]["target_policy_logprobs"] == {"short": None}
+    assert rows["q004"]["metadata"]["logprob_status"] == {"base": "ok", "short": "error"}
+    failed = rows["q003"]
+    assert failed["response"] is None and failed["metadata"]["judge_score"] is None
+    assert failed["metadata"]["response_status"] == "error"
+    labelled = [r for r in rows.values() if r["metadata"]["oracle_label"] is not None]
+    assert 1 <= len(labelled) <= 3  # half of 6 selected, minus a failed generation
+    assert "logged: generation error: 1" in captured.err
+    assert "logged: logprob short error: 1" in captured.err
+
+    fresh = read_jsonl(d / "fresh_draws" / "short_responses.jsonl")
+    assert [r["prompt_id"] for r in fresh] == ids
+    assert all(set(r) >= {"prompt_id", "prompt", "response", "draw_idx", "judge_score",
+                          "oracle_label"} for r in fresh)
+    assert all(r["oracle_label"] is not None for r in fresh if r["prompt_id"] != "q003")
+    assert (d / "fresh_draws" / "base_responses.jsonl").exists()
+
+    # the key was used for every request but is written nowhere
+    assert fault_server.auth_headers == {f"Bearer {FAKE_KEY}"}
+    assert FAKE_KEY not in captured.out + captured.err
+    for f in d.rglob("*"):
+        if f.is_file():
+            assert FAKE_KEY not in f.read_text(errors="replace"), f
+
+
+def test_dataset_names_a_missing_input_file(tmp_path, capsys):
+    cfg = write_config(tmp_path / "cfg.yaml", make_config("http://127.0.0.1:9/v1"))
+    for sub in ("responses", "logprobs", "judge", "oracle"):
+        (tmp_path / sub).mkdir()
+    rc = cli_main(["dataset", "--config", str(cfg), "--responses-dir", str(tmp_path / "responses"),
+                   "--logprobs-dir", str(tmp_path / "logprobs"), "--judge-dir",
+                   str(tmp_path / "judge"), "--oracle-dir", str(tmp_path / "oracle"),
+                   "--output", str(tmp_path / "ds.jsonl"),
+                   "--fresh-draws-dir", str(tmp_path / "fresh")])
+    assert rc == 2 and "base.jsonl: file does not exist" in capsys.readouterr().err
