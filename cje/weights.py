@@ -50,29 +50,36 @@ def clip_weights(weights: np.ndarray, clip: float = 100.0) -> np.ndarray:
 
 
 def simplex_min_variance(cov: np.ndarray) -> np.ndarray:
-    """argmin_a a' C a over the probability simplex (small dense QP).
+    """argmin_a a' C a over the probability simplex {a >= 0, sum a = 1}, exactly.
 
-    Input: (J, J) covariance of the candidates' influence functions.
-    Output: weights a >= 0 with sum 1. Solved with SLSQP from the uniform start;
-    for J = 2 the closed form a_1 = clip((C22 - C12) / (C11 + C22 - 2 C12), 0, 1).
+    Input: (J, J) covariance of the candidates' influence functions (J small).
+    Output: the minimiser. Enumerates supports S (2^J - 1 of them): on a support the
+    equality-constrained optimum is a_S = C_S^+ 1 / (1' C_S^+ 1); the best feasible
+    (a_S >= 0) one is the global minimum, since the problem is convex.
     """
+    from itertools import combinations
+
     cov = np.asarray(cov, float)
     j = cov.shape[0]
-    if j == 1:
-        return np.ones(1)
-    if j == 2:
-        denom = cov[0, 0] + cov[1, 1] - 2 * cov[0, 1]
-        a = 0.5 if denom <= 1e-18 else float(np.clip((cov[1, 1] - cov[0, 1]) / denom, 0, 1))
-        return np.array([a, 1 - a])
-    from scipy.optimize import minimize
-
-    scale = max(float(np.trace(cov)) / j, 1e-300)
-    c = cov / scale
-    result = minimize(lambda a: a @ c @ a, np.full(j, 1.0 / j), jac=lambda a: 2 * c @ a,
-                      bounds=[(0, 1)] * j, constraints=[{"type": "eq", "fun": lambda a: a.sum() - 1}],
-                      method="SLSQP", options={"ftol": 1e-12, "maxiter": 200})
-    a = np.clip(result.x, 0, None)
-    return a / a.sum()
+    best, best_value = np.full(j, 1.0 / j), np.inf
+    for size in range(1, j + 1):
+        for support in combinations(range(j), size):
+            idx = list(support)
+            sub = cov[np.ix_(idx, idx)]
+            x = np.linalg.pinv(sub) @ np.ones(size)
+            total = x.sum()
+            if abs(total) < 1e-300:
+                continue
+            a_sub = x / total
+            if np.any(a_sub < -1e-12):
+                continue
+            a = np.zeros(j)
+            a[idx] = np.clip(a_sub, 0, None)
+            a /= a.sum()
+            value = float(a @ cov @ a)
+            if value < best_value - 1e-15 * max(1.0, abs(value)):
+                best, best_value = a, value
+    return best
 
 
 @dataclass(frozen=True)
