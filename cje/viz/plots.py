@@ -74,7 +74,7 @@ def plot_weight_distributions(payload: dict, plot_data: PlotData, path: str | Pa
         bins = np.logspace(np.log10(lo), np.log10(hi) + 1e-9, 41)
         for i, (kind, w, d, colour) in enumerate(series):
             clipped = np.clip(w[np.isfinite(w)], lo, hi)
-            ax.hist(clipped, bins=bins, log=True, color=colour, alpha=0.35 if i == 0 else 0.9,
+            ax.hist(clipped, bins=bins, log=True, color=colour, alpha=0.35 if i == 0 else 1.0,
                     histtype="stepfilled" if i == 0 else "step", linewidth=1.8,
                     label=_weight_label(kind, w, d))
         ax.axvline(1.0, color="#666666", linestyle="--", linewidth=1, label="W = 1 (same as base)")
