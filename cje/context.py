@@ -149,7 +149,8 @@ class AnalysisContext:
 
 
 def _fresh_view(draws: FreshDraws, ctx_data: LoggedData, folds: np.ndarray, calibration: Calibration,
-                options: AnalysisOptions, policy_index: int) -> FreshView:
+                options: AnalysisOptions, policy_index: int, covariates: np.ndarray,
+                length_stats: tuple[float, float]) -> FreshView:
     row = index_in(draws.prompt_ids, ctx_data.prompt_ids)
     logged = row >= 0
     ignored_prompts = np.unique(draws.prompt_ids[~logged]).size
@@ -158,8 +159,14 @@ def _fresh_view(draws: FreshDraws, ctx_data: LoggedData, folds: np.ndarray, cali
              if options.probe_coverage > 0 else np.zeros(row.size, bool))
     draw_folds = folds[row]
     cov = None
-    if calibration.uses_covariates:  # fresh draws have no response length here: use the logged row's
-        cov = np.zeros((row.size, 1))
+    if calibration.uses_covariates:
+        # the two-stage index uses standardised log response length; a draw without its
+        # response text gets the logged prompt's covariate
+        cov = covariates[row].copy()
+        if draws.response_lengths is not None:
+            lengths = draws.response_lengths[logged]
+            known = np.isfinite(lengths)
+            cov[known, 0] = (np.log1p(lengths[known]) - length_stats[0]) / length_stats[1]
     R = calibration.predict(judge, cov)
     R_fold = np.vstack([calibration.predict_fold(k, judge, cov) for k in range(options.n_folds)])
     R_oof = R_fold[draw_folds, np.arange(row.size)] if row.size else np.zeros(0)
@@ -196,7 +203,8 @@ def build_context(data: LoggedData, fresh: dict[str, FreshDraws], options: Analy
     views = {}
     for i, policy in enumerate(data.target_policies):
         if policy in fresh:
-            views[policy] = _fresh_view(fresh[policy], data, folds, calibration, options, i)
+            views[policy] = _fresh_view(fresh[policy], data, folds, calibration, options, i, covariates,
+                                        (float(loglen.mean()), float(sd)))
     return AnalysisContext(data=data, options=options, folds=folds, mask=mask, calibration=calibration,
                            covariates=covariates, R=R, R_oof=R_oof, R_fold=R_fold, oua=not full_labels,
                            fresh=views)

@@ -10,7 +10,7 @@ error paths look for the offending line.
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -72,7 +72,7 @@ class FreshDraws:
     oracle_labels: np.ndarray
     draw_idx: np.ndarray
     n_dropped_missing_judge: int = 0
-    extra: dict = field(default_factory=dict)
+    response_lengths: np.ndarray | None = None  # characters; NaN/None when the file has no responses
 
     @property
     def n(self) -> int:
@@ -289,9 +289,11 @@ def load_fresh_draws(path: str | Path, policy: str) -> FreshDraws:
         raise InputError("duplicate (prompt_id, draw_idx)", path=path, line=_first_bad_line(path, dup),
                          field="draw_idx")
     keep = np.isfinite(judge)
+    lengths = (frame.get_column("response").cast(pl.String).str.len_chars().fill_null(0).to_numpy().astype(float)
+               if "response" in frame.columns else np.full(frame.height, np.nan))
     return FreshDraws(policy=policy, path=path, prompt_ids=prompt_ids[keep], judge_scores=judge[keep],
                       oracle_labels=oracle[keep], draw_idx=draw_idx[keep],
-                      n_dropped_missing_judge=int((~keep).sum()))
+                      n_dropped_missing_judge=int((~keep).sum()), response_lengths=lengths[keep])
 
 
 def load_fresh_draws_dir(directory: str | Path, policies: list[str]) -> dict[str, FreshDraws]:

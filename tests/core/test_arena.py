@@ -114,3 +114,16 @@ def test_pipeline_layout_and_arena_layout_agree(arena_logged, tmp_path):
     a = run_analysis(AnalysisConfig(data=str(arena_logged), estimator="raw-ips", options=opts)).to_dict()
     b = run_analysis(AnalysisConfig(data=str(moved), estimator="raw-ips", options=opts)).to_dict()
     assert a["estimates"] == b["estimates"]
+
+
+def test_auto_calibration_uses_fresh_draw_lengths_and_records_choice(arena_logged, arena_fresh):
+    config = AnalysisConfig(data=str(arena_logged), fresh_draws_dir=str(arena_fresh), estimator="direct",
+                            options=AnalysisOptions(oracle_coverage=0.5, seed=0, calibration_mode="auto"))
+    payload = run_analysis(config).to_dict()
+    choice = payload["metadata"]["calibration"]["auto_choice"]
+    assert choice["chosen"] == payload["metadata"]["calibration"]["mode"]
+    assert choice["rmse_monotone"] > 0 and choice["rmse_two_stage"] > 0
+    for policy in HONEST_POLICIES:
+        r = payload["metadata"]["policies"][policy]
+        t = payload["metadata"]["ground_truth"][policy]
+        assert abs(r["estimate"] - t["truth"]) <= 1.96 * math.sqrt(r["se"] ** 2 + t["truth_se"] ** 2)
