@@ -130,7 +130,9 @@ def _policy_result(ctx: AnalysisContext, estimator: Estimator, policy: str,
             used_diag = weight_diagnostics(est.weights)
     drop_rows = sum(v for k, v in data.dropped[policy].items())
     drop_fraction = drop_rows / data.n if data.n else 0.0
-    weighted_rows = rows if (est is not None and est.weights is not None) else None
+    weighted_rows = None
+    if est is not None and est.weights is not None:
+        weighted_rows = rows if est.weight_rows is None else est.weight_rows
     diag = {"weights_raw": raw_diag, "weights_used": used_diag,
             **_overlap_diagnostics(ctx, policy, weighted_rows, est.weights if est is not None else None)}
     status = policy_status(weight_role=estimator.weight_role, raw_weights=raw_diag,

@@ -33,6 +33,8 @@ class PolicyEstimate:
     details : estimator-specific numbers recorded in the output.
     assumptions : plain-language assumptions the estimate rests on.
     dropped : extra {reason: count} drops made by the estimator (e.g. missing fresh draws).
+    weight_rows : logged row indices ``weights`` refer to, when not ``ctx.rows(policy)``
+        (e.g. DR rows dropped for missing fresh draws).
     """
 
     estimate: float
@@ -44,6 +46,7 @@ class PolicyEstimate:
     details: dict = field(default_factory=dict)
     assumptions: list[str] = field(default_factory=list)
     dropped: dict = field(default_factory=dict)
+    weight_rows: np.ndarray | None = None
 
 
 class Estimator:
