@@ -182,7 +182,8 @@ def build_dashboard(payload: dict, plot_paths: Sequence[Path]) -> str:
     warnings = "".join(f'<li class="warn">{esc(w)}</li>' for w in meta.get("warnings") or [])
     truth_note = ("Ground truth: mean oracle label of each policy's labelled fresh draws."
                   if meta.get("ground_truth") else "No ground truth in this run (no oracle labels on fresh draws).")
-    pngs = [Path(p) for p in plot_paths if str(p).endswith(".png")]
+    order = {"policy_estimates.png": 0, "weight_distributions.png": 1, "calibration_curve.png": 2}
+    pngs = sorted((Path(p) for p in plot_paths if str(p).endswith(".png")), key=lambda p: order.get(p.name, 3))
     figures = "".join(image_figure(p, p.stem.replace("_", " "), PLOT_CAPTIONS.get(p.name, "")) for p in pngs)
     if not any(p.name == "weight_distributions.png" for p in pngs):
         figures += "<p class='muted'>Weight and calibration plots need plot_data.npz; not rendered.</p>"
@@ -193,10 +194,10 @@ def build_dashboard(payload: dict, plot_paths: Sequence[Path]) -> str:
         f"{filter_controls()}</section>"
         f"<section><h2>Estimates</h2>{_estimates_table(meta)}</section>"
         f"<section><h2>Diagnostics per policy</h2>{_diagnostics_table(meta)}</section>"
+        f"<section><h2>Plots</h2>{figures}</section>"
         f"<section><h2>Status reasons and assumptions</h2>{_details(meta)}</section>"
         f"<section><h2>Base policy and pairwise comparisons</h2>{_base_and_comparisons(meta)}</section>"
-        f"<section><h2>Calibration and inference</h2>{_calibration(meta)}</section>"
-        f"<section><h2>Plots</h2>{figures}</section>")
+        f"<section><h2>Calibration and inference</h2>{_calibration(meta)}</section>")
     header = [config_caption(payload),
               f"created {meta.get('created_at', 'unknown')} by cje {meta.get('cje_version', '')}; "
               f"data: {(meta.get('inputs') or {}).get('data', 'unknown')}"]
