@@ -4,7 +4,8 @@ Every analysis the benchmarks time runs in its own subprocess, measured the same
 way for our ``cje analyze`` and for the reference library: wall time from
 ``time.perf_counter`` around the child, and peak resident memory from the child's
 own ``rusage`` (``os.wait4``; ``ru_maxrss`` is in KiB on Linux and includes the
-child's waited-for descendants).
+child's waited-for descendants), plus its CPU time (user + system), which is
+recorded because the machine is shared and wall time moves with other load.
 """
 
 from __future__ import annotations
@@ -31,12 +32,15 @@ class Measured:
     """Outcome of one measured child process.
 
     returncode: exit status; wall_seconds: elapsed wall-clock time;
+    cpu_seconds: user + system CPU time of the child and its waited-for descendants
+    (less sensitive than wall time to other load on a shared machine);
     peak_rss_mb: child's peak resident set size in MiB (``ru_maxrss`` / 1024);
     stdout/stderr: captured text (stderr truncated to its last 4000 characters).
     """
 
     returncode: int
     wall_seconds: float
+    cpu_seconds: float
     peak_rss_mb: float
     stdout: str
     stderr: str
@@ -76,7 +80,8 @@ def run_measured(cmd: list[str], cwd: Path | None = None, env: dict | None = Non
         stdout, stderr = out.read(), err.read()
     out_path.unlink(missing_ok=True)
     err_path.unlink(missing_ok=True)
-    return Measured(proc.returncode, wall, usage.ru_maxrss / 1024.0, stdout, stderr[-4000:])
+    return Measured(proc.returncode, wall, usage.ru_utime + usage.ru_stime,
+                    usage.ru_maxrss / 1024.0, stdout, stderr[-4000:])
 
 
 def file_digest(paths: list[Path]) -> str:

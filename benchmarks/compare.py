@@ -19,10 +19,10 @@ from __future__ import annotations
 import math
 
 from . import datasets
-from .common import log, read_json
+from .common import OUR_PYTHON, REPO, TMP_DIR, log, read_json, run_measured
 from .ours_runner import run_ours
-from .reference_runner import (DR_ESTIMATORS, quadratic_projection, run_reference,
-                               saved_path)
+from .reference_runner import (DR_ESTIMATORS, REF_PYTHON, ensure_reference_venv,
+                               quadratic_projection, run_reference, saved_path)
 
 ESTIMATORS = ("calibrated-ips", "raw-ips", "direct", "dr-cpo", "tmle", "mrdr", "stacked-dr")
 SIZES = (1_000, 10_000, 100_000)
@@ -53,13 +53,16 @@ def compare_cell(estimator: str, ours: dict, ref: dict) -> dict:
 
     Inputs: the estimator name and the two run records (``ours_runner.run_ours``,
     ``reference_runner.run_reference``). Output: ``ratio`` (reference wall / our
-    wall), ``max_abs_diff`` over policies present in both, and ``differs``: a list
+    wall), ``cpu_ratio`` (the same for CPU seconds, when both have them),
+    ``max_abs_diff`` over policies present in both, and ``differs``: a list
     of {policy, ours, reference, diff, combined_se, likely_reason} for policies with
     |diff| > sqrt(se_ours^2 + se_ref^2).
     """
     out: dict = {"ratio": None, "max_abs_diff": None, "differs": []}
     if ours.get("status") == "ok" and ref.get("status") == "ok":
         out["ratio"] = ref["wall_seconds"] / ours["wall_seconds"]
+        if ref.get("cpu_seconds") and ours.get("cpu_seconds"):
+            out["cpu_ratio"] = ref["cpu_seconds"] / ours["cpu_seconds"]
     elif ours.get("status") == "ok" and ref.get("projected_seconds"):
         out["ratio_projected"] = ref["projected_seconds"] / ours["wall_seconds"]
     if ours.get("status") != "ok" or ref.get("status") != "ok":
@@ -86,13 +89,33 @@ def compare_cell(estimator: str, ours: dict, ref: dict) -> dict:
     return out
 
 
-def run(sizes=SIZES, estimators=ESTIMATORS, rerun_reference: bool = False) -> dict:
-    """Run part 1 over ``sizes`` x ``estimators``; return {"cells": [...], "inputs": {...}}.
+def startup_floor(repeats: int = 3) -> dict:
+    """Median seconds to start each tool without analysing anything.
 
+    Ours: ``python -m cje analyze --help`` (interpreter + imports of the CLI);
+    reference: ``python -I -c "import cje"`` in its venv. Output: {"ours": s,
+    "reference": s} (None when a tool is unavailable). These floors bound the
+    ratio on small inputs: no analysis can be faster than its start-up.
+    """
+    def median(cmd, cwd):
+        runs = [run_measured(cmd, cwd=cwd, timeout=300) for _ in range(repeats)]
+        if any(r.returncode != 0 for r in runs):
+            return None
+        return sorted(r.wall_seconds for r in runs)[repeats // 2]
+    ensure_reference_venv()
+    return {"ours": median([str(OUR_PYTHON), "-m", "cje", "analyze", "--help"], REPO),
+            "reference": median([str(REF_PYTHON), "-I", "-c", "import cje"], TMP_DIR)}
+
+
+def run(sizes=SIZES, estimators=ESTIMATORS, rerun_reference: bool = False) -> dict:
+    """Run part 1 over ``sizes`` x ``estimators``.
+
+    Output: {"cells": [...], "inputs": {...}, "startup_seconds": startup_floor()}.
     Each cell: n, estimator, ours (run record), reference (run record, or
     {"status": "skipped", "projected_seconds": ...}), plus ``compare_cell`` output.
     """
     cells, inputs = [], {}
+    startup = startup_floor()
     measured: dict[str, list[tuple[int, float]]] = {}
     for n in sorted(sizes):
         ds = datasets.arena_sample() if n == 1_000 else datasets.arena_resampled(n)
@@ -116,4 +139,4 @@ def run(sizes=SIZES, estimators=ESTIMATORS, rerun_reference: bool = False) -> di
                     measured.setdefault(est, []).append((n, ref["wall_seconds"]))
             cells.append({"n": n, "estimator": est, "ours": ours, "reference": ref,
                           **compare_cell(est, ours, ref)})
-    return {"cells": cells, "inputs": inputs}
+    return {"cells": cells, "inputs": inputs, "startup_seconds": startup}

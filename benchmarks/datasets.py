@@ -15,6 +15,8 @@ Layout of one dataset directory::
 
 from __future__ import annotations
 
+import hashlib
+import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,9 +25,10 @@ import polars as pl
 
 from .common import ARENA_DIR, TMP_DIR, file_digest, log, read_json, write_json
 
-#: Bump when the generated content changes, so saved reference results (keyed by
-#: the input digest) and old manifests are not reused for different inputs.
-RECIPE_VERSION = 1
+#: Bump when the generated content changes, so old manifests are not reused for
+#: different inputs (saved reference results are keyed by the content digest anyway).
+ARENA_RECIPE_VERSION = 1
+SYNTH_RECIPE_VERSION = 2
 #: Share of logged rows that keep an oracle label in the resampled/synthetic copies.
 ORACLE_SHARE = 0.10
 
@@ -35,8 +38,12 @@ class BenchDataset:
     """One benchmark input: logged JSONL, fresh-draw directory, size and digest.
 
     n: logged rows; n_oracle: logged rows with an oracle label; target_policies:
-    policy names in the logged rows' ``target_policy_logprobs``; input_digest:
-    blake2b of the logged file and every fresh-draw file (see ``common.file_digest``).
+    policy names in the logged rows' ``target_policy_logprobs``; input_digest: what
+    identifies the input (the key of saved reference results): for the arena sample
+    the blake2b of its files (``common.file_digest``), for generated data the blake2b
+    of its recipe (which includes the source files' digest), so a new polars that
+    formats floats differently does not invalidate saved reference cells. The
+    content digest of generated files is kept in their manifest.
     """
 
     name: str
@@ -60,18 +67,23 @@ def _from_manifest(name: str, directory: Path, recipe: dict) -> BenchDataset | N
         return None
     return BenchDataset(name, directory / "logged_data.jsonl", directory / "fresh_draws",
                         man["n"], man["n_oracle"], tuple(man["target_policies"]),
-                        man["input_digest"])
+                        recipe_digest(recipe))
 
 
 def _finish(name: str, directory: Path, recipe: dict, n: int, n_oracle: int,
             policies: list[str]) -> BenchDataset:
     logged = directory / "logged_data.jsonl"
-    digest = file_digest([logged, *_fresh_files(directory / "fresh_draws")])
+    content = file_digest([logged, *_fresh_files(directory / "fresh_draws")])
     write_json(directory / "manifest.json", {
-        "recipe": recipe, "n": n, "n_oracle": n_oracle,
-        "target_policies": policies, "input_digest": digest})
+        "recipe": recipe, "n": n, "n_oracle": n_oracle, "target_policies": policies,
+        "input_digest": recipe_digest(recipe), "content_digest": content})
     return BenchDataset(name, logged, directory / "fresh_draws", n, n_oracle,
-                        tuple(policies), digest)
+                        tuple(policies), recipe_digest(recipe))
+
+
+def recipe_digest(recipe: dict) -> str:
+    """blake2b-128 hex digest of a dataset recipe (canonical JSON)."""
+    return hashlib.blake2b(json.dumps(recipe, sort_keys=True).encode(), digest_size=16).hexdigest()
 
 
 def arena_sample() -> BenchDataset:
@@ -91,7 +103,7 @@ def arena_sample() -> BenchDataset:
                         tuple(policies), digest)
 
 
-def arena_resampled(n: int, seed: int = 20251127) -> BenchDataset:
+def arena_resampled(n: int, seed: int = 20251127, root: Path = TMP_DIR) -> BenchDataset:
     """A seeded resampled copy of the arena sample with ``n`` logged rows.
 
     Prompts are drawn with replacement; copy i gets the new unique id
@@ -99,11 +111,11 @@ def arena_resampled(n: int, seed: int = 20251127) -> BenchDataset:
     draws are copied under that id for every policy file. Oracle labels are kept on
     a seeded uniform subset of round(ORACLE_SHARE * n) of the copies whose source
     row is labelled (all of them if fewer); the rest become null. Output: the
-    ``BenchDataset`` under ``TMP_DIR/arena_n{n}``.
+    ``BenchDataset`` under ``root/arena_n{n}`` (root defaults to ``TMP_DIR``).
     """
     recipe = {"kind": "arena_resampled", "n": n, "seed": seed, "oracle_share": ORACLE_SHARE,
-              "version": RECIPE_VERSION, "source_digest": arena_sample().input_digest}
-    directory = TMP_DIR / f"arena_n{n}"
+              "version": ARENA_RECIPE_VERSION, "source_digest": arena_sample().input_digest}
+    directory = Path(root) / f"arena_n{n}"
     cached = _from_manifest(f"arena_n{n}", directory, recipe)
     if cached:
         return cached
@@ -139,20 +151,22 @@ def arena_resampled(n: int, seed: int = 20251127) -> BenchDataset:
 SYNTH_POLICIES = ("clone", "shifted", "worse")
 
 
-def synthetic(n: int, seed: int = 7) -> BenchDataset:
+def synthetic(n: int, seed: int = 7, root: Path = TMP_DIR) -> BenchDataset:
     """Synthetic logged data with ``n`` rows, 3 target policies, one fresh draw each.
 
     Shape follows the arena sample: judge scores on a 0.05 grid that saturate near
     0.85, oracle labels = clip(judge + noise) on ORACLE_SHARE of the rows, base
-    log-probs around -40, target log-probs = base + a policy shift + noise
-    (clone: sd 0.7; shifted: -1 +- 1; worse: -3 +- 2), capped at 0. Texts are short
+    log-probs around -40, target log-probs = base + a policy shift + noise + a tilt
+    toward the policy's quality (clone: 0 +- 0.7; shifted: -1 +- 1, tilt +2;
+    worse: -3 +- 2, tilt -4), capped at 0; fresh-draw quality is shifted to match
+    (clone 0, shifted +0.05, worse -0.3). The data exist for timing, not accuracy. Texts are short
     (prompts ~40, responses ~120 characters) so 10^6 rows stay a few hundred MB;
     real responses are ~1.5 kB, so this understates JSON parsing cost by ~10x.
-    Output: the ``BenchDataset`` under ``TMP_DIR/synthetic_n{n}``.
+    Output: the ``BenchDataset`` under ``root/synthetic_n{n}`` (root defaults to ``TMP_DIR``).
     """
     recipe = {"kind": "synthetic", "n": n, "seed": seed, "oracle_share": ORACLE_SHARE,
-              "version": RECIPE_VERSION, "policies": list(SYNTH_POLICIES)}
-    directory = TMP_DIR / f"synthetic_n{n}"
+              "version": SYNTH_RECIPE_VERSION, "policies": list(SYNTH_POLICIES)}
+    directory = Path(root) / f"synthetic_n{n}"
     cached = _from_manifest(f"synthetic_n{n}", directory, recipe)
     if cached:
         return cached
@@ -177,8 +191,9 @@ def synthetic(n: int, seed: int = 7) -> BenchDataset:
     quality = rng.beta(5, 2, n)
     s, y = judge_oracle(quality)
     lp_base = -np.abs(rng.normal(40, 15, n)) - 1
-    shifts = {"clone": (0.0, 0.7), "shifted": (-1.0, 1.0), "worse": (-3.0, 2.0)}
-    lp_t = {p: np.minimum(lp_base + rng.normal(m, sd, n), -1e-3) for p, (m, sd) in shifts.items()}
+    shifts = {"clone": (0.0, 0.7, 0.0), "shifted": (-1.0, 1.0, 2.0), "worse": (-3.0, 2.0, -4.0)}
+    lp_t = {p: np.minimum(lp_base + rng.normal(m, sd, n) + tilt * (quality - 0.7), -1e-3)
+            for p, (m, sd, tilt) in shifts.items()}
     response = (pl.lit("Response ") + idx + pl.lit(filler)).alias("response")
     logged = pl.DataFrame({"prompt_id": prompt_id}).with_columns(
         prompt, pl.select(response).to_series(),

@@ -38,7 +38,7 @@ def run_ours(ds: BenchDataset, estimator: str, oracle_coverage: float = 1.0, see
     Inputs: the dataset, estimator name, oracle coverage (1.0 = every label in the
     file; the CLI keeps round(c * n) labels), seed, timeout in seconds. Output: a
     dict with ``status`` (``ok`` / ``not_available`` / ``failed`` / ``timeout``),
-    ``wall_seconds``, ``peak_rss_mb``, ``target_policies``, ``estimates``,
+    ``wall_seconds``, ``cpu_seconds``, ``peak_rss_mb``, ``target_policies``, ``estimates``,
     ``standard_errors``, ``reliable`` and ``reasons`` (per policy, from
     ``metadata.policies``), ``error`` on failure. The output directory is removed
     afterwards unless ``keep_output``.
@@ -53,7 +53,8 @@ def run_ours(ds: BenchDataset, estimator: str, oracle_coverage: float = 1.0, see
            "--oracle-coverage", f"{oracle_coverage:g}", "--seed", str(seed),
            "--output-dir", str(out_dir)]
     m = run_measured(cmd, cwd=REPO, timeout=timeout)
-    record = {"wall_seconds": m.wall_seconds, "peak_rss_mb": m.peak_rss_mb,
+    record = {"wall_seconds": m.wall_seconds, "cpu_seconds": m.cpu_seconds,
+              "peak_rss_mb": m.peak_rss_mb, "load_avg_1min_after": os.getloadavg()[0],
               "command": " ".join(cmd[1:])}
     payload = read_json(out_dir / "estimates.json") if m.returncode == 0 else None
     if not keep_output:

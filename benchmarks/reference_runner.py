@@ -94,7 +94,7 @@ def run_reference(ds: BenchDataset, estimator: str, oracle_coverage: float = 1.0
     seed, ``rerun`` to ignore a saved result, a timeout in seconds and the nice
     increment for the child. Output: a dict with ``status`` (``ok`` / ``failed`` /
     ``timeout``), ``source`` (``measured`` or ``saved``), ``wall_seconds``,
-    ``peak_rss_mb``, ``target_policies``, ``estimates``, ``standard_errors``,
+    ``cpu_seconds``, ``peak_rss_mb``, the 1-minute load average before and after, ``target_policies``, ``estimates``, ``standard_errors``,
     ``measured_at`` and ``key``. Failures carry ``error`` (the child's stderr tail).
     """
     if estimator not in REFERENCE_ESTIMATORS:
@@ -119,7 +119,8 @@ def run_reference(ds: BenchDataset, estimator: str, oracle_coverage: float = 1.0
     record = {"key": key, "source": "measured",
               "measured_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
               "cpu_count": os.cpu_count(), "load_avg_1min_before": load_before,
-              "wall_seconds": m.wall_seconds, "peak_rss_mb": m.peak_rss_mb}
+              "wall_seconds": m.wall_seconds, "cpu_seconds": m.cpu_seconds,
+              "peak_rss_mb": m.peak_rss_mb, "load_avg_1min_after": os.getloadavg()[0]}
     child = read_json(out_json) if m.returncode == 0 else None
     if child is None:
         status = "timeout" if m.returncode == -9 else "failed"

@@ -165,11 +165,17 @@ def render(parts: dict, target_rows: list[dict]) -> str:
                 r_s, r_mb = r.get("status", "-"), "-"
             ratio = (f"{c['ratio']:.1f}x" if c.get("ratio") is not None else
                      f"~{c['ratio_projected']:.0f}x (proj.)" if c.get("ratio_projected") else "-")
+            cpu_ratio = f"{c['cpu_ratio']:.1f}x" if c.get("cpu_ratio") else "-"
             diff = "-" if c.get("max_abs_diff") is None else f"{c['max_abs_diff']:.3f}"
             differ = ", ".join(d["policy"] for d in c.get("differs", [])) or "-"
-            rows.append([f"{c['n']:,}", c["estimator"], o_s, o_mb, r_s, r_mb, ratio, diff, differ])
+            rows.append([f"{c['n']:,}", c["estimator"], o_s, o_mb, r_s, r_mb, ratio, cpu_ratio,
+                         diff, differ])
         out.append(_table(["n", "estimator", "ours", "ours MiB", "reference", "ref MiB",
-                           "ref/ours", "max|diff|", "differ > combined SE"], rows))
+                           "ref/ours", "CPU ref/ours", "max|diff|", "differ > combined SE"], rows))
+        st = comp.get("startup_seconds") or {}
+        out.append(f"start-up alone (median of 3): ours {_fmt_s(st.get('ours'))} "
+                   f"(python -m cje analyze --help), reference {_fmt_s(st.get('reference'))} "
+                   "(import cje); no analysis is faster than its start-up")
         notes = [(c["n"], c["estimator"], d) for c in comp["cells"] for d in c.get("differs", [])]
         if notes:
             out.append("\nEstimates differing by more than the combined SE (likely reason):")
