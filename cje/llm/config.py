@@ -73,7 +73,10 @@ class PolicyConfig:
     ``chat_template`` other than ``none`` means the stage renders the chat itself
     (``cje.llm.templates.render_prompt``) and samples through ``/v1/completions``;
     ``none`` uses ``/v1/chat/completions`` and lets the provider apply its template.
-    ``extra_body`` is passed verbatim to the provider (e.g. vLLM's ``top_k``).
+    ``top_p`` defaults to 1 (a value < 1 truncates sampling: the log-prob stage then
+    refuses the policy). On local servers top_k 0, min_p 0, repeat_penalty 1 are
+    always sent; ``extra_body`` adds other provider-specific fields but cannot
+    override those.
     """
 
     name: str
@@ -100,6 +103,9 @@ class ScorerConfig:
     P(" Yes") / (P(" Yes") + P(" No"))). ``n_rubric_samples`` variants of the rubric
     are averaged (the oracle's extra cost). ``parse_retries``: how often an
     unparseable answer is asked again before it is stored as an error.
+    ``temperature`` / ``max_tokens`` of chat methods are sent only when set (reasoning
+    models such as gpt-5 refuse both); ``yes_no_logprob`` always asks for one token
+    at temperature 0.
     """
 
     role: str
@@ -111,8 +117,8 @@ class ScorerConfig:
     coverage: float = 1.0
     fresh_draw_coverage: float = 1.0
     seed: int = 0
-    temperature: float = 0.0
-    max_tokens: int = 64
+    temperature: float | None = None
+    max_tokens: int | None = None
     parse_retries: int = 2
     chat_template: str = "none"
 

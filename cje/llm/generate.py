@@ -5,7 +5,7 @@ one response is sampled:
 
 - ``chat_template`` gemma/llama3/chatml: ``/v1/completions`` on
   ``templates.render_prompt(template, system_prompt, prompt)`` with
-  ``stop=[end_of_turn(template)]`` and ``top_p=1`` -- the exact string the
+  ``stop=[end_of_turn(template)]`` and ``top_p`` (default 1) -- the exact string the
   log-prob stage scores. For ``kind: local`` providers llama.cpp's truncations are
   switched off (``top_k=0, min_p=0, repeat_penalty=1`` in ``extra_body``) so the
   teacher-forced log-prob is the log-density of the sampling distribution.
@@ -37,12 +37,13 @@ LOCAL_SAMPLING = {"top_k": 0, "min_p": 0.0, "repeat_penalty": 1.0}
 def sampling_request(policy: PolicyConfig, provider: ProviderConfig, prompt: str) -> dict:
     """The request for one sample: ``{"endpoint": "completions"|"chat", ...kwargs}``.
 
-    Completions: ``prompt`` (rendered), ``stop``, ``temperature``, ``top_p=1``,
-    ``max_tokens``, ``extra_body`` (local: LOCAL_SAMPLING + policy.extra_body).
+    Completions: ``prompt`` (rendered), ``stop``, ``temperature``, ``top_p`` (1 by default),
+    ``max_tokens``, ``extra_body`` (policy.extra_body; local: LOCAL_SAMPLING forced).
     Chat: ``messages`` (system if non-empty, user), same sampling fields.
     """
-    extra = dict(LOCAL_SAMPLING) if provider.kind == "local" else {}
-    extra.update(policy.extra_body)
+    extra = dict(policy.extra_body)
+    if provider.kind == "local":
+        extra.update(LOCAL_SAMPLING)  # forced: truncated sampling breaks the log-probs
     common = {"model": policy.model, "temperature": policy.temperature,
               "top_p": policy.top_p, "max_tokens": policy.max_tokens,
               "extra_body": extra or None}

@@ -50,7 +50,7 @@ VARIANT_SEPARATOR = re.compile(r"^---\s*$", re.M)
 SCORE_SCHEMA = {"type": "json_schema", "json_schema": {
     "name": "rubric_score", "strict": True,
     "schema": {"type": "object", "additionalProperties": False, "required": ["score"],
-               "properties": {"score": {"type": "integer", "minimum": 0, "maximum": 100}}}}}
+               "properties": {"score": {"type": "integer"}}}}}  # range checked by parse_score
 _NUM = r"(\d{1,3}(?:\.\d+)?)"
 
 
@@ -181,6 +181,10 @@ def score_responses(cfg: dict, role: str, input: str, output: str,
     sc = scorer_config(cfg, role)
     prov = provider_config(cfg, sc.provider)
     variants, rubric_hash = load_rubric(sc.rubric_file)
+    if sc.method in ("structured", "parse") and not all("100" in v for v in variants):
+        raise ConfigError(f"method '{sc.method}' asks for a 0-100 score but rubric "
+                          f"{sc.rubric_file} never mentions 100 (a yes/no rubric? use e.g. "
+                          f"config/rubrics/{role}_score.txt)", key=f"{role}.rubric_file")
     field = "judge_score" if role == "judge" else "oracle_label"
     rows = read_jsonl(input, required=("prompt_id", "draw_idx", "status"))
     selected = None

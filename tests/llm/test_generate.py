@@ -60,6 +60,7 @@ def test_templated_local_policy_uses_completions_with_untruncated_sampling(fault
     cfg = make_config(fault_server.url, chat_template="gemma")
     # kind local with a base_url: use an already running server instead of starting one
     cfg["providers"]["fault"]["kind"] = "local"
+    cfg["policies"]["base"]["extra_body"] = {"top_k": 40, "seed": 5}  # top_k cannot win
     generate_responses(cfg, "base", str(prompts), str(tmp_path / "out.jsonl"), api_log=None)
     req = fault_server.log[0]
     assert req["path"].endswith("/v1/completions")
@@ -71,6 +72,7 @@ def test_templated_local_policy_uses_completions_with_untruncated_sampling(fault
     assert body["stop"] == ["<end_of_turn>"] and body["top_p"] == 1.0
     assert body["temperature"] == 1.0 and body["max_tokens"] == 16
     assert (body["top_k"], body["min_p"], body["repeat_penalty"]) == (0, 0.0, 1.0)
+    assert body["seed"] == 5
 
 
 def test_hosted_untemplated_policy_uses_chat_with_system_prompt(fault_server, fake_key,

@@ -136,3 +136,22 @@ def test_oracle_labels_a_seeded_subset_averaging_rubric_variants(fault_server, f
                     seed=3, api_log=None)
     single = {r["prompt_id"] for r in read_jsonl(tmp_path / "single.jsonl") if r["selected"]}
     assert single == {r["prompt_id"] for r in sel}
+
+
+def test_score_method_with_a_yes_no_rubric_is_refused_before_any_call(fault_server, fake_key,
+                                                                     tmp_path):
+    from cje.errors import ConfigError
+    inp = write_responses(tmp_path / "base.jsonl", 2)
+    cfg = make_config(fault_server.url, judge_method="structured")
+    cfg["judge"]["rubric_file"] = str(RUBRICS / "judge.txt")  # the yes/no rubric
+    with pytest.raises(ConfigError, match="never mentions 100"):
+        score_responses(cfg, "judge", str(inp), str(tmp_path / "j.jsonl"), api_log=None)
+    assert fault_server.total() == 0
+
+
+def test_shipped_rubrics_load():
+    for name, n in (("judge.txt", 1), ("oracle.txt", 3), ("judge_score.txt", 1),
+                    ("oracle_score.txt", 2)):
+        variants, h = load_rubric(str(RUBRICS / name))
+        assert len(variants) == n and len(h) == 64
+        assert all("{prompt}" in v and "{response}" in v for v in variants)
