@@ -28,6 +28,7 @@ import asyncio
 import contextlib
 import json
 import random
+import signal
 import sys
 import threading
 import time
@@ -408,18 +409,35 @@ def run_with_client(provider: ProviderConfig, stage: str, api_log: str | Path | 
     Opens the provider's endpoint (starting the local server if needed), creates
     the ``LLMClient`` with a ``CallLog(api_log)``, and on every exit path prints
     the token/cost summary to stderr and appends it to the call log as
-    ``{"event": "stage_summary", "stage", "totals": [...]}``.
+    ``{"event": "stage_summary", "stage", "totals": [...]}``. SIGTERM cancels the
+    stage cleanly (the side cache is flushed) and raises ``CJEError``.
     """
     call_log = CallLog(api_log, debug=debug)
     acct = Accounting()
 
+    terminated = []
+
     async def main() -> Any:
+        loop = asyncio.get_running_loop()
+        task = asyncio.current_task()
+
+        def on_sigterm() -> None:  # Snakemake/SLURM cancel: flush the cache, then stop
+            terminated.append(True)
+            task.cancel()
+        with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+            loop.add_signal_handler(signal.SIGTERM, on_sigterm)
         async with LLMClient(provider, base_url, stage, call_log, acct) as client:
             return await body(client)
 
     try:
         with provider_endpoint(provider) as base_url:
-            return asyncio.run(main())
+            try:
+                return asyncio.run(main())
+            except asyncio.CancelledError:
+                if terminated:
+                    raise CJEError(f"{stage}: terminated by SIGTERM; finished rows are kept "
+                                   "in the side cache, rerun to resume") from None
+                raise
     finally:
         call_log.write(event="stage_summary", stage=stage, totals=acct.summary())
         print(f"[{stage}] {acct.format_summary()}", file=sys.stderr)

@@ -71,3 +71,31 @@ def test_sigkill_then_rerun_gives_every_row_once_without_repaying(fault_server, 
     assert 0 <= repeated <= CONCURRENCY + BATCH
     # the rerun asked for exactly the rows that were not in the cache
     assert fault_server.total() - requests_before == N_PROMPTS - len(finished)
+
+
+def test_sigterm_flushes_the_unfinished_batch(fault_server, fake_key, tmp_path):
+    """SIGTERM (Snakemake or SLURM cancelling a job) keeps every finished row, even those
+    of a batch that was not full yet, and exits with a clear message."""
+    fault_server.latency_s = 0.1
+    prompts = write_prompts(tmp_path / "prompts.jsonl", N_PROMPTS)
+    cfg = write_config(tmp_path / "cfg.yaml", make_config(fault_server.url, max_concurrency=2))
+    out = tmp_path / "base.jsonl"
+    cache = tmp_path / "base.jsonl.cache.jsonl"
+    cmd = [sys.executable, "-m", "cje", "generate", "--config", str(cfg), "--policy", "base",
+           "--prompts", str(prompts), "--output", str(out), "--batch-size", "1000",
+           "--api-log", str(tmp_path / "api.log")]
+    env = {**os.environ, "PYTHONPATH": str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    proc = subprocess.Popen(cmd, cwd=tmp_path, env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 120
+    while fault_server.total() < 6:
+        assert proc.poll() is None, proc.communicate()[1].decode()[-2000:]
+        assert time.monotonic() < deadline, "no progress within 120 s"
+        time.sleep(0.02)
+    assert not cache.exists()  # batch of 1000 not full: nothing flushed yet
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 2
+    assert "terminated by SIGTERM" in err.decode()
+    kept = _cache_keys(cache)
+    assert len(kept) >= 4 and not out.exists()
