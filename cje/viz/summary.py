@@ -19,11 +19,13 @@ policies whose truth is known and whose estimate was not withheld:
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 
 import jsonschema
 import numpy as np
 import polars as pl
+from tqdm import tqdm
 
 from cje.errors import InputError
 from cje.results import validate_estimates
@@ -40,6 +42,8 @@ SUMMARY_SCHEMA = {
 }
 SUMMARY_COLUMNS = list(SUMMARY_SCHEMA)
 _RUN = ["estimator", "oracle_coverage"]
+
+log = logging.getLogger(__name__)
 
 
 def find_estimates(results_dir: str | Path) -> list[Path]:
@@ -71,18 +75,28 @@ def payload_rows(payload: dict, source: str) -> list[dict]:
 def summary_frame(rows: list[dict]) -> pl.DataFrame:
     """Rows -> the summary frame, sorted by estimator, oracle coverage, seed, policy.
 
-    Raises :class:`InputError` naming both files when two files hold the same
-    (estimator, oracle_coverage, seed, policy).
+    Two files may hold the same (estimator, oracle_coverage, seed, policy), e.g. the
+    workflow's first seed at ``coverage_{c}/estimates.json`` and the same seed asked for
+    again as ``coverage_{c}/seed_{s}/``. When their estimate, SE, CI and status agree the
+    copy with the shortest path is kept (logged as a warning); when they differ they come
+    from different settings and :class:`InputError` names both files.
     """
     frame = pl.DataFrame(rows, schema=SUMMARY_SCHEMA) if rows else pl.DataFrame(schema=SUMMARY_SCHEMA)
     key = ["estimator", "oracle_coverage", "seed", "policy"]
+    values = ["estimate", "se", "ci_lower", "ci_upper", "status"]
     dupes = frame.filter(pl.len().over(key) > 1)
     if dupes.height:
-        first = dupes.row(0, named=True)
-        files = sorted(set(dupes.filter(pl.all_horizontal(pl.col(k) == first[k] for k in key))["source"]))
-        raise InputError(f"estimator {first['estimator']}, oracle coverage {first['oracle_coverage']:g}, "
-                         f"seed {first['seed']}, policy {first['policy']} appears in several files: "
-                         f"{', '.join(files)}", path=files[0], field="metadata.seed")
+        conflicts = dupes.filter(pl.struct(values).n_unique().over(key) > 1)
+        if conflicts.height:
+            first = conflicts.row(0, named=True)
+            files = sorted(set(conflicts.filter(pl.all_horizontal(pl.col(k) == first[k] for k in key))["source"]))
+            raise InputError(f"estimator {first['estimator']}, oracle coverage {first['oracle_coverage']:g}, "
+                             f"seed {first['seed']}, policy {first['policy']} has different results in "
+                             f"several files: {', '.join(files)}", path=files[0], field="metadata.seed")
+        log.warning("identical results in several files, keeping the shortest path: %s",
+                    ", ".join(sorted(set(dupes["source"]))))
+        frame = (frame.sort(pl.col("source").str.len_chars(), "source")
+                 .unique(subset=key, keep="first", maintain_order=True))
     return frame.sort(key)
 
 
@@ -100,7 +114,8 @@ def load_summary(results_dir: str | Path) -> pl.DataFrame:
         raise InputError("no estimates.json found below this folder (expected "
                          "{estimator}/coverage_{c}/[seed_{s}/]estimates.json)", path=str(results_dir))
     rows: list[dict] = []
-    for path in paths:
+    # Reading is fast (~1 ms a file); show progress only for large sweeps.
+    for path in tqdm(paths, desc="reading estimates.json", unit="file", disable=len(paths) < 200):
         try:
             payload = json.loads(path.read_text())
         except json.JSONDecodeError as exc:

@@ -168,13 +168,19 @@ def test_errors_name_the_file_and_field(tmp_path):
         load_summary(tmp_path)
 
 
-def test_duplicate_runs_name_both_files(tmp_path):
-    payload = make_payload("A", 0.2, 0, {"p": 0.3}, 0.1)
-    first, second = write(tmp_path, "one", payload), write(tmp_path, "two", payload)
-    with pytest.raises(InputError, match="appears in several files") as info:
+def test_identical_duplicates_keep_the_shortest_path_and_different_ones_fail(tmp_path, caplog):
+    payload = make_payload("A", 0.2, 0, {"p": 0.3, "q": 0.4}, 0.1)
+    write(tmp_path, "A/coverage_0.2", payload)
+    write(tmp_path, "A/coverage_0.2/seed_0", payload)
+    frame = load_summary(tmp_path)
+    assert frame.height == 2 and frame["source"].unique().to_list() == ["A/coverage_0.2/estimates.json"]
+    assert "identical results in several files" in caplog.text
+    write(tmp_path, "A/coverage_0.2/seed_0", make_payload("A", 0.2, 0, {"p": 0.35, "q": 0.4}, 0.1))
+    with pytest.raises(InputError, match="different results in several files") as info:
         load_summary(tmp_path)
-    assert "one/estimates.json" in str(info.value) and "two/estimates.json" in str(info.value)
-    assert summary_frame([]).height == 0 and first != second
+    message = str(info.value)
+    assert "A/coverage_0.2/estimates.json" in message and "A/coverage_0.2/seed_0/estimates.json" in message
+    assert "policy p " in message and summary_frame([]).height == 0
 
 
 def test_cli_writes_csv_accuracy_and_self_contained_html(results_tree, tmp_path, capsys):
