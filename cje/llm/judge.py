@@ -14,8 +14,9 @@ Methods (``method`` in config):
   "Score: 87", "87/100", "87 out of 100", or a bare number).
 - ``yes_no_logprob``: one-token completion with top log-probs; score =
   P(yes) / (P(yes) + P(no)), summing the probabilities of the top tokens that
-  read "yes" / "no" after stripping spaces and case (" Yes", "Yes", ...). This is
-  the usable judging signal of a small base model (docs: pipeline.md).
+  read "yes" / "no" after stripping spaces and case (" Yes", "Yes", ...); a word
+  missing from the top list gets the smallest listed probability (its upper
+  bound). This is the usable judging signal of a small base model (pipeline.md).
 
 Scores are stored in [0, 1] (0-100 answers divided by 100). An unparseable answer
 is retried (``parse_retries``) and then stored as ``status: "error"`` with the raw
@@ -103,16 +104,25 @@ def parse_score(text: str) -> float:
 
 
 def yes_probability(top_logprobs: dict[str, float]) -> float:
-    """P(yes) / (P(yes) + P(no)) from one position's top log-probs (``MalformedResponse``
-    when neither a yes- nor a no-token is among them)."""
+    """P(yes) / (P(yes) + P(no)) from one position's top log-probs.
+
+    P(yes), P(no) sum the listed tokens that read "yes" / "no" after stripping spaces
+    and case. When only one of the two words is listed, the other's probability is
+    at most the smallest listed one, and that bound is used: the score is pulled
+    toward 0.5 rather than pushed to 0 or 1. ``MalformedResponse`` when neither is
+    listed.
+    """
     mass = {"yes": 0.0, "no": 0.0}
+    finite = [lp for lp in top_logprobs.values() if lp is not None and math.isfinite(lp)]
     for tok, lp in top_logprobs.items():
         word = tok.strip().lower()
         if word in mass and lp is not None and math.isfinite(lp):
             mass[word] += math.exp(lp)
     if mass["yes"] + mass["no"] <= 0.0:
         raise MalformedResponse(f"neither Yes nor No among top tokens {list(top_logprobs)[:8]}")
-    return mass["yes"] / (mass["yes"] + mass["no"])
+    floor = math.exp(min(finite))
+    yes, no = mass["yes"] or floor, mass["no"] or floor
+    return yes / (yes + no)
 
 
 def _yes_no(resp) -> tuple[float, str]:

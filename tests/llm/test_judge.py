@@ -47,6 +47,9 @@ def test_yes_probability_sums_token_variants():
     p = yes_probability({" Yes": math.log(0.3), "Yes": math.log(0.1), " No": math.log(0.2),
                          " Maybe": math.log(0.4)})
     assert p == pytest.approx(0.4 / 0.6)
+    # " No" not listed: its probability is at most the smallest listed one (0.05)
+    p = yes_probability({" Yes": math.log(0.9), " The": math.log(0.05)})
+    assert p == pytest.approx(0.9 / 0.95)
     with pytest.raises(MalformedResponse):
         yes_probability({" Maybe": -0.1})
 

@@ -20,7 +20,7 @@ def _config() -> dict:
            "system_prompt": "You are a helpful assistant.", "temperature": 1.0,
            "max_tokens": 24}
     # the base model judges on the raw "...Reply:" text; inside a chat turn it answers
-    # "Question..." and neither Yes nor No is among its top tokens
+    # "Question..." and Yes/No are at best far down its top tokens
     scorer = {"provider": "local", "model": "gemma-3-270m", "chat_template": "none",
               "method": "yes_no_logprob"}
     return {"providers": {"local": {"kind": "local", "n_threads": 1, "max_concurrency": 1,
