@@ -17,12 +17,16 @@ Differences from llama.cpp's own server (on purpose, see docs/local_model.md):
   sent (special tokens render as their text), BOS is not echoed and the first
   echoed token's log-prob is conditional on BOS (a number, not null);
 * ``max_tokens`` may be 0 with ``echo`` (score only);
+* every completion choice carries ``token_ids``: the generated (sampled) token
+  path; store it to teacher-force exactly that path later;
 * ``cje_prompt_chars: n`` (our extension, send it only to this server): the
-  first n characters of ``prompt`` are the chat prompt; echoed tokens after it
-  are evaluated one per decode, exactly as sampling evaluates a response.
-  llama.cpp's batched kernels give a row logits that differ by up to ~0.4 nats
-  from the one-token decode used while sampling, so without this the
-  teacher-forced log-probs are not the density that was sampled from;
+  first n characters of ``prompt`` are the chat prompt, tokenized alone as when
+  sampling; tokens after it are evaluated one per decode, exactly as sampling
+  evaluates a response (llama.cpp's batched kernels give a row logits up to
+  ~0.5 nats away from the one-token decode used while sampling). With
+  ``cje_response_token_ids: [...]`` the response is scored along that token
+  path when the ids spell the text after the prompt (``cje.token_path``:
+  ``sampled``), else along its canonical tokenization (``canonical``);
 * unsupported features (``n`` > 1, ``stream``, ``response_format``, tools,
   token-id prompts) are refused with 400 rather than ignored.
 """
@@ -187,16 +191,24 @@ def completions(engine: LocalEngine, body: dict) -> dict:
     logprobs = _int(body, "logprobs", None, lo=0, hi=MAX_TOP_LOGPROBS)
     max_tokens = _int(body, "max_tokens", 16, lo=0)
     prompt_chars = _int(body, "cje_prompt_chars", None, lo=0)
+    response_ids = body.get("cje_response_token_ids")
+    if response_ids is not None and (
+        prompt_chars is None or not isinstance(response_ids, list)
+        or not all(isinstance(t, int) and not isinstance(t, bool) for t in response_ids)
+    ):
+        raise ApiError("'cje_response_token_ids' must be a list of token ids and needs 'cje_prompt_chars'",
+                       "cje_response_token_ids")
     try:
         gen, text = engine.complete(
             prompt, max_tokens, top_n=logprobs or 0, echo=echo and logprobs is not None,
-            stop=_stops(body), sequential_from_char=prompt_chars, **sampling,
+            stop=_stops(body), prompt_chars=prompt_chars, response_token_ids=response_ids, **sampling,
         )
     except ValueError as exc:
         raise ApiError(str(exc), "prompt") from exc
     prompt_pieces = b"".join(engine.piece(t) for t in gen.prompt.token_ids)
     choice = {
         "index": 0,
+        "token_ids": list(gen.generated.token_ids),  # the sampled path, for exact teacher forcing
         "text": (prompt + text) if echo else text,
         "logprobs": None if logprobs is None else _completion_logprobs(engine, gen, prompt, text, echo),
         "finish_reason": gen.finish_reason,
@@ -204,7 +216,10 @@ def completions(engine: LocalEngine, body: dict) -> dict:
     exact = prompt_pieces == prompt.encode("utf-8") if echo and logprobs is not None else None
     if not gen.prompt.token_ids:  # echo without logprobs: prompt was not scored, count it anyway
         gen.prompt.token_ids = engine.tokenize(prompt)[1:]
-    return _envelope("text_completion", choice, gen, sampling, exact)
+    payload = _envelope("text_completion", choice, gen, sampling, exact)
+    if prompt_chars is not None:
+        payload["cje"]["token_path"] = gen.token_path
+    return payload
 
 
 def chat_completions(engine: LocalEngine, body: dict, template: str = "gemma") -> dict:

@@ -4,12 +4,17 @@
 --output-dir D [--shard I --num-shards N] [--cache-dir DIR]`` scores every base
 response under each listed policy and writes ``D/{policy}.jsonl`` (rows in
 docs/contracts.md plus ``draw_idx``, ``logprob_temperature``, ``fallback_reason``,
-``response_sha256``, ``model``). It resumes from a side cache
+``token_path``, ``response_sha256``, ``model``). It resumes from a side cache
 (``DIR/{policy}.cache.jsonl``, with ``.{I}-of-{N}`` before ``.cache.jsonl`` when
-sharded; default DIR = D), never re-paying for an ``ok`` row whose response text
-is unchanged, and publishes atomically. A base response whose generation failed
-gives an ``error`` row without a call. Shard I of N holds the rows whose
-``sha256(prompt_id) mod N == I``.
+sharded; default DIR = D), never re-paying for an ``ok`` row whose response (text
+and token ids) is unchanged, and publishes atomically. A base response whose
+generation failed gives an ``error`` row without a call. Shards are L1's
+``select_shard`` (sorted prompt_ids, position mod N), as in ``cje generate``.
+
+Optional response-row fields it uses: ``finish_reason`` (``length``: the response
+was cut by max_tokens, so the end-of-turn marker, never sampled, is not scored)
+and ``token_ids`` (the sampled token path returned by the embedded server:
+scored exactly instead of the text's canonical tokenization).
 
 ``cje serve-local [--config C] [--port P] [--threads N]`` runs the embedded model
 server in the foreground and prints its base URL; point a provider's
@@ -21,6 +26,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import hashlib
+import json
 import logging
 import sys
 import time
@@ -32,6 +38,7 @@ from cje.llm.client import Accounting, CallLog, LLMClient, provider_endpoint
 from cje.llm.config import batch_size as config_batch_size
 from cje.llm.config import load_config, policy_config, provider_config
 from cje.llm.progress import Progress
+from cje.llm.prompts import select_shard
 from cje.llm.teacher_forcing import Score, score_response
 
 log = logging.getLogger("cje.logprobs")
@@ -39,13 +46,10 @@ KEY_FIELDS = ("prompt_id", "draw_idx")
 SCORING_VERSION = "tf1"  # bump when the scoring procedure changes (invalidates caches)
 
 
-def in_shard(prompt_id: str, shard: int, num_shards: int) -> bool:
-    """True if ``prompt_id`` belongs to shard ``shard`` of ``num_shards`` (sha256 mod N)."""
-    return int(hashlib.sha256(str(prompt_id).encode()).hexdigest()[:12], 16) % num_shards == shard
-
-
-def _sha(text: str) -> str:
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
+def _sha(resp: dict) -> str:
+    """Fingerprint of what is scored: the response text and its token ids (if any)."""
+    key = json.dumps([resp.get("response") or "", resp.get("token_ids")])
+    return hashlib.sha256(key.encode("utf-8")).hexdigest()[:16]
 
 
 def cache_path(cache_dir: Path, policy: str, shard: int, num_shards: int) -> Path:
@@ -61,7 +65,7 @@ def _row(resp: dict, policy, score: Score) -> dict:
         "policy": policy.name,
         **score.as_row(),
         "model": policy.model,
-        "response_sha256": _sha(resp.get("response") or ""),
+        "response_sha256": _sha(resp),
     }
 
 
@@ -70,7 +74,8 @@ async def _score_policy(client: LLMClient, policy, todo: list[dict], cache: Side
     async def one(resp: dict) -> dict:
         score = await score_response(
             client, policy, resp["prompt"], resp["response"], str(resp["prompt_id"]),
-            embedded_server, include_end_of_turn=resp.get("finish_reason") != "length")
+            embedded_server, include_end_of_turn=resp.get("finish_reason") != "length",
+            response_token_ids=resp.get("token_ids"))
         return _row(resp, policy, score)
 
     out: dict[tuple, dict] = {}
@@ -101,8 +106,9 @@ def run_logprobs(config_path: str, responses_path: str, policies: list[str], out
         raise ConfigError(f"--shard {shard} is not in [0, {num_shards})", key="--shard")
     cfg = load_config(config_path)
     pols = [policy_config(cfg, name) for name in policies]
-    responses = [r for r in read_jsonl(responses_path, required=("prompt_id", "prompt", "response"))
-                 if in_shard(r["prompt_id"], shard, num_shards)]
+    rows = read_jsonl(responses_path, required=("prompt_id", "prompt", "response"))
+    mine = select_shard([r["prompt_id"] for r in rows], shard, num_shards)
+    responses = [r for r in rows if r["prompt_id"] in mine]
     out_dir, cdir = Path(output_dir), Path(cache_dir or output_dir)
     call_log, accounting = CallLog(api_log), Accounting()
     n_batch = batch_size or config_batch_size(cfg)
@@ -120,7 +126,7 @@ def run_logprobs(config_path: str, responses_path: str, policies: list[str], out
             for r in responses:
                 key = (r["prompt_id"], r.get("draw_idx", 0))
                 cached = cache.get(key)
-                if cached and cached.get("status") == "ok" and cached.get("response_sha256") == _sha(r["response"] or ""):
+                if cached and cached.get("status") == "ok" and cached.get("response_sha256") == _sha(r):
                     final[key] = cached
                 elif r.get("status", "ok") != "ok" or r["response"] is None:
                     final[key] = _row(r, pol, Score(None, None, None, "error",

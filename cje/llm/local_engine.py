@@ -49,6 +49,7 @@ class Generation:
     generated: TokenLogprobs
     finish_reason: str  # "stop" (end-of-generation token or stop string) or "length"
     logprob_temperature: float
+    token_path: str = "canonical"  # "sampled" when the echo used the given response token ids
 
 
 def log_softmax_rows(logits: np.ndarray, temperature: float) -> np.ndarray:
@@ -246,15 +247,33 @@ class LocalEngine:
         x_last, lse_last = last
         return out, (x_last[0], float(lse_last[0]))
 
-    def token_index_at(self, tokens: list[int], char_offset: int, text: str) -> int:
-        """Index of the first token (BOS = 0) starting at or after character ``char_offset`` of ``text``."""
-        limit = len(text[:char_offset].encode("utf-8"))
-        pos = 0
-        for i, tok in enumerate(tokens[1:], start=1):
-            if pos >= limit:
-                return i
-            pos += len(self.piece(tok))
-        return len(tokens)
+    def scoring_tokens(
+        self, text: str, prompt_chars: int | None = None, response_token_ids: list[int] | None = None
+    ) -> tuple[list[int], int | None, str]:
+        """Tokens to evaluate for ``text``: (tokens with BOS, sequential_from, token_path).
+
+        Without ``prompt_chars``: the canonical tokenization, all batched. With it,
+        the tokens are built the way sampling produced them: the chat prompt
+        ``text[:prompt_chars]`` tokenized alone, then the response tokens, each
+        evaluated one per decode (``sequential_from``). The response tokens are
+        ``response_token_ids`` when given and they spell the text that follows the
+        prompt (``token_path`` "sampled": the exact sampled path), else the
+        canonical tokenization of the rest (``token_path`` "canonical").
+        """
+        if prompt_chars is None:
+            return self.tokenize(text), None, "canonical"
+        head = self.tokenize(text[:prompt_chars])
+        rest = text[prompt_chars:].encode("utf-8")
+        if response_token_ids:
+            if any(not 0 <= t < self.n_vocab for t in response_token_ids):
+                raise ValueError(f"response token ids must be in [0, {self.n_vocab})")
+            spelled = b"".join(self.piece(t) for t in response_token_ids)
+            if rest.startswith(spelled):
+                tail = rest[len(spelled):]
+                tail_ids = self.llm.tokenize(tail, add_bos=False, special=True) if tail else []
+                return head + list(response_token_ids) + tail_ids, len(head), "sampled"
+        rest_ids = self.llm.tokenize(rest, add_bos=False, special=True) if rest else []
+        return head + rest_ids, len(head), "canonical"
 
     def complete(
         self,
@@ -268,21 +287,22 @@ class LocalEngine:
         top_k: int = 0,
         top_p: float = 1.0,
         min_p: float = 0.0,
-        sequential_from_char: int | None = None,
+        prompt_chars: int | None = None,
+        response_token_ids: list[int] | None = None,
     ) -> tuple[Generation, str]:
         """Score ``prompt`` (when ``echo``) and generate up to ``max_tokens`` tokens.
 
         Sampling draws from ``softmax(logits / T)`` (greedy when T <= 0); log-probs
         are ``log_softmax(logits / T)``. Generation ends at an end-of-generation
         token (not included), at the first ``stop`` string (text cut there) or
-        after ``max_tokens``. Output: (Generation, generated text).
+        after ``max_tokens``. ``prompt_chars`` / ``response_token_ids``: see
+        :meth:`scoring_tokens`. Output: (Generation, generated text).
         """
-        tokens = self.tokenize(prompt)
+        tokens, seq, token_path = self.scoring_tokens(prompt, prompt_chars, response_token_ids)
         if len(tokens) + max_tokens > self.n_ctx:
             raise ValueError(
                 f"prompt ({len(tokens)} tokens) + max_tokens ({max_tokens}) exceeds the context window {self.n_ctx}"
             )
-        seq = None if sequential_from_char is None else self.token_index_at(tokens, sequential_from_char, prompt)
         prompt_lp, (x, lse) = self.evaluate(tokens, temperature, top_n, score_prompt=echo, sequential_from=seq)
         rng = np.random.default_rng(seed)
         gen = TokenLogprobs()
@@ -311,7 +331,7 @@ class LocalEngine:
                 xs, lses = scaled_lse(self._decode([tok], len(tokens) + step, all_logits=False), temperature)
                 x, lse = xs[0], float(lses[0])
         t_eff = float(temperature) if temperature and temperature > 0 else 1.0
-        return Generation(prompt_lp, gen, finish, t_eff), text.decode("utf-8", errors="replace")
+        return Generation(prompt_lp, gen, finish, t_eff, token_path), text.decode("utf-8", errors="replace")
 
 
 def _trim_to_bytes(gen: TokenLogprobs, pieces: list[bytes], n_bytes: int) -> None:

@@ -54,10 +54,11 @@ class Score:
     error: str | None = None
     logprob_temperature: float | None = None
     fallback_reason: str | None = None  # why ``offsets`` was not usable (method two_call)
+    token_path: str | None = None  # embedded server: "sampled" (the stored token ids) or "canonical"
 
     def as_row(self) -> dict:
         """The row fields ``logprob, n_tokens, method, status, error, logprob_temperature,
-        fallback_reason``."""
+        fallback_reason, token_path``."""
         return asdict(self)
 
 
@@ -74,6 +75,7 @@ class Echo:
     text_offset: list[int]
     completion_tokens: int | None
     logprob_temperature: float | None  # what the server says it scored at (None: not said)
+    token_path: str | None = None  # embedded server: which token path was scored
 
 
 def echo_from_response(resp: Any) -> Echo:
@@ -96,6 +98,7 @@ def echo_from_response(resp: Any) -> Echo:
         text_offset=list(lp.text_offset or []),
         completion_tokens=None if usage is None else getattr(usage, "completion_tokens", None),
         logprob_temperature=(cje or {}).get("logprob_temperature") if isinstance(cje, dict) else None,
+        token_path=(cje or {}).get("token_path") if isinstance(cje, dict) else None,
     )
 
 
@@ -199,7 +202,7 @@ def score_from_echo(echo: Echo, prompt_text: str, full_text: str, temperature: f
         total = sum_checked(echo.token_logprobs[start:end], "response span")
     except ValueError as exc:
         return Score(None, end - start, OFFSETS, "error", str(exc), temperature)
-    return Score(total, end - start, OFFSETS, "ok", None, temperature)
+    return Score(total, end - start, OFFSETS, "ok", None, temperature, token_path=echo.token_path)
 
 
 def score_two_call(full: Echo, prompt: Echo, temperature: float) -> Score:
@@ -231,7 +234,7 @@ def score_two_call(full: Echo, prompt: Echo, temperature: float) -> Score:
     if not math.isfinite(value) or value > _EPS:
         return Score(None, n_full - n_prompt, TWO_CALL, "error",
                      f"two-call difference {value} is not a log-probability", temperature)
-    return Score(value, n_full - n_prompt, TWO_CALL, "ok", None, temperature)
+    return Score(value, n_full - n_prompt, TWO_CALL, "ok", None, temperature, token_path=full.token_path)
 
 
 def render_pair(policy, user_prompt: str, response: str, include_end_of_turn: bool = True) -> tuple[str, str]:
@@ -256,13 +259,17 @@ async def score_response(
     prompt_id: str,
     embedded_server: bool,
     include_end_of_turn: bool = True,
+    response_token_ids: list[int] | None = None,
 ) -> Score:
     """Teacher-force one response under ``policy`` through ``client`` (L1's client).
 
     On the embedded server (``embedded_server``) the request carries
     ``cje_prompt_chars`` so the response tokens are evaluated one per decode, as
     they were when sampled (see :mod:`cje.llm.local_api`): the teacher-forced
-    log-prob then equals the sampling log-prob exactly.
+    log-prob then equals the sampling log-prob exactly. With
+    ``response_token_ids`` (the ``token_ids`` the embedded server returned when
+    sampling) the sampled token path itself is scored, not the canonical
+    tokenization of the text (``token_path`` in the result says which).
 
     Inputs: the policy (``PolicyConfig``), the user prompt and the response text,
     ``prompt_id`` (for the call log), ``embedded_server`` (True for the embedded
@@ -278,7 +285,10 @@ async def score_response(
     kw = dict(model=policy.model, prompt_id=prompt_id, max_tokens=0 if embedded_server else 1,
               temperature=policy.temperature, echo=True, logprobs=1, parse=echo_from_response)
     hint = {"extra_body": {"cje_prompt_chars": len(prompt_text)}} if embedded_server else {}
-    first = await client.complete(full_text, **kw, **hint)
+    first_hint = hint
+    if embedded_server and response_token_ids:
+        first_hint = {"extra_body": {**hint["extra_body"], "cje_response_token_ids": list(response_token_ids)}}
+    first = await client.complete(full_text, **kw, **first_hint)
     if not first.ok:
         return Score(None, None, OFFSETS, "error", first.error)
     _cap_generated(first.value, kw["max_tokens"])
