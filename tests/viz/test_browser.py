@@ -172,3 +172,16 @@ def test_summary_page_renders_offline_and_sorts(browser, tmp_path):
         assert session.errors == [] and session.remote_requests == []
     finally:
         session.close()
+
+
+def test_missing_chromium_fails_in_ci_and_skips_elsewhere(monkeypatch):
+    import tests.viz.test_browser as module
+
+    monkeypatch.setattr(module.shutil, "which", lambda name: None)
+    monkeypatch.setattr(module.os.path, "exists", lambda path: False)
+    monkeypatch.setenv("CI", "true")
+    with pytest.raises(pytest.fail.Exception, match="chromium not installed"):
+        _chromium()
+    monkeypatch.delenv("CI")
+    with pytest.raises(pytest.skip.Exception, match="chromium not installed"):
+        _chromium()
