@@ -11,7 +11,7 @@ import polars as pl
 
 from cje.io import atomic_write_text
 from cje.viz.html import cell, filter_controls, image_figure, page, status_badge, table
-from cje.viz.style import OKABE_ITO, fmt, new_figure, policy_colour, publish_mode, save_png
+from cje.viz.style import fmt, new_figure, policy_colour, publish_mode, save_png
 from cje.viz.summary import accuracy_by_policy, accuracy_table
 
 __all__ = ["plot_estimates_vs_coverage", "build_summary_html", "write_summary_html", "COVERAGE_CAPTION"]
