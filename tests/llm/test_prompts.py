@@ -78,3 +78,17 @@ def test_shards_partition_the_prompts():
     assert set().union(*parts) == set(ids)
     assert sum(len(p) for p in parts) == 23
     assert max(len(p) for p in parts) - min(len(p) for p in parts) <= 1
+
+
+def test_dataset_name_without_datasets_package_is_a_clear_config_error(tmp_path, monkeypatch):
+    import sys
+
+    from cje.errors import ConfigError
+    monkeypatch.setitem(sys.modules, "datasets", None)  # as if not installed
+    with pytest.raises(ConfigError, match="needs the 'datasets' package"):
+        make_prompts("agie-ai/lmsys-chatbot_arena_conversations", str(tmp_path / "o.jsonl"))
+
+
+def test_missing_local_file_is_named(tmp_path):
+    with pytest.raises(InputError, match="nope.jsonl: prompt source file does not exist"):
+        make_prompts(str(tmp_path / "nope.jsonl"), str(tmp_path / "o.jsonl"))
