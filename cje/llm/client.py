@@ -380,13 +380,15 @@ class LLMClient:
                 status = "error"
                 error = f"{error} (gave up after {attempt} retries)"
             error = self.call_log.scrub(error) if error else None
+            debug = {"debug_prompt": debug_prompt,
+                     "debug_answer": None if value is None else str(value)} \
+                if self.call_log.debug else {}
             self.call_log.write(stage=self.stage, provider=p.name, model=model,
                                 prompt_id=prompt_id, latency_s=round(latency, 4),
                                 prompt_tokens=total["prompt_tokens"],
                                 completion_tokens=total["completion_tokens"],
                                 status=status, retries=attempt, error=error, http_status=http,
-                                debug_prompt=debug_prompt,
-                                debug_answer=None if value is None else str(value))
+                                **debug)
             if status == "fatal":
                 self.fatal = FatalAPIError(p.name, http or 0,
                                            self.call_log.scrub(error.split(": ", 1)[-1]))

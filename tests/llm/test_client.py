@@ -138,3 +138,17 @@ def test_completions_logprobs_reach_parser(fault_server, fake_key, tmp_path):
     res, _, _ = _run(fault_server, tmp_path, body)
     tops = res.value.logprobs.top_logprobs[0]
     assert set(tops) == {" Yes", " No"}
+
+
+def test_debug_log_has_prompt_and_answer(fault_server, fake_key, tmp_path):
+    cfg = make_config(fault_server.url)
+    prov = provider_config(cfg, "fault")
+    log = CallLog(tmp_path / "api.log", debug=True)
+
+    async def main():
+        async with LLMClient(prov, fault_server.url, "test", log) as client:
+            return await _chat(client, "debug me")
+    assert asyncio.run(main()).ok
+    rec = json.loads((tmp_path / "api.log").read_text().splitlines()[0])
+    assert rec["debug_prompt"] == [{"role": "user", "content": "debug me"}]
+    assert rec["debug_answer"].startswith("Response ")
