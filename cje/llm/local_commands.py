@@ -12,8 +12,9 @@ generation failed gives an ``error`` row without a call. Shards are L1's
 ``select_shard`` (sorted prompt_ids, position mod N), as in ``cje generate``.
 
 Optional response-row fields it uses: ``finish_reason`` (``length``: the response
-was cut by max_tokens, so the end-of-turn marker, never sampled, is not scored)
-and ``token_ids`` (the sampled token path returned by the embedded server:
+was cut by max_tokens, so the end-of-turn marker, never sampled, is not scored;
+without the field a row whose ``usage.completion_tokens`` reached the generating
+policy's ``max_tokens`` counts as cut; rows say ``end_of_turn_scored``) and ``token_ids`` (the sampled token path returned by the embedded server:
 scored exactly instead of the text's canonical tokenization).
 
 ``cje serve-local [--config C] [--port P] [--threads N]`` runs the embedded model
@@ -43,7 +44,7 @@ from cje.llm.teacher_forcing import Score, score_response
 
 log = logging.getLogger("cje.logprobs")
 KEY_FIELDS = ("prompt_id", "draw_idx")
-SCORING_VERSION = "tf1"  # bump when the scoring procedure changes (invalidates caches)
+SCORING_VERSION = "tf2"  # bump when the scoring procedure changes (invalidates caches)
 
 
 def _sha(resp: dict) -> str:
@@ -58,6 +59,19 @@ def cache_path(cache_dir: Path, policy: str, shard: int, num_shards: int) -> Pat
     return cache_dir / f"{policy}{suffix}.cache.jsonl"
 
 
+def cut_by_max_tokens(resp: dict, max_tokens_of: dict[str, int]) -> bool:
+    """True if a response row was cut by max_tokens (so it has no sampled end-of-turn).
+
+    Uses ``finish_reason`` when present; otherwise ``usage.completion_tokens >=
+    max_tokens`` of the policy that generated the row (``max_tokens_of[row.policy]``).
+    """
+    if resp.get("finish_reason") is not None:
+        return resp["finish_reason"] == "length"
+    used = (resp.get("usage") or {}).get("completion_tokens")
+    limit = max_tokens_of.get(resp.get("policy"))
+    return used is not None and limit is not None and used >= limit
+
+
 def _row(resp: dict, policy, score: Score) -> dict:
     return {
         "prompt_id": resp["prompt_id"],
@@ -70,13 +84,14 @@ def _row(resp: dict, policy, score: Score) -> dict:
 
 
 async def _score_policy(client: LLMClient, policy, todo: list[dict], cache: SideCache,
-                        embedded_server: bool, progress: Progress) -> dict[tuple, dict]:
+                        embedded_server: bool, progress: Progress,
+                        max_tokens_of: dict[str, int]) -> dict[tuple, dict]:
     async def one(resp: dict) -> dict:
+        with_eot = not cut_by_max_tokens(resp, max_tokens_of)
         score = await score_response(
             client, policy, resp["prompt"], resp["response"], str(resp["prompt_id"]),
-            embedded_server, include_end_of_turn=resp.get("finish_reason") != "length",
-            response_token_ids=resp.get("token_ids"))
-        return _row(resp, policy, score)
+            embedded_server, include_end_of_turn=with_eot, response_token_ids=resp.get("token_ids"))
+        return {**_row(resp, policy, score), "end_of_turn_scored": with_eot}
 
     out: dict[tuple, dict] = {}
     tasks = [asyncio.ensure_future(one(r)) for r in todo]
@@ -110,6 +125,8 @@ def run_logprobs(config_path: str, responses_path: str, policies: list[str], out
     mine = select_shard([r["prompt_id"] for r in rows], shard, num_shards)
     responses = [r for r in rows if r["prompt_id"] in mine]
     out_dir, cdir = Path(output_dir), Path(cache_dir or output_dir)
+    max_tokens_of = {name: int(spec.get("max_tokens", 256)) for name, spec in (cfg.get("policies") or {}).items()
+                     if isinstance(spec, dict)}
     call_log, accounting = CallLog(api_log), Accounting()
     n_batch = batch_size or config_batch_size(cfg)
     summary: dict[str, dict] = {}
@@ -140,7 +157,8 @@ def run_logprobs(config_path: str, responses_path: str, policies: list[str], out
                     with cache, Progress(len(responses), f"logprobs {pol.name}", initial=len(responses) - len(todo)) as bar:
                         async def main(pol=pol, cache=cache, todo=todo, bar=bar):
                             async with LLMClient(provider, base_url, "logprobs", call_log, accounting) as client:
-                                return await _score_policy(client, pol, todo, cache, provider.kind == "local", bar)
+                                return await _score_policy(client, pol, todo, cache, provider.kind == "local",
+                                                           bar, max_tokens_of)
                         final.update(asyncio.run(main()))
         for pol, cache, final, todo in plans:
             rows = list(final.values())

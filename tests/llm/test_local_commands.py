@@ -48,14 +48,16 @@ def base_responses(tmp_path_factory) -> Path:
     with local_server(n_threads=1) as url:
         client = openai.OpenAI(base_url=url, api_key="not-needed")
         for i, (pid, prompt) in enumerate(PROMPTS.items()):
-            choice = client.completions.create(
+            resp = client.completions.create(
                 model="gemma-3-270m", prompt=render_prompt("gemma", SYSTEM, prompt), max_tokens=16,
-                temperature=1.0, seed=i, stop=[end_of_turn("gemma")]).choices[0]
+                temperature=1.0, seed=i, stop=[end_of_turn("gemma")])
+            choice = resp.choices[0]
             rows.append({"prompt_id": pid, "prompt": prompt, "policy": "base", "draw_idx": 0,
                          "response": choice.text, "status": "ok", "error": None,
-                         "finish_reason": choice.finish_reason})
-            if i < 2:  # rows of a generate stage that stores the sampled token path
-                rows[-1]["token_ids"] = choice.model_extra["token_ids"]
+                         "usage": {"prompt_tokens": resp.usage.prompt_tokens,
+                                   "completion_tokens": resp.usage.completion_tokens}})
+            if i < 2:  # rows of a generate stage that stores finish_reason and the token path
+                rows[-1].update(finish_reason=choice.finish_reason, token_ids=choice.model_extra["token_ids"])
     rows.append({"prompt_id": "q4", "prompt": "Broken.", "policy": "base", "draw_idx": 0,
                  "response": None, "status": "error", "error": "HTTP 500: upstream failed"})
     path.write_text("".join(json.dumps(r) + "\n" for r in rows))
@@ -87,6 +89,14 @@ def test_logprobs_stage_scores_resumes_and_shards(tmp_path, base_responses):
         assert len(ok) == 3 and all(r["method"] == "offsets" for r in ok)
         assert all(r["logprob"] < 0 and r["n_tokens"] > 0 and r["logprob_temperature"] == temperature for r in ok)
         assert [r["token_path"] for r in ok] == ["sampled", "sampled", "canonical"]
+        src = _read(base_responses)
+        # cut by max_tokens (finish_reason, or usage reaching max_tokens=16): no end-of-turn scored
+        assert [r["end_of_turn_scored"] for r in ok] == [
+            src[0]["finish_reason"] == "stop", src[1]["finish_reason"] == "stop",
+            src[2]["usage"]["completion_tokens"] < 16]
+        assert False in [r["end_of_turn_scored"] for r in ok]  # 16 tokens: the base model rambles on
+        assert [r["n_tokens"] for r in ok[:2]] == [
+            len(s["token_ids"]) + (s["finish_reason"] == "stop") for s in src[:2]]
         failed = rows[3]
         assert failed["status"] == "error" and failed["logprob"] is None and "upstream failed" in failed["error"]
     assert all(abs(b["logprob"] - c["logprob"]) > 0.5 for b, c in zip(base[:3], cool[:3]))
