@@ -31,7 +31,7 @@ def _cache_keys(path):
 
 def test_sigkill_then_rerun_gives_every_row_once_without_repaying(fault_server, fake_key,
                                                                   tmp_path):
-    fault_server.latency_s = 0.25  # 40 prompts / 4 in flight * 0.25 s = 2.5 s of work
+    fault_server.latency_s = 0.4  # 40 prompts / 4 in flight * 0.4 s = 4 s of work
     prompts = write_prompts(tmp_path / "prompts.jsonl", N_PROMPTS)
     cfg = write_config(tmp_path / "cfg.yaml",
                        make_config(fault_server.url, max_concurrency=CONCURRENCY))
