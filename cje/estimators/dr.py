@@ -14,13 +14,16 @@ fresh draws (several draws per prompt are averaged per prompt):
 * oc-dr-cpo: dr-cpo + mean_i (W_i - m_i) (R_i - f^(oof)(S_i)), m = E[W | S]
              cross-fitted: the orthogonalising term for the calibration step.
 * tr-cpo:    oc-dr-cpo + mean_i (L_i / pi_L(S_i)) m_i (Y_i - R_i), the label term;
-             pi_L = P(L = 1 | S) cross-fitted, clipped to [1e-3, 1].
+             pi_L = P(L = 1 | S) cross-fitted, clipped to [1e-3, 1]. Computed fully
+             cross-fitted in the labels (R_i = f^(-fold(i))(S_i), outcome model
+             refitted per fold on f^(-k) rewards), so the orthogonalising term is 0
+             and the label term is an honest residual (see :func:`tr_cpo`).
 
 Influence function per prompt: phi_i = (gbar_i - mean gbar) + W_i (R_i - g_i - c)
 + (t_i - mean t), c = mean W (R - g) (Hajek form), t_i the extra terms.
 OUA jackknife: psi^(-k) recomputes everything with f^(-k) in place of f
 (R -> ``ctx.R_fold[k]``; the outcome model is refitted on those rewards), weights
-and m held fixed. When a target has probe labels (``--probe-coverage``), the
+and m held fixed (tr-cpo: a delete-a-fold jackknife of its label term). When a target has probe labels (``--probe-coverage``), the
 direct method's residual correction mean(Y - f^(oof)(S')) is added (it is what
 removes a surrogacy failure, statistics.md 7b).
 
@@ -277,31 +280,47 @@ def oc_dr_cpo(inp: DRInputs, model: OutcomeModel) -> DRResult:
     return _dr_family(inp, model, None, orthogonal=True)
 
 
+def label_term_jackknife(inp: DRInputs, psi: float, t: np.ndarray) -> np.ndarray:
+    """Delete-a-fold jackknife of the label-term mean: psi - mean(t) + mean_{i not in fold k} t_i."""
+    k = inp.ctx.n_folds
+    sums = np.bincount(inp.folds, weights=t, minlength=k)
+    counts = np.bincount(inp.folds, minlength=k)
+    return psi - t.mean() + (t.sum() - sums) / np.maximum(inp.n - counts, 1)
+
+
 def tr_cpo(inp: DRInputs, model: OutcomeModel) -> DRResult:
     """tr-cpo, fully cross-fitted in the oracle labels (double machine learning).
 
-    psi = mean gbar^(k) + mean W (R^oof - g^(k)) + mean (L / pi_L(S)) m(S) (Y - R^oof),
+    psi = mean gbar^(k) + mean W (R^oof - g^(k)) + mean t,  t = (L / pi_L(S)) m(S) (Y - R^oof),
     where for a prompt in fold k every nuisance is fitted without fold k's labels:
     R^oof = f^(-k)(S), g^(k) from :func:`label_cross_fitted_outcome`. The
     orthogonalising term (W - m)(R - f^(oof)) vanishes because R = f^(oof) here.
     The estimate is Neyman-orthogonal to the calibration (d/df of the direct part,
-    E_0[m h], cancels that of the label term, -E_0[(L / pi_L) m h]), so the label
-    term's influence values carry the oracle uncertainty and no OUA jackknife is
-    added (it would count it twice). Assumes labels missing at random given S.
+    E_0[m h], cancels that of the label term, -E_0[(L / pi_L) m h]), so its oracle
+    uncertainty is that of the label-term mean. Like every DR estimator here it is
+    reported through the OUA jackknife: the influence function holds the
+    sampling part (direct part and weighted correction) and the jackknife deletes
+    one fold's label terms at a time (:func:`label_term_jackknife`); the two add
+    up to the variance of the full influence function without counting it twice,
+    and keep stacked-dr's covariance consistent. Assumes labels missing at random given S.
     """
     m = inp.weight_model().logged
     pi_L = inp.label_propensity()
     g = label_cross_fitted_outcome(inp, model)
     label = inp.L / pi_L * m * (inp.Y - inp.R_oof)
     psi, phi, parts = assemble(inp, g, inp.R_oof, {"label_term": label})
+    jack = None
+    if inp.ctx.oua:
+        phi = phi - (label - label.mean())
+        jack = label_term_jackknife(inp, psi, label)
     details = {**parts, "orthogonality_score": _score_ci(inp.W * (inp.R_oof - g.logged)),
                "outcome_model": _model_name(model), "n_labels": int(inp.L.sum()),
                "label_propensity_mean": float(pi_L.mean()),
-               "oracle_uncertainty": "in the influence function (label term); no OUA jackknife"}
+               "label_term_se": float(label.std(ddof=1) / np.sqrt(inp.n))}
     assumptions = list(BASE_ASSUMPTIONS) + [
         "oracle labels are missing at random given the judge score (label propensity pi_L(S))",
         "m(S) = E[W | S] is estimated consistently (label term)"]
-    return DRResult(psi, phi, None, details, assumptions, inp.W * (inp.R_oof - g.logged))
+    return DRResult(psi, phi, jack, details, assumptions, inp.W * (inp.R_oof - g.logged))
 
 
 def finish(inp: DRInputs, result: DRResult) -> PolicyEstimate:

@@ -1,0 +1,174 @@
+"""Fast checks of the DR family: registry, nuisance fits, bad input, per-prompt averaging, algebra."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+
+from cje.analysis import analyze
+from cje.calibration import fit_isotonic
+from cje.context import AnalysisOptions, build_context
+from cje.errors import InputError
+from cje.estimators import estimator_names, get_estimator
+from cje.estimators.dr import DRCPOEstimator, prepare_dr
+from cje.estimators.outcome import ConstantOutcomeModel, cross_fit_label_propensity, isotonic_step
+from cje.estimators.stacked import COMPONENTS, StackedDREstimator
+from cje.estimators.tmle import TMLEEstimator, solve_fluctuation
+from cje.inference import interval
+from cje.simulation import simulate
+from cje.weights import WeightError
+
+DR_ESTIMATORS = ("dr-cpo", "mrdr", "tmle", "oc-dr-cpo", "tr-cpo", "stacked-dr")
+
+
+def _without_prompts(fresh, drop_ids):
+    keep = ~np.isin(fresh.prompt_ids, drop_ids)
+    return dataclasses.replace(fresh, prompt_ids=fresh.prompt_ids[keep], judge_scores=fresh.judge_scores[keep],
+                               oracle_labels=fresh.oracle_labels[keep], draw_idx=fresh.draw_idx[keep])
+
+
+def test_all_six_registered_with_the_dr_roles():
+    for name in DR_ESTIMATORS:
+        assert name in estimator_names()
+        est = get_estimator(name)
+        assert est.weight_role == "correction" and est.needs_fresh_draws
+
+
+def test_isotonic_step_matches_sklearn_fit():
+    rng = np.random.default_rng(3)
+    grid = np.linspace(-0.1, 1.1, 301)
+    for case in range(40):
+        n = int(rng.integers(2, 200))
+        x = np.round(rng.random(n), 2)  # ties
+        y = rng.random(n) * 1.4 - 0.2
+        w = rng.random(n) * (rng.random(n) > 0.2)  # some zero weights
+        inc = bool(case % 2)
+        ref = fit_isotonic(x, y, increasing=inc, sample_weight=w, y_min=0.0, y_max=1.0)
+        ours = isotonic_step(x, y, w, increasing=inc, y_min=0.0, y_max=1.0)
+        np.testing.assert_allclose(ours(grid), ref(grid), atol=1e-12)
+
+
+def test_label_propensity_recovers_a_score_dependent_labelling_rate():
+    rng = np.random.default_rng(5)
+    s = rng.random(20_000)
+    labelled = rng.random(s.size) < np.where(s > 0.5, 0.3, 0.05)
+    folds = rng.integers(0, 5, s.size)
+    pi = cross_fit_label_propensity(s, labelled, folds, 5)
+    assert abs(pi[s > 0.6].mean() - 0.3) < 0.02 and abs(pi[s < 0.4].mean() - 0.05) < 0.01
+    assert pi.min() >= 1e-3 and pi.max() <= 1
+
+
+def test_fluctuation_root_solves_the_weighted_score():
+    rng = np.random.default_rng(7)
+    W = rng.exponential(size=500)
+    R = rng.random(500)
+    off = np.zeros(500)
+    h = rng.random(500) + 0.1
+    eps = solve_fluctuation(W, R, off, h)
+    assert abs(np.mean(W * (R - 1 / (1 + np.exp(-(off + eps * h)))))) < 1e-10
+
+
+def test_missing_fresh_draws_error_lists_ids_and_count():
+    ds = simulate(200, seed=1)
+    fresh = dict(ds.fresh)
+    fresh["better"] = _without_prompts(fresh["better"], ["sim_3", "sim_17", "sim_40"])
+    for name in DR_ESTIMATORS:
+        with pytest.raises(InputError) as err:
+            analyze(ds.logged, fresh, name, AnalysisOptions(oracle_coverage=0.5))
+        message = str(err.value)
+        assert "3 logged prompts" in message and "sim_3" in message and "sim_17" in message, message
+        assert "better" in message and "--allow-missing-fresh-draws" in message
+
+
+def test_allow_missing_fresh_draws_drops_and_counts_per_policy():
+    ds = simulate(200, seed=2)
+    fresh = dict(ds.fresh)
+    fresh["better"] = _without_prompts(fresh["better"], ["sim_3", "sim_17", "sim_40"])
+    opts = AnalysisOptions(oracle_coverage=0.5, allow_missing_fresh_draws=True)
+    for name in DR_ESTIMATORS:
+        result = analyze(ds.logged, fresh, name, opts)
+        better = result.policies["better"]
+        assert better.n_dropped_by_reason["missing_fresh_draws"] == 3
+        assert better.n_used == 197 and np.isfinite(better.estimate)
+        assert result.policies["similar"].n_used == 200
+        assert "missing_fresh_draws" not in result.policies["similar"].n_dropped_by_reason
+        assert result.to_dict()["metadata"]["diagnostics"]["better"]["judge_overlap_weighted"] > 0
+
+
+def test_fresh_draws_for_unlogged_prompts_are_ignored_and_counted():
+    ds = simulate(200, seed=4)
+    extra = dataclasses.replace(
+        ds.fresh["worse"], prompt_ids=np.concatenate([ds.fresh["worse"].prompt_ids, ["ghost_1", "ghost_2"]]),
+        judge_scores=np.concatenate([ds.fresh["worse"].judge_scores, [0.0, 1.0]]),
+        oracle_labels=np.concatenate([ds.fresh["worse"].oracle_labels, [np.nan, np.nan]]),
+        draw_idx=np.concatenate([ds.fresh["worse"].draw_idx, [0, 0]]))
+    opts = AnalysisOptions(oracle_coverage=0.5)
+    for name in ("dr-cpo", "tmle", "stacked-dr"):
+        clean = analyze(ds.logged, ds.fresh, name, opts).policies["worse"]
+        with_ghosts = analyze(ds.logged, {**ds.fresh, "worse": extra}, name, opts)
+        got = with_ghosts.policies["worse"]
+        assert got.estimate == pytest.approx(clean.estimate, abs=1e-12)
+        assert got.n_dropped_by_reason["fresh_draws_for_unlogged_prompts_ignored"] == 2
+        assert with_ghosts.metadata["fresh_draws"]["worse"]["n_ignored_prompts"] == 2
+
+
+def test_several_draws_per_prompt_are_averaged_per_prompt():
+    ds = simulate(300, seed=6, draws_per_prompt=3)
+    ctx = build_context(ds.logged, ds.fresh, AnalysisOptions(oracle_coverage=0.5))
+    est = DRCPOEstimator()
+    pe = est.estimate(ctx, "better")
+    assert pe.influence.size == 300 and pe.n_used == 300  # one cluster per prompt
+    inp = prepare_dr(ctx, "better")
+    g = inp.outcome(est.outcome_model)  # the cached cross-fit the estimate used
+    by_prompt = np.zeros(300)
+    np.add.at(by_prompt, inp.fpos, g.fresh)
+    np.testing.assert_allclose(inp.row_mean(g.fresh), by_prompt / 3)
+    assert pe.details["direct_part"] == pytest.approx(float((by_prompt / 3).mean()))
+    assert pe.details["fresh_draws_per_prompt"] == 3
+
+
+def test_tmle_targets_the_weighted_score_and_moves_a_wrong_model():
+    ds = simulate(1000, seed=8)
+    ctx = build_context(ds.logged, ds.fresh, AnalysisOptions(oracle_coverage=0.25))
+    pe = TMLEEstimator(ConstantOutcomeModel(0.5)).estimate(ctx, "better")
+    assert abs(pe.details["orthogonality_score"]["mean"]) < 1e-9
+    assert pe.details["direct_part_untargeted"] == pytest.approx(0.5)
+    assert abs(pe.estimate - 0.5) > 0.02 and abs(pe.estimate - ds.truth["better"]) < 0.04
+
+
+def test_stacked_is_a_convex_combination_with_the_smallest_if_variance():
+    ds = simulate(800, seed=9)
+    ctx = build_context(ds.logged, ds.fresh, AnalysisOptions(oracle_coverage=0.1))
+    stacked = StackedDREstimator()
+    pe = stacked.estimate(ctx, "worse")
+    a = pe.details["stacking_weights"]
+    assert set(a) == set(COMPONENTS) and abs(sum(a.values()) - 1) < 1e-9 and min(a.values()) >= 0
+    comps = pe.details["component_estimates"]
+    assert pe.estimate == pytest.approx(sum(a[c] * comps[c] for c in COMPONENTS), abs=1e-12)
+    se = pe.details["component_se"]  # sqrt of the diagonal of V: each component's SE_total
+    assert pe.details["stacked_se"] <= min(se.values()) + 1e-12
+    ci = interval(pe.estimate, pe.influence, pe.jackknife)
+    assert ci.se == pytest.approx(pe.details["stacked_se"], rel=1e-9)
+    for name in COMPONENTS:  # the diagonal is what analyze reports for the component alone
+        alone = get_estimator(name).estimate(ctx, "worse")
+        assert interval(alone.estimate, alone.influence, alone.jackknife).se == pytest.approx(se[name], rel=1e-9)
+
+
+def test_jackknife_only_below_full_oracle_coverage():
+    ds = simulate(300, seed=10)
+    full = build_context(ds.logged, ds.fresh, AnalysisOptions(oracle_coverage=1.0))
+    part = build_context(ds.logged, ds.fresh, AnalysisOptions(oracle_coverage=0.2))
+    for name in DR_ESTIMATORS:
+        pe = get_estimator(name).estimate(full, "similar")
+        assert pe.jackknife is None and np.isfinite(pe.estimate)
+        pe = get_estimator(name).estimate(part, "similar")
+        assert pe.jackknife is not None and pe.jackknife.shape == (5,)
+
+
+def test_weight_override_of_the_wrong_length_is_a_loud_failure():
+    ds = simulate(200, seed=11)
+    ctx = build_context(ds.logged, ds.fresh, AnalysisOptions(oracle_coverage=0.5))
+    with pytest.raises(WeightError, match="expected 200"):
+        DRCPOEstimator(weights=lambda c, p: np.ones(5)).estimate(ctx, "similar")
