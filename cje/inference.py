@@ -92,17 +92,21 @@ def align_influence(ids_a: np.ndarray, phi_a: np.ndarray, ids_b: np.ndarray,
                     phi_b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Put two influence vectors on the union of their cluster ids (0 where a cluster is absent).
 
-    Vectorised with ``np.unique`` / ``np.searchsorted``; returns (phi_a', phi_b').
-    Each input is rescaled by n_own / n_union so that mean over the union equals
-    the original mean contribution.
+    Each input is rescaled by n_own / n_union so that the mean over the union equals
+    its original mean contribution. Same ids in the same order (the usual case) is
+    an O(n) check; otherwise a polars hash join (no Python loop, no string sort).
     """
-    union = np.union1d(ids_a, ids_b)
-    out = []
-    for ids, phi in ((ids_a, phi_a), (ids_b, phi_b)):
-        full = np.zeros(union.size)
-        full[np.searchsorted(union, ids)] = np.asarray(phi, float) * (union.size / max(len(ids), 1))
-        out.append(full)
-    return out[0], out[1]
+    phi_a, phi_b = np.asarray(phi_a, float), np.asarray(phi_b, float)
+    if len(ids_a) == len(ids_b) and np.array_equal(ids_a, ids_b):
+        return phi_a, phi_b
+    import polars as pl
+
+    joined = pl.DataFrame({"id": np.asarray(ids_a, dtype=str), "a": phi_a}).join(
+        pl.DataFrame({"id": np.asarray(ids_b, dtype=str), "b": phi_b}), on="id", how="full", coalesce=True)
+    n_union = joined.height
+    a = joined.get_column("a").fill_null(0.0).to_numpy() * (n_union / max(len(ids_a), 1))
+    b = joined.get_column("b").fill_null(0.0).to_numpy() * (n_union / max(len(ids_b), 1))
+    return a, b
 
 
 def paired_comparison(estimate_a: float, ids_a: np.ndarray, phi_a: np.ndarray, jack_a: np.ndarray | None,
