@@ -11,7 +11,12 @@ from snakemake.utils import min_version, validate
 min_version("9.0")
 
 
-configfile: "config/config.yaml"
+# A --configfile on the command line replaces this default instead of being merged
+# into it (so config/arena.yaml does not inherit the local demo's policies).
+if not workflow.overwrite_configfiles:
+
+    configfile: "config/config.yaml"
+
 
 
 report: "report/workflow.rst"

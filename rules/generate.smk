@@ -29,6 +29,10 @@ rule generate:
         "../scripts/generate.py"
 
 
+localrules:
+    merge_responses,
+
+
 rule merge_responses:
     input:
         lambda w: shard_files("responses", w.policy),

@@ -26,6 +26,10 @@ rule judge:
         "../scripts/judge.py"
 
 
+localrules:
+    merge_judge,
+
+
 rule merge_judge:
     input:
         lambda w: shard_files("judge", w.policy),

@@ -28,6 +28,10 @@ rule logprobs:
         "../scripts/logprobs.py"
 
 
+localrules:
+    merge_logprobs,
+
+
 rule merge_logprobs:
     input:
         lambda w: [

@@ -29,6 +29,10 @@ rule oracle:
         "../scripts/oracle.py"
 
 
+localrules:
+    merge_oracle,
+
+
 rule merge_oracle:
     input:
         lambda w: shard_files("oracle", w.policy),

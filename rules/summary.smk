@@ -3,6 +3,10 @@
 # results/summary.html. `snakemake --report report.html` collects these and the plots.
 
 
+localrules:
+    summary,
+
+
 rule summary:
     input:
         analysis_targets(),

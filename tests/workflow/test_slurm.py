@@ -1,0 +1,60 @@
+"""The analysis-only workflow on a real SLURM cluster (started by .ci/run).
+
+Runs the arena-sample analysis through ``--profile profiles/slurm-ci``
+(snakemake-executor-plugin-slurm, sbatch per job) to completion. Fails, not
+skips, under ``CI=true`` when no cluster answers.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+
+import pytest
+
+from tests.workflow.wfutil import analysis_only_config, planned_jobs, run_snakemake, write_config
+
+pytestmark = [pytest.mark.slurm, pytest.mark.slow]
+
+
+def _cluster_up() -> str | None:
+    """None when a SLURM node is usable, else the reason."""
+    if shutil.which("sbatch") is None or shutil.which("sinfo") is None:
+        return "sbatch/sinfo not installed (apt-get install slurm-wlm munge)"
+    proc = subprocess.run(["sinfo", "-h", "-o", "%t"], capture_output=True, text=True, timeout=30)
+    states = proc.stdout.split()
+    if proc.returncode != 0 or not any(s in ("idle", "mix", "alloc") for s in states):
+        return f"no usable SLURM node (sinfo: {proc.stdout.strip()} {proc.stderr.strip()})"
+    return None
+
+
+@pytest.fixture(scope="module")
+def slurm_cluster():
+    reason = _cluster_up()
+    if reason is not None:
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail(f"CI=true but the SLURM cluster is absent: {reason} "
+                        "(.ci/run starts it with ../shared/ci/slurm/start-slurm.sh)")
+        pytest.skip(reason)
+
+
+def test_analysis_only_workflow_runs_on_slurm(slurm_cluster, workflow_dir):
+    cfg = analysis_only_config(estimators=["calibrated-ips", "raw-ips"], oracle_coverages=[0.5])
+    write_config(workflow_dir, "ao.yaml", cfg)
+    proc = run_snakemake(workflow_dir, "--profile", "profiles/slurm-ci", "--configfile", "ao.yaml",
+                         timeout=600)
+    log = proc.stdout + proc.stderr
+    # both analyses went through sbatch; the summary ran locally (localrule)
+    assert log.count("has been submitted with SLURM jobid") == 2, log
+    for estimator in ("calibrated-ips", "raw-ips"):
+        result = json.loads((workflow_dir / "results" / estimator / "coverage_0.5" /
+                             "estimates.json").read_text())
+        assert result["metadata"]["estimator"] == estimator
+        assert result["metadata"]["oracle_coverage"] == 0.5
+        assert len(result["estimates"]) == len(result["metadata"]["target_policies"]) == 3
+    assert (workflow_dir / "results" / "summary.csv").read_text().count("\n") >= 2 * 3
+    # complete: nothing left to do, also when asked through the same profile
+    assert planned_jobs(workflow_dir, "--profile", "profiles/slurm-ci",
+                        "--configfile", "ao.yaml") == {}
