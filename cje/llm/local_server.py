@@ -219,7 +219,7 @@ def local_server(
     ]
     with open(log_path, "ab") as log:
         proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=log, env=pinned_env(n_threads))
-    previous = None
+    previous, installed = None, False
     if threading.current_thread() is threading.main_thread():
 
         def on_sigterm(signum, frame):
@@ -232,6 +232,7 @@ def local_server(
                 raise SystemExit(128 + signum)  # default action, but run `finally` blocks first
 
         previous = signal.signal(signal.SIGTERM, on_sigterm)
+        installed = True
     try:
         deadline = time.monotonic() + startup_timeout_s
         base = None
@@ -250,8 +251,8 @@ def local_server(
         yield f"{base}/v1"
     finally:
         _stop(proc)
-        if previous is not None:
-            signal.signal(signal.SIGTERM, previous)
+        if installed:  # None: a handler not set from Python; fall back to the default
+            signal.signal(signal.SIGTERM, previous if previous is not None else signal.SIG_DFL)
         for path in (port_file, workdir / "server.log"):
             with contextlib.suppress(OSError):
                 path.unlink()

@@ -104,16 +104,18 @@ def test_offsets_sum_equals_two_call_difference(server, sync_client):
 def _inprocess_logprob(full_text: str, prompt_text: str, temperature: float) -> tuple[float, int]:
     """Independent reference: llama_cpp.Llama(logits_all=True).eval + numpy log-softmax(logits/T).
 
-    Evaluated like sampling: the prompt in one batch, then one response token per eval.
+    Evaluated like sampling: the prompt tokenized alone and evaluated in one batch, then
+    one response token per eval (the canonical tokenization of the response).
     """
     import llama_cpp
 
     llm = llama_cpp.Llama(model_path=str(ensure_model_file()), n_ctx=512, n_threads=1,
                           n_threads_batch=1, logits_all=True, verbose=False)
     try:
-        toks = llm.tokenize(full_text.encode(), add_bos=True, special=True)
-        n_prompt = len(llm.tokenize(prompt_text.encode(), add_bos=True, special=True))
-        assert toks[:n_prompt] == llm.tokenize(prompt_text.encode(), add_bos=True, special=True)
+        head = llm.tokenize(prompt_text.encode(), add_bos=True, special=True)  # as when sampling
+        rest = full_text[len(prompt_text):].encode()
+        toks = head + llm.tokenize(rest, add_bos=False, special=True)
+        n_prompt = len(head)
         llm.eval(toks[:n_prompt])
         for tok in toks[n_prompt:]:
             llm.eval([tok])
