@@ -11,6 +11,7 @@ import json
 import signal
 import subprocess
 import sys
+import time
 import urllib.request
 from pathlib import Path
 
@@ -155,6 +156,55 @@ def test_logprobs_refuses_temperature_on_server_that_scores_at_one(tmp_path, bas
     assert all(r["status"] == "error" and r["logprob"] is None for r in cool)
     assert all("refusing to mix temperatures" in r["error"] for r in cool[:3])
     assert fake_key not in (tmp_path / "api.log").read_text()
+
+
+def test_logprobs_killed_mid_stage_resumes_without_loss_or_repeats(tmp_path, fake_key):
+    """SIGKILL the stage mid-way (fault server, 50 ms per call, 4 in flight, cache
+    flushed every 5 rows), rerun: every row once, and no row that was in the cache
+    at the kill is requested again."""
+    from fault_server import FaultServer
+
+    n = 40
+    responses = tmp_path / "base.jsonl"
+    responses.write_text("".join(json.dumps({
+        "prompt_id": f"k{i:02d}", "prompt": f"question {i}", "policy": "base", "draw_idx": 0,
+        "response": f"answer number {i}", "status": "ok", "error": None}) + "\n" for i in range(n)))
+    with FaultServer(latency_s=0.05) as srv:
+        provider = {"kind": "openai", "base_url": srv.url, "api_key_env": "CJE_TEST_API_KEY",
+                    "max_concurrency": 4, "max_retries": 1, "retry_backoff_s": 0.01}
+        config = _config(tmp_path, {"fault": provider}, {"base": _policy("fault")})
+        yaml_cfg = yaml.safe_load(config.read_text())
+        yaml_cfg["execution"]["batch_size"] = 5
+        config.write_text(yaml.safe_dump(yaml_cfg))
+        out = tmp_path / "out"
+        argv = ["logprobs", "--config", str(config), "--responses", str(responses), "--policies", "base",
+                "--output-dir", str(out), "--api-log", str(tmp_path / "api.log")]
+        cache = out / "base.cache.jsonl"
+        proc = subprocess.Popen([sys.executable, "-m", "cje", *argv], stdout=subprocess.DEVNULL,
+                                stderr=subprocess.DEVNULL)
+        try:
+            deadline = time.monotonic() + 60
+            while time.monotonic() < deadline and (not cache.exists() or len(cache.read_text().splitlines()) < 10):
+                time.sleep(0.02)
+            proc.kill()
+            proc.wait(timeout=10)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+        done_at_kill = {json.loads(line)["prompt_id"] for line in cache.read_text().splitlines()
+                        if line.endswith("}")}
+        assert 10 <= len(done_at_kill) < n
+        assert not (out / "base.jsonl").exists()
+        before = srv.counts()
+        assert main(argv) == 0
+        rows = _read(out / "base.jsonl")
+        assert [r["prompt_id"] for r in rows] == [f"k{i:02d}" for i in range(n)]
+        assert all(r["status"] == "ok" for r in rows)
+        after = srv.counts()
+        for i in range(n):
+            full = render_prompt("gemma", SYSTEM, f"question {i}") + f"answer number {i}" + end_of_turn("gemma")
+            repeated = after.get(full, 0) - before.get(full, 0)
+            assert repeated == (0 if f"k{i:02d}" in done_at_kill else 1), (i, repeated)
 
 
 def test_serve_local_command_serves_until_sigterm():
