@@ -178,8 +178,14 @@ class LocalEngine:
 
     # -- evaluation -----------------------------------------------------------
     def _clear(self) -> None:
-        mem = self._lib.llama_get_memory(self._ctx)
-        self._lib.llama_memory_clear(mem, True)
+        """Empty the KV cache (llama.cpp >= mid-2025 memory API; older: kv_self/kv_cache)."""
+        lib = self._lib
+        if hasattr(lib, "llama_memory_clear"):
+            lib.llama_memory_clear(lib.llama_get_memory(self._ctx), True)
+        elif hasattr(lib, "llama_kv_self_clear"):
+            lib.llama_kv_self_clear(self._ctx)
+        else:
+            lib.llama_kv_cache_clear(self._ctx)
 
     def _decode(self, tokens: list[int], n_past: int, all_logits: bool) -> np.ndarray:
         """Decode ``tokens`` at positions n_past..; return logits rows (all, or the last).
