@@ -131,6 +131,20 @@ def _check_unit_interval(values: np.ndarray, path: str, name: str) -> None:
         raise InputError(f"value {value!r} is outside [0, 1]", path=path, line=line, field=name)
 
 
+def _scores_and_labels(frame: pl.DataFrame, path: str) -> tuple[np.ndarray, np.ndarray]:
+    """Judge scores (required) and oracle labels (NaN where absent), both checked to lie in [0, 1]."""
+    judge = _numeric(_field(frame, "judge_score"), path, "judge_score")
+    if judge is None:
+        raise InputError("required field is missing", path=path, line=nonblank_line_numbers(path)[0],
+                         field="judge_score")
+    _check_unit_interval(judge, path, "judge_score")
+    oracle = _numeric(_field(frame, "oracle_label"), path, "oracle_label")
+    if oracle is None:
+        oracle = np.full(frame.height, np.nan)
+    _check_unit_interval(oracle, path, "oracle_label")
+    return judge, oracle
+
+
 def _required_text(frame: pl.DataFrame, name: str, path: str) -> pl.Series:
     if name not in frame.columns:
         raise InputError("required field is missing", path=path, line=nonblank_line_numbers(path)[0],
@@ -221,15 +235,7 @@ def load_logged_data(path: str | Path) -> LoggedData:
         raise InputError(f"duplicate prompt_id ({len(ids)} ids repeated, e.g. {ids[:5]})",
                          path=path, line=_first_bad_line(path, dup), field="prompt_id")
 
-    judge = _numeric(_field(frame, "judge_score"), path, "judge_score")
-    if judge is None:
-        raise InputError("required field is missing", path=path, line=nonblank_line_numbers(path)[0],
-                         field="judge_score")
-    _check_unit_interval(judge, path, "judge_score")
-    oracle = _numeric(_field(frame, "oracle_label"), path, "oracle_label")
-    if oracle is None:
-        oracle = np.full(frame.height, np.nan)
-    _check_unit_interval(oracle, path, "oracle_label")
+    judge, oracle = _scores_and_labels(frame, path)
 
     base_lp, base_reason = _logprob_column(frame.get_column("base_policy_logprob"), path,
                                            "base_policy_logprob")
@@ -272,15 +278,7 @@ def load_fresh_draws(path: str | Path, policy: str) -> FreshDraws:
     frame = read_jsonl_frame(path)
     prompts = frame.get_column("prompt").cast(pl.String) if "prompt" in frame.columns else None
     prompt_ids = _prompt_ids(frame, path, prompts)
-    judge = _numeric(_field(frame, "judge_score"), path, "judge_score")
-    if judge is None:
-        raise InputError("required field is missing", path=path, line=nonblank_line_numbers(path)[0],
-                         field="judge_score")
-    _check_unit_interval(judge, path, "judge_score")
-    oracle = _numeric(_field(frame, "oracle_label"), path, "oracle_label")
-    if oracle is None:
-        oracle = np.full(frame.height, np.nan)
-    _check_unit_interval(oracle, path, "oracle_label")
+    judge, oracle = _scores_and_labels(frame, path)
     draw = _field(frame, "draw_idx")
     draw_idx = (np.zeros(frame.height, dtype=np.int64) if draw is None
                 else draw.cast(pl.Int64, strict=False).fill_null(0).to_numpy())
