@@ -5,7 +5,9 @@ provider: a concurrency limit (``asyncio.Semaphore``), request- and token-per-mi
 token buckets, retries with exponential backoff and full jitter that honour
 ``Retry-After`` (429, 408, 409, 5xx, timeouts, dropped connections, malformed
 responses), fail-fast on 401/403/404 (``FatalAPIError`` stops the stage), no retry
-on 400/413/422 (the row is recorded as an error), a JSON-lines call log without
+on 400/413/422 (the row is recorded as an error; but when the first
+``REFUSALS_BEFORE_STOP`` calls are all refused, the next call raises
+``FatalAPIError``: a config problem, not a bad row), a JSON-lines call log without
 secrets, and token/cost accounting per (stage, model).
 
 Typical use inside a stage::
@@ -44,6 +46,7 @@ from cje.llm.config import ProviderConfig
 
 RETRYABLE_STATUS = {408, 409, 425, 429}  # plus every status >= 500
 FATAL_STATUS = {401, 403, 404}           # stop the whole stage at once
+REFUSALS_BEFORE_STOP = 5  # 4xx on the first N calls of a client, no success: stop the stage
 
 
 class FatalAPIError(CJEError):
@@ -277,6 +280,8 @@ class LLMClient:
         self._rpm = RateLimiter(provider.requests_per_minute) if provider.requests_per_minute else None
         self._tpm = RateLimiter(provider.tokens_per_minute) if provider.tokens_per_minute else None
         self.fatal: FatalAPIError | None = None
+        self.n_ok = 0
+        self.n_refused_in_a_row = 0  # 4xx answers (not retried) since the last success
 
     async def __aenter__(self) -> "LLMClient":
         return self
@@ -395,6 +400,16 @@ class LLMClient:
                 self.accounting.add(self.stage, model, p, False, total["prompt_tokens"],
                                     total["completion_tokens"], attempt)
                 raise self.fatal
+            if status == "ok":
+                self.n_ok += 1
+                self.n_refused_in_a_row = 0
+            elif status == "error" and http is not None and 400 <= http < 500:
+                self.n_refused_in_a_row += 1
+                if self.n_ok == 0 and self.n_refused_in_a_row >= REFUSALS_BEFORE_STOP:
+                    self.fatal = FatalAPIError(
+                        p.name, http, f"the first {self.n_refused_in_a_row} calls were all "
+                        f"refused; last: {error.split(': ', 1)[-1]} (a config problem, e.g. an "
+                        "unsupported parameter or model)")
             if status in ("ok", "error"):
                 self.accounting.add(self.stage, model, p, status == "ok",
                                     total["prompt_tokens"], total["completion_tokens"], attempt)

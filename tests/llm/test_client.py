@@ -152,3 +152,26 @@ def test_debug_log_has_prompt_and_answer(fault_server, fake_key, tmp_path):
     rec = json.loads((tmp_path / "api.log").read_text().splitlines()[0])
     assert rec["debug_prompt"] == [{"role": "user", "content": "debug me"}]
     assert rec["debug_answer"].startswith("Response ")
+
+
+def test_a_stage_whose_first_calls_are_all_refused_stops(fault_server, fake_key, tmp_path):
+    fault_server.set_rules([Rule("400", message="response_format is not supported")])
+
+    async def body(client):
+        results = [await _chat(client, f"r{i}") for i in range(5)]
+        assert all(not r.ok for r in results)
+        with pytest.raises(FatalAPIError, match="first 5 calls were all refused.*"
+                                                "response_format is not supported"):
+            await _chat(client, "r5")
+    _run(fault_server, tmp_path, body)
+    assert fault_server.total() == 5
+
+
+def test_refusals_after_a_success_stay_row_errors(fault_server, fake_key, tmp_path):
+    fault_server.set_rules([Rule("400", match="bad", message="prompt too long")])
+
+    async def body(client):
+        assert (await _chat(client, "good")).ok
+        results = [await _chat(client, f"bad{i}") for i in range(7)]
+        assert all(not r.ok and "prompt too long" in r.error for r in results)
+    _run(fault_server, tmp_path, body)
