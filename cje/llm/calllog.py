@@ -1,0 +1,92 @@
+"""What API calls did: the JSON-lines call log and token/cost accounting.
+
+``CallLog`` writes ``logs/api_calls.log`` (one line per attempt, no secrets);
+``Accounting`` sums tokens and estimated cost per (stage, model). Both are used
+by ``cje.llm.client.LLMClient`` (and re-exported there).
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from cje.llm.config import ProviderConfig
+
+
+class CallLog:
+    """Append-only JSON-lines log of API attempts (``logs/api_calls.log``).
+
+    One line per attempt: ``ts, stage, provider, model, prompt_id, latency_s,
+    prompt_tokens, completion_tokens, status`` (``ok``/``retry``/``error``/``fatal``),
+    ``retries`` (attempt index), ``error``. Never the API key (``secrets`` are
+    scrubbed from every line) and never prompts or answers unless ``debug``.
+    Each line is one ``write`` on an O_APPEND file, so shards may share the file.
+    """
+
+    def __init__(self, path: str | Path | None, debug: bool = False):
+        self.path = Path(path) if path else None
+        self.debug = debug
+        self.secrets: set[str] = set()
+        self._lock = threading.Lock()
+        if self.path:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+
+    def scrub(self, text: str) -> str:
+        """Return ``text`` with every registered secret replaced by ``***``."""
+        for s in self.secrets:
+            if s and s in text:
+                text = text.replace(s, "***")
+        return text
+
+    def write(self, **fields: Any) -> None:
+        """Append one record (a ``ts`` is added); drops ``debug_*`` fields unless debug."""
+        if not self.path:
+            return
+        if not self.debug:
+            fields = {k: v for k, v in fields.items() if not k.startswith("debug_")}
+        rec = {"ts": datetime.now(timezone.utc).isoformat(timespec="milliseconds"), **fields}
+        line = self.scrub(json.dumps(rec, default=str)) + "\n"
+        with self._lock, open(self.path, "a", encoding="utf-8") as fh:
+            fh.write(line)
+
+
+class Accounting:
+    """Token and estimated-cost totals per (stage, model).
+
+    cost = prompt_tokens * cost_per_million_input_tokens / 1e6
+         + completion_tokens * cost_per_million_output_tokens / 1e6
+    """
+
+    def __init__(self) -> None:
+        self.rows: dict[tuple[str, str], dict] = {}
+
+    def add(self, stage: str, model: str, provider: ProviderConfig, ok: bool,
+            prompt_tokens: int, completion_tokens: int, retries: int) -> None:
+        """Add one finished logical call."""
+        r = self.rows.setdefault((stage, model), dict(
+            stage=stage, model=model, provider=provider.name, calls=0, ok=0, errors=0,
+            retries=0, prompt_tokens=0, completion_tokens=0, cost_usd=0.0))
+        r["calls"] += 1
+        r["ok" if ok else "errors"] += 1
+        r["retries"] += retries
+        r["prompt_tokens"] += prompt_tokens
+        r["completion_tokens"] += completion_tokens
+        r["cost_usd"] += (prompt_tokens * provider.cost_per_million_input_tokens
+                          + completion_tokens * provider.cost_per_million_output_tokens) / 1e6
+
+    def summary(self) -> list[dict]:
+        """Totals as a list of dicts, one per (stage, model)."""
+        return [dict(r) for r in self.rows.values()]
+
+    def format_summary(self) -> str:
+        """Human-readable lines, e.g. ``generate gemma: 40 calls (40 ok, 0 errors) ...``."""
+        lines = []
+        for r in self.rows.values():
+            lines.append(f"{r['stage']} {r['model']} [{r['provider']}]: {r['calls']} calls "
+                         f"({r['ok']} ok, {r['errors']} errors, {r['retries']} retries), "
+                         f"{r['prompt_tokens']} prompt + {r['completion_tokens']} completion "
+                         f"tokens, est. cost ${r['cost_usd']:.4f}")
+        return "\n".join(lines) if lines else "no API calls"
