@@ -54,6 +54,8 @@ def compare_cell(estimator: str, ours: dict, ref: dict) -> dict:
     Inputs: the estimator name and the two run records (``ours_runner.run_ours``,
     ``reference_runner.run_reference``). Output: ``ratio`` (reference wall / our
     wall), ``cpu_ratio`` (the same for CPU seconds, when both have them),
+    ``analysis_ratio`` (the same for the time after start-up, measured inside each
+    child: the reference's ``analyze_dataset`` call, our ``cje.cli.main``),
     ``max_abs_diff`` over policies present in both, and ``differs``: a list
     of {policy, ours, reference, diff, combined_se, likely_reason} for policies with
     |diff| > sqrt(se_ours^2 + se_ref^2).
@@ -63,6 +65,8 @@ def compare_cell(estimator: str, ours: dict, ref: dict) -> dict:
         out["ratio"] = ref["wall_seconds"] / ours["wall_seconds"]
         if ref.get("cpu_seconds") and ours.get("cpu_seconds"):
             out["cpu_ratio"] = ref["cpu_seconds"] / ours["cpu_seconds"]
+        if ref.get("analysis_seconds") and ours.get("analysis_seconds"):
+            out["analysis_ratio"] = ref["analysis_seconds"] / ours["analysis_seconds"]
     elif ours.get("status") == "ok" and ref.get("projected_seconds"):
         out["ratio_projected"] = ref["projected_seconds"] / ours["wall_seconds"]
     if ours.get("status") != "ok" or ref.get("status") != "ok":
