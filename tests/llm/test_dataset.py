@@ -90,3 +90,63 @@ def test_dataset_names_a_missing_input_file(tmp_path, capsys):
                    "--output", str(tmp_path / "ds.jsonl"),
                    "--fresh-draws-dir", str(tmp_path / "fresh")])
     assert rc == 2 and "base.jsonl: file does not exist" in capsys.readouterr().err
+
+
+def _rows(path: Path, rows: list[dict]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+
+
+def _stage_files(d: Path, ids, judge_ids=None) -> None:
+    for pol in ("base", "short"):
+        _rows(d / "responses" / f"{pol}.jsonl",
+              [{"prompt_id": i, "prompt": f"p {i}", "draw_idx": 0, "response": f"r {i}",
+                "status": "ok", "policy": pol} for i in ids])
+        _rows(d / "judge" / f"{pol}.jsonl",
+              [{"prompt_id": i, "draw_idx": 0, "judge_score": 0.5, "status": "ok"}
+               for i in (judge_ids or ids)])
+        _write_logprobs_dir(d, ids, pol)
+
+
+def _write_logprobs_dir(d: Path, ids, pol) -> None:
+    (d / "logprobs").mkdir(parents=True, exist_ok=True)
+    _write_logprobs(d / "logprobs" / f"{pol}.jsonl", ids, pol)
+
+
+def _assemble(d: Path):
+    from cje.llm.dataset import assemble_dataset
+    cfg = make_config("http://127.0.0.1:9/v1")
+    return assemble_dataset(cfg, str(d / "responses"), str(d / "logprobs"), str(d / "judge"),
+                            str(d / "oracle"), str(d / "ds.jsonl"), str(d / "fresh"))
+
+
+def test_missing_rows_and_missing_oracle_files_are_reported(tmp_path):
+    _stage_files(tmp_path, ["a", "b", "c"], judge_ids=["a", "c"])  # no judge row for b
+    (tmp_path / "oracle").mkdir()
+    summary = _assemble(tmp_path)
+    rows = {r["prompt_id"]: r for r in read_jsonl(tmp_path / "ds.jsonl")}
+    assert rows["b"]["metadata"]["judge_score"] is None
+    assert rows["b"]["metadata"]["judge_status"] == "missing"
+    assert rows["a"]["metadata"]["oracle_status"] == "no_oracle_file"
+    assert summary["failures"]["logged: judge missing"] == 1
+    assert summary["failures"][f"oracle file missing: {tmp_path / 'oracle' / 'base.jsonl'}"] == 1
+    assert summary["logged_rows"] == 3 and summary["fresh_draws"] == {"base": 3, "short": 3}
+
+
+def test_unmerged_shards_and_null_keys_are_named(tmp_path):
+    import pytest
+
+    from cje.errors import InputError
+    _stage_files(tmp_path, ["a", "b"])
+    (tmp_path / "oracle").mkdir()
+    judge = tmp_path / "judge" / "base.jsonl"
+    judge.write_text(judge.read_text() * 2)
+    with pytest.raises(InputError, match=r"base\.jsonl.*duplicate row.*merge shards first"):
+        _assemble(tmp_path)
+    _rows(judge, [{"prompt_id": "a", "draw_idx": 0, "judge_score": 0.5, "status": "ok"},
+                  {"prompt_id": "b", "draw_idx": 0, "judge_score": 0.5, "status": None}])
+    with pytest.raises(InputError, match=r"base\.jsonl:2, field 'status'"):
+        _assemble(tmp_path)
+    _rows(judge, [{"prompt_id": "a", "draw_idx": 0, "status": "ok"}, {"prompt_id": "b"}])
+    with pytest.raises(InputError, match=r"base\.jsonl:2, field 'draw_idx'"):
+        _assemble(tmp_path)
