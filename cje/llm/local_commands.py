@@ -40,7 +40,7 @@ from cje.llm.config import batch_size as config_batch_size
 from cje.llm.config import load_config, policy_config, provider_config
 from cje.llm.progress import Progress
 from cje.llm.prompts import select_shard
-from cje.llm.teacher_forcing import Score, score_response
+from cje.llm.teacher_forcing import Score, refusal_reason, score_response
 
 log = logging.getLogger("cje.logprobs")
 KEY_FIELDS = ("prompt_id", "draw_idx")
@@ -137,6 +137,7 @@ def run_logprobs(config_path: str, responses_path: str, policies: list[str], out
         provider = provider_config(cfg, provider_name)
         plans = []
         for pol in provider_pols:
+            refused = refusal_reason(pol)  # no call can fix it: error rows without a server
             cache = SideCache(cache_path(cdir, pol.name, shard, num_shards), KEY_FIELDS,
                               fingerprint=f"{pol.fingerprint()}:{SCORING_VERSION}", batch_size=n_batch)
             final, todo = {}, []
@@ -146,8 +147,10 @@ def run_logprobs(config_path: str, responses_path: str, policies: list[str], out
                 if cached and cached.get("status") == "ok" and cached.get("response_sha256") == _sha(r):
                     final[key] = cached
                 elif r.get("status", "ok") != "ok" or r["response"] is None:
-                    final[key] = _row(r, pol, Score(None, None, None, "error",
-                                                    f"base response not available: {r.get('error') or 'status ' + str(r.get('status'))}"))
+                    reason = f"base response not available: {r.get('error') or 'status ' + str(r.get('status'))}"
+                    final[key] = _row(r, pol, Score(None, None, None, "error", reason))
+                elif refused:
+                    final[key] = _row(r, pol, Score(None, None, None, "error", refused))
                 else:
                     todo.append(r)
             plans.append((pol, cache, final, todo))
@@ -161,17 +164,17 @@ def run_logprobs(config_path: str, responses_path: str, policies: list[str], out
                                                            bar, max_tokens_of)
                         final.update(asyncio.run(main()))
         for pol, cache, final, todo in plans:
-            rows = list(final.values())
-            publish_jsonl(out_dir / f"{pol.name}.jsonl", rows, KEY_FIELDS)
+            out_rows = list(final.values())
+            publish_jsonl(out_dir / f"{pol.name}.jsonl", out_rows, KEY_FIELDS)
             counts = {"ok": 0, "error": 0, "offsets": 0, "two_call": 0, "rescored": len(todo)}
-            for row in rows:
+            for row in out_rows:
                 counts["ok" if row["status"] == "ok" else "error"] += 1
                 if row["status"] == "ok":
                     counts[row["method"]] += 1
             summary[pol.name] = counts
             log.info("logprobs %s: %d ok (%d offsets, %d two_call), %d error, %d scored now",
                      pol.name, counts["ok"], counts["offsets"], counts["two_call"], counts["error"], len(todo))
-            errors = sorted({str(r["error"]).split(";")[0] for r in rows if r["status"] != "ok"})
+            errors = sorted({str(r["error"]).split(";")[0] for r in out_rows if r["status"] != "ok"})
             for e in errors[:5]:
                 log.warning("logprobs %s error kind: %s", pol.name, e)
     log.info("%s", accounting.format_summary())
