@@ -249,6 +249,14 @@ class _suppress:
         return True
 
 
+def all_cached(items: list[dict], cache: SideCache) -> dict | None:
+    """Counts for a stage with nothing left to do (every item cached), else None; lets a
+    stage skip starting a server or client on a rerun."""
+    if all(cache.is_done(it) for it in items):
+        return {"total": len(items), "cached": len(items), "ran": 0, "ok": 0, "error": 0}
+    return None
+
+
 async def run_resumable(items: list[dict], cache: SideCache,
                         work: Callable[[dict], Awaitable[dict]], desc: str,
                         workers: int) -> dict:

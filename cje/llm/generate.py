@@ -22,8 +22,8 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from cje.llm.cache import SideCache, default_cache_path, read_jsonl, run_resumable, \
-    write_jsonl_atomic
+from cje.llm.cache import SideCache, all_cached, default_cache_path, read_jsonl, \
+    run_resumable, write_jsonl_atomic
 from cje.llm.client import LLMClient, run_with_client
 from cje.llm.config import PolicyConfig, ProviderConfig, batch_size as cfg_batch_size, \
     policy_config, provider_config
@@ -107,7 +107,8 @@ def generate_responses(cfg: dict, policy: str, prompts: str, output: str,
                                    lambda it: sample_one(client, pol, prov, it),
                                    desc=f"generate {policy}", workers=prov.max_concurrency)
 
-    counts = run_with_client(prov, f"generate:{policy}", api_log, body, debug=debug)
+    counts = all_cached(items, side) or run_with_client(prov, f"generate:{policy}", api_log,
+                                                        body, debug=debug)
     out = [side.get((it["prompt_id"], it["draw_idx"])) for it in items]
     out = sorted((r for r in out if r is not None), key=lambda r: (r["prompt_id"], r["draw_idx"]))
     write_jsonl_atomic(output, out)

@@ -38,8 +38,8 @@ from pathlib import Path
 import numpy as np
 
 from cje.errors import ConfigError
-from cje.llm.cache import SideCache, default_cache_path, read_jsonl, run_resumable, \
-    write_jsonl_atomic
+from cje.llm.cache import SideCache, all_cached, default_cache_path, read_jsonl, \
+    run_resumable, write_jsonl_atomic
 from cje.llm.client import LLMClient, MalformedResponse, chat_text, run_with_client
 from cje.llm.config import ScorerConfig, batch_size as cfg_batch_size, provider_config, \
     scorer_config
@@ -250,7 +250,8 @@ def score_responses(cfg: dict, role: str, input: str, output: str,
                                    desc=f"{role} {Path(input).stem}",
                                    workers=prov.max_concurrency)
 
-    counts = run_with_client(prov, f"{role}:{Path(input).stem}", api_log, body, debug=debug)
+    counts = all_cached(to_call, side) or run_with_client(
+        prov, f"{role}:{Path(input).stem}", api_log, body, debug=debug)
     for it in to_call:
         key = (it["prompt_id"], it["draw_idx"], it["input_sha"])
         final[key] = side.get(key)
