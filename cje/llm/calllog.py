@@ -90,3 +90,32 @@ class Accounting:
                          f"{r['prompt_tokens']} prompt + {r['completion_tokens']} completion "
                          f"tokens, est. cost ${r['cost_usd']:.4f}")
         return "\n".join(lines) if lines else "no API calls"
+
+
+def run_cost_summary(path: str | Path) -> list[dict]:
+    """Sum every ``stage_summary`` line of a call log per (stage, model): the whole run's
+    calls, errors, retries, tokens and estimated cost (reruns included: money spent).
+
+    Input: the call-log path; output: one dict per (stage, model), sorted. A missing
+    log gives an empty list.
+    """
+    path = Path(path)
+    if not path.exists():
+        return []
+    keys = ("calls", "ok", "errors", "retries", "prompt_tokens", "completion_tokens", "cost_usd")
+    total: dict[tuple[str, str], dict] = {}
+    with open(path, encoding="utf-8") as fh:
+        for line in fh:
+            if '"stage_summary"' not in line:
+                continue
+            try:
+                rec = json.loads(line)
+            except ValueError:
+                continue  # a torn last line of a killed job
+            for row in rec.get("totals", []):
+                t = total.setdefault((row["stage"], row["model"]), {
+                    "stage": row["stage"], "model": row["model"], "provider": row["provider"],
+                    **{k: 0 for k in keys}})
+                for k in keys:
+                    t[k] += row.get(k, 0)
+    return [total[k] for k in sorted(total)]

@@ -175,3 +175,19 @@ def test_refusals_after_a_success_stay_row_errors(fault_server, fake_key, tmp_pa
         results = [await _chat(client, f"bad{i}") for i in range(7)]
         assert all(not r.ok and "prompt too long" in r.error for r in results)
     _run(fault_server, tmp_path, body)
+
+
+def test_run_cost_summary_sums_stage_summaries(fault_server, fake_key, tmp_path):
+    from cje.llm.calllog import run_cost_summary
+    from cje.llm.client import run_with_client
+    prov = provider_config(make_config(fault_server.url), "fault")
+    log = tmp_path / "api.log"
+    for _ in range(2):  # a run and a rerun of the same stage
+        run_with_client(prov, "judge:base", log, lambda c: _chat(c, "x"))
+    rows = run_cost_summary(log)
+    assert len(rows) == 1 and rows[0]["stage"] == "judge:base" and rows[0]["calls"] == 2
+    per_call = [json.loads(s) for s in log.read_text().splitlines() if '"status"' in s]
+    assert rows[0]["prompt_tokens"] == sum(r["prompt_tokens"] for r in per_call)
+    assert rows[0]["cost_usd"] == pytest.approx(
+        (rows[0]["prompt_tokens"] * 1.0 + rows[0]["completion_tokens"] * 2.0) / 1e6)
+    assert run_cost_summary(tmp_path / "none.log") == []
