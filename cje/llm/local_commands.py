@@ -35,7 +35,7 @@ from pathlib import Path
 
 from cje.errors import ConfigError
 from cje.llm.cache import SideCache, publish_jsonl, read_jsonl
-from cje.llm.client import Accounting, CallLog, LLMClient, provider_endpoint
+from cje.llm.client import LLMClient, run_with_client
 from cje.llm.config import batch_size as config_batch_size
 from cje.llm.config import load_config, policy_config, provider_config
 from cje.llm.progress import Progress
@@ -127,7 +127,6 @@ def run_logprobs(config_path: str, responses_path: str, policies: list[str], out
     out_dir, cdir = Path(output_dir), Path(cache_dir or output_dir)
     max_tokens_of = {name: int(spec.get("max_tokens", 256)) for name, spec in (cfg.get("policies") or {}).items()
                      if isinstance(spec, dict)}
-    call_log, accounting = CallLog(api_log), Accounting()
     n_batch = batch_size or config_batch_size(cfg)
     summary: dict[str, dict] = {}
     by_provider: dict[str, list] = {}
@@ -155,14 +154,15 @@ def run_logprobs(config_path: str, responses_path: str, policies: list[str], out
                     todo.append(r)
             plans.append((pol, cache, final, todo))
         if any(todo for *_, todo in plans):
-            with provider_endpoint(provider) as base_url:
+            async def body(client: LLMClient, plans=plans, provider=provider) -> None:
                 for pol, cache, final, todo in plans:
-                    with cache, Progress(len(responses), f"logprobs {pol.name}", initial=len(responses) - len(todo)) as bar:
-                        async def main(pol=pol, cache=cache, todo=todo, bar=bar):
-                            async with LLMClient(provider, base_url, "logprobs", call_log, accounting) as client:
-                                return await _score_policy(client, pol, todo, cache, provider.kind == "local",
-                                                           bar, max_tokens_of)
-                        final.update(asyncio.run(main()))
+                    with cache, Progress(len(responses), f"logprobs {pol.name}",
+                                         initial=len(responses) - len(todo)) as bar:
+                        final.update(await _score_policy(client, pol, todo, cache, provider.kind == "local",
+                                                         bar, max_tokens_of))
+
+            # L1's runner: starts/stops the local server, call log + stage_summary, SIGTERM -> CJEError
+            run_with_client(provider, "logprobs:" + ",".join(p.name for p in provider_pols), api_log, body)
         for pol, cache, final, todo in plans:
             out_rows = list(final.values())
             publish_jsonl(out_dir / f"{pol.name}.jsonl", out_rows, KEY_FIELDS)
@@ -177,7 +177,6 @@ def run_logprobs(config_path: str, responses_path: str, policies: list[str], out
             errors = sorted({str(r["error"]).split(";")[0] for r in out_rows if r["status"] != "ok"})
             for e in errors[:5]:
                 log.warning("logprobs %s error kind: %s", pol.name, e)
-    log.info("%s", accounting.format_summary())
     return summary
 
 

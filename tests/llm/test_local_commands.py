@@ -72,7 +72,8 @@ def _read(path: Path) -> list[dict]:
 def _calls(api_log: Path) -> int:
     if not api_log.exists():
         return 0
-    return sum(json.loads(line)["stage"] == "logprobs" for line in api_log.read_text().splitlines())
+    records = [json.loads(line) for line in api_log.read_text().splitlines()]
+    return sum(r.get("stage", "").startswith("logprobs") and "event" not in r for r in records)
 
 
 def test_logprobs_stage_scores_resumes_and_shards(tmp_path, base_responses):
