@@ -146,7 +146,7 @@ def prepare_dr(ctx: AnalysisContext, policy: str, weights: WeightSource = "calib
     """
     key = ("dr-inputs", policy, weights if isinstance(weights, str) else id(weights))
     if key in ctx._cache:
-        return ctx._cache[key]
+        return ctx._cache[key][1]
     view, fresh_ok, dropped = fresh_rows(ctx, policy)
     valid = ctx.rows(policy)
     W_all, source = _weights(ctx, policy, weights)
@@ -173,7 +173,7 @@ def prepare_dr(ctx: AnalysisContext, policy: str, weights: WeightSource = "calib
                       fS=view.judge[sel], ffolds=ctx.folds[view.row[sel]],
                       n_draws=np.bincount(fpos[sel], minlength=rows.size), dropped=dropped,
                       weights_source=source)
-    ctx._cache[key] = inputs
+    ctx._cache[key] = (weights, inputs)  # holding ``weights`` keeps its id from being reused
     return inputs
 
 
@@ -192,6 +192,7 @@ class DRResult:
 
 
 def _score_ci(values: np.ndarray, z: float = 1.959964) -> dict:
+    """Mean of per-row values with its SE and a 95% normal interval (the orthogonality score)."""
     mean = float(values.mean())
     se = float(values.std(ddof=1) / np.sqrt(values.size)) if values.size > 1 else float("nan")
     return {"mean": mean, "se": se, "ci_lower": mean - z * se, "ci_upper": mean + z * se}

@@ -131,3 +131,35 @@ def test_tmle_differs_from_untargeted_direct_under_wrong_outcome_model():
         assert np.allclose(untargeted, 0.5)
         assert abs(est.mean() - untargeted.mean()) > 10 * mc_se, (policy, est.mean())
         assert abs(est.mean() - truth) <= 3 * mc_se, (policy, est.mean(), truth)
+
+
+@pytest.mark.slow
+def test_surrogacy_failure_is_named_without_probes_and_corrected_with_them():
+    """statistics.md 7b: the judge is not sufficient (E[Y | S] differs by policy).
+
+    Without probe labels every DR estimate misses in the predicted direction (measured
+    bias about -0.019 for 'better', +0.013 for 'worse': shrinkage toward the base, > 10
+    MC SE) and says it rests on surrogacy; with 10% probe labels on the target's fresh
+    draws the residual correction removes the bias (within 3 MC SE) and the output
+    names the correction instead.
+    """
+    names = ("dr-cpo", "tmle", "stacked-dr")
+    estimators = {k: v for k, v in _estimators().items() if k in names}
+    errors = {}
+    for r in range(REPLICATES):
+        ds = simulate(N, seed=61_000 + r, surrogacy=False)
+        for probe in (0.0, 0.1):
+            ctx = build_context(ds.logged, ds.fresh,
+                                AnalysisOptions(oracle_coverage=0.25, seed=r, probe_coverage=probe))
+            for name, est in estimators.items():
+                pe = est.estimate(ctx, "better")
+                errors.setdefault((probe, name), []).append(pe.estimate - ds.truth["better"])
+                rests_on_surrogacy = any(a.startswith("surrogacy") for a in pe.assumptions)
+                assert rests_on_surrogacy == (probe == 0.0), (name, pe.assumptions)
+    for (probe, name), e in errors.items():
+        e = np.asarray(e)
+        mc_se = e.std(ddof=1) / np.sqrt(e.size)
+        if probe == 0.0:
+            assert e.mean() < -10 * mc_se, (name, e.mean(), mc_se)  # shrunk toward the base
+        else:
+            assert abs(e.mean()) <= 3 * mc_se, (name, e.mean(), mc_se)
