@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.workflow.wfutil import copy_workflow
+from .wfutil import copy_workflow
 
 
 @pytest.fixture

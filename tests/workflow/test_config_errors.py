@@ -6,7 +6,7 @@ import os
 
 import pytest
 
-from tests.workflow.wfutil import load_yaml, run_snakemake, write_config
+from .wfutil import load_yaml, run_snakemake, write_config
 
 
 def _default(workflow_dir):
@@ -80,7 +80,7 @@ def _run_arena(workflow_dir, env, *targets):
     # subprocess env: start from a copy without the keys (run_snakemake updates os.environ copy)
     import subprocess
 
-    from tests.workflow.wfutil import SNAKEMAKE
+    from .wfutil import SNAKEMAKE
     return subprocess.run([SNAKEMAKE, *targets, "-n", "--configfile", "config/arena.yaml"],
                           cwd=workflow_dir, env=env, text=True, capture_output=True, timeout=300)
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 from collections import Counter
 
-from tests.workflow.wfutil import (analysis_only_config, load_yaml, mark_complete,
+from .wfutil import (analysis_only_config, load_yaml, mark_complete,
                                    planned_jobs, run_snakemake, write_config)
 
 LLM_STAGES = ("generate", "logprobs", "judge", "oracle")

@@ -14,7 +14,7 @@ import subprocess
 
 import pytest
 
-from tests.workflow.wfutil import analysis_only_config, planned_jobs, run_snakemake, write_config
+from .wfutil import analysis_only_config, planned_jobs, run_snakemake, write_config
 
 pytestmark = [pytest.mark.slurm, pytest.mark.slow]
 

@@ -1,0 +1,86 @@
+"""SIGKILL snakemake (and its job) during generation; the rerun completes without
+duplicate rows and without repeating finished calls (real local model)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import time
+
+import pytest
+
+from .wfutil import SNAKEMAKE, load_yaml, run_snakemake, write_config
+
+pytestmark = [pytest.mark.llm, pytest.mark.slow]
+
+N_PROMPTS = 8
+
+
+def _jsonl(path):
+    with open(path) as fh:
+        return [json.loads(line) for line in fh if line.strip()]
+
+
+def _cached_ok(workdir):
+    """prompt_ids whose generation is finished in the side caches (status ok)."""
+    done = set()
+    for cache in (workdir / "data" / "cache" / "responses" / "base").glob("*.cache.jsonl"):
+        done |= {r["prompt_id"] for r in _jsonl(cache) if r.get("status") == "ok"}
+    return done
+
+
+def _generate_calls(workdir):
+    log = workdir / "logs" / "api_calls.log"
+    if not log.exists():
+        return []
+    return [r for r in _jsonl(log) if r.get("stage") == "generate:base" and "prompt_id" in r]
+
+
+def test_sigkill_during_generation_then_resume(workflow_dir):
+    cfg = load_yaml(workflow_dir / ".test" / "config" / "config.yaml")
+    cfg["prompts"]["n_samples"] = N_PROMPTS
+    cfg["policies"]["base"]["max_tokens"] = 24
+    cfg["execution"].update(shards=2, batch_size=1)
+    write_config(workflow_dir, "kill.yaml", cfg)
+    target = "data/responses/base.jsonl"
+    env = dict(os.environ)
+    env["PATH"] = f"{os.path.dirname(SNAKEMAKE)}{os.pathsep}{env.get('PATH', '')}"
+    # its own process group, so the kill takes snakemake, the job and the model server
+    proc = subprocess.Popen([SNAKEMAKE, target, "--configfile", "kill.yaml", "--cores", "1"],
+                            cwd=workflow_dir, env=env, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 300
+        while len(_cached_ok(workflow_dir)) < 2:
+            assert proc.poll() is None, "snakemake ended before the kill"
+            assert time.monotonic() < deadline, "no generation finished within 300 s"
+            time.sleep(0.2)
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+    assert not (workflow_dir / target).exists()
+    calls_before = len(_generate_calls(workflow_dir))
+    cached = _cached_ok(workflow_dir)
+    assert 2 <= len(cached) < N_PROMPTS
+
+    # resume: release the stale lock, rerun the incomplete job
+    run_snakemake(workflow_dir, "--unlock", "--configfile", "kill.yaml")
+    run_snakemake(workflow_dir, target, "--configfile", "kill.yaml", "--cores", "1",
+                  "--rerun-incomplete", timeout=600)
+
+    rows = _jsonl(workflow_dir / target)
+    keys = [(r["prompt_id"], r["draw_idx"]) for r in rows]
+    assert len(keys) == len(set(keys)) == N_PROMPTS
+    assert all(r["status"] == "ok" for r in rows)
+    new_calls = _generate_calls(workflow_dir)[calls_before:]
+    # finished calls are not repeated: the rerun asks only for what the cache lacks
+    assert not {c["prompt_id"] for c in new_calls} & cached
+    assert len(new_calls) == N_PROMPTS - len(cached)
+    # and what was cached is what was published
+    for cache in (workflow_dir / "data" / "cache" / "responses" / "base").glob("*.cache.jsonl"):
+        for r in _jsonl(cache):
+            if r["status"] == "ok":
+                assert {"prompt_id": r["prompt_id"], "response": r["response"]} in [
+                    {"prompt_id": x["prompt_id"], "response": x["response"]} for x in rows]
