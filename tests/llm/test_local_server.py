@@ -89,8 +89,8 @@ import sys, time, json, urllib.request
 from cje.llm.local_server import local_server
 with local_server(n_threads=1) as url:
     pid = json.loads(urllib.request.urlopen(url[:-3] + "/health").read())["pid"]
-    print(pid, flush=True)
-    try:
+    try:  # print inside try: SIGTERM may arrive right after the pid is read
+        print(pid, flush=True)
         time.sleep(120)
     finally:
         print("finally", flush=True)
