@@ -160,8 +160,8 @@ def test_logprobs_refuses_temperature_on_server_that_scores_at_one(tmp_path, bas
 
 
 def test_logprobs_killed_mid_stage_resumes_without_loss_or_repeats(tmp_path, fake_key):
-    """SIGKILL the stage mid-way (fault server, 50 ms per call, 4 in flight, cache
-    flushed every 5 rows), rerun: every row once, and no row that was in the cache
+    """SIGKILL the stage mid-way (fault server, 4 calls in flight, cache
+    flushed every 5 rows, 100 ms per call), rerun: every row once, and no row that was in the cache
     at the kill is requested again."""
     from fault_server import FaultServer
 
@@ -170,7 +170,7 @@ def test_logprobs_killed_mid_stage_resumes_without_loss_or_repeats(tmp_path, fak
     responses.write_text("".join(json.dumps({
         "prompt_id": f"k{i:02d}", "prompt": f"question {i}", "policy": "base", "draw_idx": 0,
         "response": f"answer number {i}", "status": "ok", "error": None}) + "\n" for i in range(n)))
-    with FaultServer(latency_s=0.05) as srv:
+    with FaultServer(latency_s=0.1) as srv:
         provider = {"kind": "openai", "base_url": srv.url, "api_key_env": "CJE_TEST_API_KEY",
                     "max_concurrency": 4, "max_retries": 1, "retry_backoff_s": 0.01}
         config = _config(tmp_path, {"fault": provider}, {"base": _policy("fault")})
