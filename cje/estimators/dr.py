@@ -18,7 +18,7 @@ fresh draws (several draws per prompt are averaged per prompt):
              cross-fitted in the labels (R_i = f^(-fold(i))(S_i), outcome model
              refitted per fold on f^(-k) rewards), so the orthogonalising term is 0
              and the label term is an honest residual; its IF carries the oracle
-             uncertainty, so no jackknife is added (see :func:`tr_cpo`).
+             uncertainty, so its jackknife is constant (see :func:`tr_cpo`).
 
 Influence function per prompt: phi_i = (gbar_i - mean gbar) + W_i (R_i - g_i - c)
 + (t_i - mean t), c = mean W (R - g) (Hajek form), t_i the extra terms.
@@ -314,8 +314,9 @@ def tr_cpo(inp: DRInputs, model: OutcomeModel) -> DRResult:
     The estimate is Neyman-orthogonal to the calibration (d/df of the direct part,
     E_0[m h], cancels that of the label term, -E_0[(L / pi_L) m h]), so its oracle
     uncertainty is the label term's own sampling variance, which its influence
-    function phi already contains: no OUA jackknife is added (measured coverage
-    0.93-0.97 at 5-25% labels). For stacked-dr, ``oracle_channel`` gives the same
+    function phi already contains: its jackknife is constant (Var_oracle = 0; a
+    varying one would count it twice; measured coverage 0.94-0.96 at 5-25% labels),
+    which also lets a paired comparison with the base policy keep the base's OUA. For stacked-dr, ``oracle_channel`` gives the same
     variance in jackknife form (IF without the label term + :func:`label_term_jackknife`),
     so that it can be combined with the other components' jackknifes.
     Assumes labels missing at random given S.
@@ -325,8 +326,12 @@ def tr_cpo(inp: DRInputs, model: OutcomeModel) -> DRResult:
     g = label_cross_fitted_outcome(inp, model)
     label = inp.L / pi_L * m * (inp.Y - inp.R_oof)
     psi, phi, parts = assemble(inp, g, inp.R_oof, {"label_term": label})
-    channel = None
+    channel, jack = None, None
     if inp.ctx.oua:
+        # A constant jackknife: Var_oracle = 0 for the estimate itself (its IF holds the
+        # oracle part), while a paired comparison with a jackknife estimator (the base
+        # policy) still gets that estimator's oracle variance instead of dropping it.
+        jack = np.full(inp.ctx.n_folds, psi)
         sampling = phi - (label - label.mean())
         oracle_var = (np.var(phi, ddof=1) - np.var(sampling, ddof=1)) / inp.n
         channel = (sampling, label_term_jackknife(inp, psi, label, oracle_var))
@@ -334,20 +339,26 @@ def tr_cpo(inp: DRInputs, model: OutcomeModel) -> DRResult:
                "outcome_model": _model_name(model), "n_labels": int(inp.L.sum()),
                "label_propensity_mean": float(pi_L.mean()),
                "label_term_se": float(label.std(ddof=1) / np.sqrt(inp.n)),
-               "oracle_uncertainty": "in the influence function (label term); no OUA jackknife"}
+               "oracle_uncertainty": "in the influence function (label term); OUA jackknife constant"}
     assumptions = list(BASE_ASSUMPTIONS) + [
         "oracle labels are missing at random given the judge score (label propensity pi_L(S))",
         "m(S) = E[W | S] is estimated consistently (label term)"]
-    return DRResult(psi, phi, None, details, assumptions, inp.W * (inp.R_oof - g.logged), channel)
+    return DRResult(psi, phi, jack, details, assumptions, inp.W * (inp.R_oof - g.logged), channel)
 
 
 def finish(inp: DRInputs, result: DRResult) -> PolicyEstimate:
-    """Add the probe-label residual correction (if any) and wrap as a :class:`PolicyEstimate`."""
+    """Add the probe-label residual correction (if any) and wrap as a :class:`PolicyEstimate`.
+
+    Also records the direct-vs-IPS split: ``ips_estimate_same_weights`` = mean W R
+    next to the DR ``direct_part``; far apart means the weights and the outcome
+    model disagree (read the orthogonality score and the weight diagnostics).
+    """
     ctx = inp.ctx
     delta, phi_delta, jack_delta, n_probe = residual_correction(ctx, inp.view, inp.rows)
     psi, phi, jack = result.estimate, result.influence, result.jackknife
     details = {**result.details, "weights": inp.weights_source, "n_fresh_draws": int(inp.fpos.size),
-               "fresh_draws_per_prompt": float(inp.n_draws.mean())}
+               "fresh_draws_per_prompt": float(inp.n_draws.mean()),
+               "ips_estimate_same_weights": float(np.mean(inp.W * inp.R))}
     assumptions = list(result.assumptions)
     if n_probe:
         psi, phi = psi + delta, phi + phi_delta

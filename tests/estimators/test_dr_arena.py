@@ -44,7 +44,7 @@ def test_dr_on_arena_sample(arena, estimator, coverage):
         truth = truths[policy]
         bound = 1.96 * np.sqrt(block["se"] ** 2 + truth["truth_se"] ** 2)
         assert abs(block["estimate"] - truth["truth"]) <= bound, (policy, block["estimate"], truth, block["se"])
-        for key in ("direct_part", "weighted_correction", "orthogonality_score"):
+        for key in ("direct_part", "weighted_correction", "orthogonality_score", "ips_estimate_same_weights"):
             assert key in block["details"], (estimator, key)
         assert block["assumptions"] and block["n_used"] == data.n
     assert not result.policies["unhelpful"].reliable

@@ -157,7 +157,7 @@ def test_stacked_is_a_convex_combination_with_the_smallest_if_variance():
         assert interval(alone.estimate, alone.influence, alone.jackknife).se == pytest.approx(se[name], rel=1e-9)
 
 
-def test_jackknife_only_below_full_oracle_coverage_and_never_for_tr_cpo():
+def test_jackknife_only_below_full_oracle_coverage_and_constant_for_tr_cpo():
     ds = simulate(300, seed=10)
     full = build_context(ds.logged, ds.fresh, AnalysisOptions(oracle_coverage=1.0))
     part = build_context(ds.logged, ds.fresh, AnalysisOptions(oracle_coverage=0.2))
@@ -165,10 +165,10 @@ def test_jackknife_only_below_full_oracle_coverage_and_never_for_tr_cpo():
         pe = get_estimator(name).estimate(full, "similar")
         assert pe.jackknife is None and np.isfinite(pe.estimate)
         pe = get_estimator(name).estimate(part, "similar")
+        assert pe.jackknife is not None and pe.jackknife.shape == (5,)
         if name == "tr-cpo":  # its label term's IF carries the oracle uncertainty
-            assert pe.jackknife is None and "label_term" in pe.details
-        else:
-            assert pe.jackknife is not None and pe.jackknife.shape == (5,)
+            assert np.all(pe.jackknife == pe.estimate) and "label_term" in pe.details
+            assert interval(pe.estimate, pe.influence, pe.jackknife).oracle_variance == 0.0
 
 
 def test_weight_override_of_the_wrong_length_is_a_loud_failure():
