@@ -6,12 +6,12 @@ classes + ``cje.inference.interval``, exactly what ``analyze`` applies).
 Tolerances come from Monte-Carlo error:
 
 * bias: |mean(estimate) - truth| <= 3 * sd(estimates) / sqrt(R) per policy and
-  estimator (3 MC SE). Measured before setting it (200 replicates): the largest
-  |z| was 1.7 (isotonic boundary bias of about -0.0015 for the calibration-based
-  estimators at 5-10% labels).
+  estimator (3 MC SE). Measured before setting it (these seeds): the largest
+  |z| is 1.9 for the calibration-based estimators (isotonic boundary bias, about
+  0.001) and 0.9 for tr-cpo, whose label term removes it.
 * coverage: 3 policies x 200 replicates = 600 intervals pooled per estimator and
   oracle coverage; a true 95% gives a binomial SE of 0.009, so the required band
-  [0.92, 0.98] is about +-3 SE. Measured: 0.93-0.96.
+  [0.92, 0.98] is about +-3 SE. Measured: 0.940-0.960 (docs/estimators.md).
 * stacked-dr SE: per replicate d = SE(stacked) - min_j SE(component j);
   mean(d) <= 3 * sd(d) / sqrt(n_d) (no larger than the smallest component SE up
   to Monte-Carlo error).
