@@ -28,8 +28,13 @@ test-fast: venv
 
 ## make run: the default workflow end to end on the embedded local model (no keys)
 run: venv
-	PATH=$(abspath $(BIN)):$$PATH $(BIN)/snakemake --cores $(CORES) --profile profiles/local
-	@echo "Results: $(abspath results) (summary: results/summary.csv, dashboards: results/*/coverage_*/plots/diagnostics_dashboard.html)"
+	PATH=$(abspath $(BIN)):$$PATH $(BIN)/snakemake --profile profiles/local --cores $(CORES)
+	@echo ""
+	@echo "Results in $(abspath results)/ (layout: docs/workflow.md)"
+	@echo "  sweep summary: results/summary.csv  results/summary.html"
+	@for f in results/*/coverage_*/estimates.json; do echo "  estimates:     $$f"; done
+	@for f in results/*/coverage_*/plots/diagnostics_dashboard.html; do [ -e "$$f" ] && echo "  dashboard:     $$f"; done; true
+	@echo "  report:        PATH=$(BIN):\$$PATH $(BIN)/snakemake --report report.html"
 
 ## make bench: speed and scale benchmarks; prints a table, writes benchmarks/results/*.json
 bench: venv
