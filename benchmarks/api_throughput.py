@@ -5,9 +5,12 @@ The fault server (``tests/servers/fault_server.py``) runs in its own process in
 fixed-latency mode (200 ms per answer, no faults). For each concurrency c in
 (1, 8, 16, 32, 128) the client sends 200 chat requests with ``max_concurrency=c``.
 Reported per c: elapsed seconds, achieved req/s, ideal req/s = c / latency, their
-ratio, and the "wave" ideal ceil(200 / c) * latency (which c = 128 cannot beat:
-200 requests need two waves). Targets (issue 4): ratio >= 0.9 up to c = 32, and at
-c = 16 the 200 requests take < 1.5 x 200 * 0.2 / 16 s.
+ratio, and the "wave" ideal ceil(200 / c) * latency with its ratio. With a fixed
+latency no client can beat the wave ideal: 200 requests at c = 32 need 7 waves
+(1.4 s, not 200 * 0.2 / 32 = 1.25 s), so the plain ratio is at most 0.893 there
+(``max_possible_ratio``; 0.962 at c = 16, 0.781 at c = 128). Targets (issue 4):
+ratio >= 0.9 up to c = 32 (reported also against the wave ideal, the attainable
+form), and at c = 16 the 200 requests take < 1.5 x 200 * 0.2 / 16 s.
 
 ``run(out_dir) -> dict`` (used by ``benchmarks/run.py``) writes
 ``out_dir/api_throughput.json``; ``python -m benchmarks.api_throughput`` prints the table.
@@ -77,7 +80,10 @@ def run(out_dir: str | os.PathLike = REPO / "benchmarks" / "results") -> dict:
                          "achieved_req_per_s": round(achieved, 2),
                          "ideal_req_per_s": round(ideal_rps, 2),
                          "ratio": round(achieved / ideal_rps, 3),
-                         "wave_ideal_s": round(math.ceil(N_REQUESTS / c) * LATENCY_S, 3)})
+                         "wave_ideal_s": round(math.ceil(N_REQUESTS / c) * LATENCY_S, 3),
+                         "wave_ratio": round(math.ceil(N_REQUESTS / c) * LATENCY_S / elapsed, 3),
+                         "max_possible_ratio": round(N_REQUESTS / c / math.ceil(N_REQUESTS / c),
+                                                     3)})
     finally:
         proc.kill()
         proc.wait()
@@ -85,16 +91,19 @@ def run(out_dir: str | os.PathLike = REPO / "benchmarks" / "results") -> dict:
     limit16 = 1.5 * N_REQUESTS * LATENCY_S / 16
     targets = {
         "ratio_ge_0.9_up_to_32": all(r["ratio"] >= 0.9 for r in rows if r["concurrency"] <= 32),
+        "wave_ratio_ge_0.9_up_to_32": all(r["wave_ratio"] >= 0.9 for r in rows
+                                          if r["concurrency"] <= 32),
         "c16_elapsed_s": c16["elapsed_s"], "c16_limit_s": limit16,
         "c16_under_1.5x_ideal": c16["elapsed_s"] < limit16}
     result = {"latency_s": LATENCY_S, "rows": rows, "targets": targets,
               "cpu_count": os.cpu_count(), "load_avg": list(os.getloadavg()),
               "when_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
     print(f"{'conc':>5} {'elapsed s':>10} {'req/s':>8} {'ideal req/s':>12} {'ratio':>6} "
-          f"{'wave ideal s':>13}")
+          f"{'max ratio':>9} {'wave ideal s':>13} {'wave ratio':>10}")
     for r in rows:
         print(f"{r['concurrency']:>5} {r['elapsed_s']:>10.2f} {r['achieved_req_per_s']:>8.1f} "
-              f"{r['ideal_req_per_s']:>12.1f} {r['ratio']:>6.3f} {r['wave_ideal_s']:>13.2f}")
+              f"{r['ideal_req_per_s']:>12.1f} {r['ratio']:>6.3f} {r['max_possible_ratio']:>9.3f} "
+              f"{r['wave_ideal_s']:>13.2f} {r['wave_ratio']:>10.3f}")
     print(f"targets: {targets}")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
