@@ -19,6 +19,8 @@ are rows with ``status: "error"``, ``response: null`` and the error text.
 
 from __future__ import annotations
 
+import hashlib
+
 import logging
 from pathlib import Path
 
@@ -62,17 +64,34 @@ async def sample_one(client: LLMClient, policy: PolicyConfig, provider: Provider
                      item: dict) -> dict:
     """Sample one response for ``item`` (prompt_id, prompt, draw_idx); return its row."""
     req = sampling_request(policy, provider, item["prompt"])
+    if provider.kind == "local" and "seed" not in (req["extra_body"] or {}):
+        # reproducible samples: one seed per (policy, prompt, draw) unless the policy sets one
+        req["extra_body"] = {**(req["extra_body"] or {}),
+                             "seed": sample_seed(policy.name, item["prompt_id"], item["draw_idx"])}
     endpoint = req.pop("endpoint")
+    finish_reason, token_ids = None, None
     if endpoint == "completions":
         res = await client.complete(req.pop("prompt"), prompt_id=item["prompt_id"], **req)
         text = res.value.text if res.ok else None
+        if res.ok:
+            finish_reason = getattr(res.value, "finish_reason", None)
+            token_ids = (getattr(res.value, "model_extra", None) or {}).get("token_ids")
     else:
         res = await client.chat(req.pop("messages"), prompt_id=item["prompt_id"], **req)
         text = res.value if res.ok else None
-    return {"prompt_id": item["prompt_id"], "prompt": item["prompt"], "policy": policy.name,
-            "draw_idx": item["draw_idx"], "response": text,
-            "status": "ok" if res.ok else "error", "error": res.error, "model": policy.model,
-            "usage": res.usage}
+    row = {"prompt_id": item["prompt_id"], "prompt": item["prompt"], "policy": policy.name,
+           "draw_idx": item["draw_idx"], "response": text,
+           "status": "ok" if res.ok else "error", "error": res.error, "model": policy.model,
+           "usage": res.usage, "finish_reason": finish_reason}
+    if token_ids is not None:  # the embedded server's sampled token path (teacher forcing scores it)
+        row["token_ids"] = list(token_ids)
+    return row
+
+
+def sample_seed(policy: str, prompt_id: str, draw_idx: int) -> int:
+    """Stable 31-bit seed for one sample (blake2b of policy, prompt_id, draw_idx)."""
+    digest = hashlib.blake2b(f"{policy}\x1f{prompt_id}\x1f{draw_idx}".encode(), digest_size=4).digest()
+    return int.from_bytes(digest, "big") & 0x7FFFFFFF
 
 
 def generate_responses(cfg: dict, policy: str, prompts: str, output: str,

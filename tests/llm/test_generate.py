@@ -118,3 +118,11 @@ def test_missing_key_env_var_is_named(fault_server, tmp_path, monkeypatch):
     with pytest.raises(ConfigError, match="CJE_TEST_API_KEY is not set"):
         generate_responses(make_config(fault_server.url), "base", str(prompts),
                            str(tmp_path / "o.jsonl"), api_log=None)
+
+
+def test_sample_seed_is_stable_and_distinct_per_draw():
+    from cje.llm.generate import sample_seed
+
+    assert sample_seed("base", "p1", 0) == sample_seed("base", "p1", 0)
+    seeds = {sample_seed(p, i, k) for p in ("base", "clone") for i in ("p1", "p2") for k in range(3)}
+    assert len(seeds) == 12 and all(0 <= s < 2**31 for s in seeds)

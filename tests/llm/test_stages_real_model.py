@@ -45,6 +45,9 @@ def test_local_generate_judge_oracle(tmp_path):
     for r in rows:  # stopped at the end-of-turn marker, which is not part of the text
         assert isinstance(r["response"], str) and "<end_of_turn>" not in r["response"]
         assert 0 < r["usage"]["completion_tokens"] <= 24
+        # what teacher forcing needs: why sampling stopped and the sampled token path
+        assert r["finish_reason"] in ("stop", "length")
+        assert len(r["token_ids"]) == r["usage"]["completion_tokens"] - (r["finish_reason"] == "stop")
 
     judge = tmp_path / "judge.jsonl"
     score_responses(cfg, "judge", str(resp), str(judge), api_log=str(log))
