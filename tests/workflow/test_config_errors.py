@@ -87,8 +87,6 @@ def _run_arena(workflow_dir, env, *targets):
 
 def test_missing_api_key_fails_before_any_call(workflow_dir):
     """The hosted config without FIREWORKS_API_KEY fails at DAG build, naming the key."""
-    (workflow_dir / "data" / "arena_prompts.jsonl").write_text(
-        '{"prompt_id": "a1", "prompt": "Hi"}\n')
     proc = _run_arena(workflow_dir, _arena_env(OPENAI_API_KEY="set-but-unused"))
     out = proc.stdout + proc.stderr
     assert proc.returncode != 0, out
