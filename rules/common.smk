@@ -10,23 +10,6 @@ from pathlib import Path
 import yaml
 
 
-def write_effective_config(cfg):
-    """Write the validated config (defaults filled, --config overrides applied) for the stages.
-
-    The stages take ``--config FILE``; the workflow may merge several config files, so
-    they get this file. It is rewritten only when its content changes, and is passed
-    as a constant path: rerun decisions use the per-rule spec params instead.
-    """
-    path = Path(".snakemake") / "cje" / "effective_config.yaml"
-    text = yaml.safe_dump(cfg, sort_keys=True)
-    if not path.exists() or path.read_text() != text:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(f".tmp{os.getpid()}")
-        tmp.write_text(text)
-        os.replace(tmp, path)
-    return str(path)
-
-
 # --- code-hash params -------------------------------------------------------
 # Snakemake does not track code inside the imported `cje` package. Each rule gets
 # a params value hashing the source files it uses, so a real edit reruns exactly
@@ -237,5 +220,3 @@ def analysis_outputs(prefix):
         )
     return outputs
 
-
-EFFECTIVE_CONFIG = write_effective_config(config)

@@ -13,7 +13,6 @@ rule dataset:
         dataset="data/cje_dataset.jsonl",
         fresh_draws=expand("data/fresh_draws/{policy}_responses.jsonl", policy=TARGETS),
     params:
-        config_file=EFFECTIVE_CONFIG,
         base_policy=BASE,
         code=code_hash("llm"),
     log:

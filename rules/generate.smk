@@ -9,7 +9,6 @@ rule generate:
     output:
         "data/shards/responses/{policy}/{shard}-of-{nshards}.jsonl",
     params:
-        config_file=EFFECTIVE_CONFIG,
         policy_spec=lambda w: policy_spec(w.policy),
         draws_per_prompt=lambda w: draws_for(w.policy),
         batch_size=config["execution"]["batch_size"],

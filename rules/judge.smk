@@ -8,7 +8,6 @@ rule judge:
     output:
         "data/shards/judge/{policy}/{shard}-of-{nshards}.jsonl",
     params:
-        config_file=EFFECTIVE_CONFIG,
         scorer_spec=lambda w: scorer_spec("judge", w.policy),
         cache_dir=lambda w: f"data/cache/judge/{w.policy}",
         code=code_hash("llm"),

@@ -9,7 +9,6 @@ rule logprobs:
     output:
         "data/shards/logprobs/{policy}/{shard}-of-{nshards}/{policy}.jsonl",
     params:
-        config_file=EFFECTIVE_CONFIG,
         policy_spec=lambda w: policy_spec(w.policy),
         output_dir=lambda w: f"data/shards/logprobs/{w.policy}/{w.shard}-of-{w.nshards}",
         cache_dir=lambda w: f"data/cache/logprobs/{w.policy}",

@@ -9,7 +9,6 @@ rule oracle:
     output:
         "data/shards/oracle/{policy}/{shard}-of-{nshards}.jsonl",
     params:
-        config_file=EFFECTIVE_CONFIG,
         scorer_spec=lambda w: scorer_spec("oracle", w.policy),
         cache_dir=lambda w: f"data/cache/oracle/{w.policy}",
         code=code_hash("llm"),

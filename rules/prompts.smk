@@ -7,7 +7,6 @@ rule prompts:
     output:
         "data/prompts.jsonl",
     params:
-        config_file=EFFECTIVE_CONFIG,
         source=config["prompts"]["source"],
         n_samples=config["prompts"]["n_samples"],
         seed=config["prompts"]["seed"],

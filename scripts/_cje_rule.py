@@ -33,6 +33,28 @@ def run_cje(argv: list[str], log: str) -> None:
         sys.exit(code)
 
 
+def effective_config(sm) -> str:
+    """Write the job's workflow config (validated, defaults filled, command-line
+    overrides applied: ``snakemake.config``) for ``cje <stage> --config`` and return its path.
+
+    The file is named by the hash of its content under ``.snakemake/cje/``, written
+    atomically at job run time, so concurrent runs (or a dry run with another
+    config) can never swap the config under a running job, and no DAG-time file
+    write can trigger reruns.
+    """
+    import yaml
+
+    text = yaml.safe_dump(dict(sm.config), sort_keys=True)
+    key = hashlib.sha256(text.encode()).hexdigest()[:16]
+    path = Path(".snakemake") / "cje" / f"config.{key}.yaml"
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f"{path.name}.tmp{os.getpid()}")
+        tmp.write_text(text)
+        os.replace(tmp, path)
+    return str(path)
+
+
 def cache_file(cache_dir: str, name: str, inputs: list[str], spec: str) -> str:
     """Side-cache path for one job: ``cache_dir/name.<key>.cache.jsonl``.
 

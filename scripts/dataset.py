@@ -2,11 +2,11 @@
 
 import os
 
-from _cje_rule import run_cje
+from _cje_rule import effective_config, run_cje
 
 sm = snakemake  # noqa: F821 (injected by Snakemake)
 folder = {name: os.path.dirname(sm.input[name][0]) for name in ("responses", "logprobs", "judge", "oracle")}
-run_cje(["dataset", "--config", sm.params.config_file,
+run_cje(["dataset", "--config", effective_config(sm),
          "--responses-dir", folder["responses"], "--logprobs-dir", folder["logprobs"],
          "--judge-dir", folder["judge"], "--oracle-dir", folder["oracle"],
          "--output", sm.output.dataset,

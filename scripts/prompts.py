@@ -1,9 +1,9 @@
 """Rule prompts: the seeded prompt subset (cje prompts)."""
 
-from _cje_rule import run_cje
+from _cje_rule import effective_config, run_cje
 
 sm = snakemake  # noqa: F821 (injected by Snakemake)
-argv = ["prompts", "--config", sm.params.config_file, "--output", sm.output[0],
+argv = ["prompts", "--config", effective_config(sm), "--output", sm.output[0],
         "--source", sm.params.source, "--seed", sm.params.seed]
 if sm.params.n_samples is not None:
     argv += ["--n-samples", sm.params.n_samples]

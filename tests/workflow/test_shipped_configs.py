@@ -1,9 +1,10 @@
-"""Every shipped config builds its DAG, and the effective config the workflow hands
-to the stages (defaults filled) is accepted by the stages' own config parser."""
+"""Every shipped config builds its DAG, and the config the workflow hands to the
+stages (defaults filled by the schema) is accepted by the stages' own config parser."""
 
 from __future__ import annotations
 
 import pytest
+from snakemake.utils import validate
 
 from cje.llm.config import load_config, policy_config, provider_config, scorer_config
 
@@ -23,7 +24,10 @@ def test_shipped_config_builds_and_stages_accept_it(workflow_dir, configfile):
     env = {"FIREWORKS_API_KEY": "dry-run", "OPENAI_API_KEY": "dry-run"}
     proc = run_snakemake(workflow_dir, "-n", "--configfile", configfile, env=env)
     assert "Job stats" in proc.stdout, proc.stdout + proc.stderr
-    cfg = load_config(workflow_dir / ".snakemake" / "cje" / "effective_config.yaml")
+    # what a job hands to `cje <stage> --config`: the config after the Snakefile's
+    # validate() filled the defaults (scripts/_cje_rule.py: effective_config)
+    cfg = load_config(workflow_dir / configfile)
+    validate(cfg, str(workflow_dir / "schemas" / "config.schema.yaml"))
     if cfg["analysis"]["dataset"] is not None:
         assert "dataset" not in proc.stdout.split("Job stats")[1]  # no LLM stage
         return
