@@ -15,6 +15,7 @@ rule analyze:
         probe_coverage=config["analysis"]["probe_coverage"],
         plots=config["analysis"]["plots"],
         refuse_unreliable=config["analysis"]["refuse_unreliable"],
+        allow_missing_fresh_draws=config["analysis"]["allow_missing_fresh_draws"],
         code=code_hash("analysis"),
     log:
         "logs/analyze/{estimator}/coverage_{coverage}.log",
@@ -39,6 +40,7 @@ use rule analyze as analyze_replicate with:
         probe_coverage=config["analysis"]["probe_coverage"],
         plots=config["analysis"]["plots"],
         refuse_unreliable=config["analysis"]["refuse_unreliable"],
+        allow_missing_fresh_draws=config["analysis"]["allow_missing_fresh_draws"],
         code=code_hash("analysis"),
     log:
         "logs/analyze/{estimator}/coverage_{coverage}/seed_{seed}.log",

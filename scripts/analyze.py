@@ -14,4 +14,6 @@ if p.plots:
     argv.append("--plots")
 if p.refuse_unreliable:
     argv.append("--refuse-unreliable")
+if p.allow_missing_fresh_draws:
+    argv.append("--allow-missing-fresh-draws")
 run_cje(argv, sm.log[0])
