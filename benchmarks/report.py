@@ -65,8 +65,12 @@ def api_ratios(api: dict, names=("ratio", "throughput_ratio", "ratio_to_ideal",
 
 
 def targets(parts: dict) -> list[dict]:
-    """Evaluate every target against the parts that ran (keys compare/scale/api/workflow)."""
+    """Evaluate every target against the parts' results (keys compare/scale/api/workflow).
+
+    Output: rows {target, value, result (PASS/MISS/N/A), note, part}.
+    """
     rows = []
+    marks = [("compare", 0)]
     comp = parts.get("compare")
     if comp is None:
         rows.append(_row(f"every estimator >= {MIN_SPEEDUP_AT_10K:g}x faster than reference at n=10,000",
@@ -95,6 +99,7 @@ def targets(parts: dict) -> list[dict]:
         else:
             why = (sd[0]["ours"].get("error") or sd[0]["ours"]["status"]) if sd else "n=100,000 not run"
             rows.append(_row(t, "-", None, why.strip().splitlines()[-1][:100]))
+    marks.append(("scale", len(rows)))
     scale = parts.get("scale")
     if scale is None:
         rows.append(_row("n=10^6 targets", "-", None, "scale part not run"))
@@ -115,6 +120,7 @@ def targets(parts: dict) -> list[dict]:
                              "fewer than 2 sizes measured" if k is None else
                              f"between the two largest n: k = {scale['exponents_last_interval'][est]:.2f}"
                              if scale.get("exponents_last_interval", {}).get(est) is not None else ""))
+    marks.append(("api", len(rows)))
     api = parts.get("api")
     t = f"API throughput >= {API_MIN_RATIO:g} of ideal up to concurrency {API_MAX_CONCURRENCY_FOR_TARGET}"
     if api is None or api.get("status") not in (None, "ok"):
@@ -132,6 +138,7 @@ def targets(parts: dict) -> list[dict]:
                     "per completed wave of requests: " +
                     ", ".join(f"c={c}: {r:.2f}" for c, r in sorted(wave.items()))) if wave else ""
             rows.append(_row(t, value, min(upto.values()) >= API_MIN_RATIO, note))
+    marks.append(("workflow", len(rows)))
     wf = parts.get("workflow")
     t = f"snakemake -n on a complete 10k-prompt sweep < {DRY_RUN_SECONDS:g} s"
     comp_state = (wf or {}).get("states", {}).get("complete", {})
@@ -140,8 +147,16 @@ def targets(parts: dict) -> list[dict]:
         rows.append(_row(t, "-", None, why.strip().splitlines()[-1][:100] if why.strip() else "failed"))
     else:
         w = comp_state["wall_seconds"]
-        note = "" if wf.get("n", 0) >= 10_000 else f"measured at n={wf.get('n')} (--quick)"
-        rows.append(_row(t, _fmt_s(w), w < DRY_RUN_SECONDS if not note else None, note))
+        no_probe = comp_state.get("without_slurm_probe", {}).get("wall_seconds")
+        quick = wf.get("n", 0) < 10_000
+        note = f"measured at n={wf.get('n')} (--quick)" if quick else ""
+        if no_probe is not None:
+            note += (f"{'; ' if note else ''}start-up alone {_fmt_s(wf.get('startup_seconds'))}; "
+                     f"without the SLURM plugin's scontrol probe {_fmt_s(no_probe)}")
+        rows.append(_row(t, _fmt_s(w), None if quick else w < DRY_RUN_SECONDS, note))
+    for (part, begin), (_, end) in zip(marks, marks[1:] + [("", len(rows))]):
+        for r in rows[begin:end]:
+            r["part"] = part
     return rows
 
 
@@ -244,11 +259,18 @@ def render(parts: dict, target_rows: list[dict]) -> str:
         if wf.get("status") == "not_available":
             out.append(f"  not available: {wf.get('error')}")
         else:
-            rows = [["start-up only (snakemake --version)", _fmt_s(wf.get("startup_seconds")), "-"]]
+            probe = "startup_seconds_without_slurm_probe" in wf
+            rows = [["start-up only (snakemake --version)", _fmt_s(wf.get("startup_seconds")),
+                     _fmt_s(wf.get("startup_seconds_without_slurm_probe")), "-"]]
             for state, e in wf.get("states", {}).items():
                 rows.append([f"{state} sweep: snakemake -n", _fmt_s(e.get("wall_seconds")),
+                             _fmt_s(e.get("without_slurm_probe", {}).get("wall_seconds")),
                              str(e.get("jobs")) if e.get("status") == "ok" else e.get("status")])
-            out.append(_table(["run", "wall (median of 3)", "jobs"], rows))
+            out.append(_table(["run", "wall (median of 3)", "without SLURM probe", "jobs"], rows))
+            if probe:
+                out.append("without SLURM probe: the same with a `scontrol` that exits at once; the "
+                           "SLURM plugin calls `scontrol show config` on import, which waits ~9 s "
+                           "for a slurmctld when the SLURM client is installed but no controller runs")
         out.append("")
     out.append("Targets (issue 7)")
     out.append(_table(["target", "value", "result", "note"],

@@ -27,7 +27,7 @@ import time
 import traceback
 
 from . import compare, datasets, report, scale, workflow_overhead
-from .common import RESULTS_DIR, TMP_DIR, log, write_json
+from .common import RESULTS_DIR, TMP_DIR, log, read_json, write_json
 
 PARTS = ("compare", "scale", "api", "workflow")
 
@@ -94,7 +94,18 @@ def main(argv: list[str] | None = None) -> int:
         parts[part] = res
         write_json(out_dir / f"{part}.json", res)
         log(f"part {part}: done in {res['part_seconds']:.0f} s -> {out_dir / (part + '.json')}")
-    rows = report.targets(parts)
+    earlier = {}
+    for part in PARTS:  # targets cover every part: the latest saved result of parts not run now
+        if part not in parts:
+            saved = read_json(out_dir / f"{part}.json")
+            if saved:
+                earlier[part] = saved
+    rows = report.targets({**earlier, **parts})
+    for r in rows:
+        for part, res in earlier.items():
+            if r.get("part") == part:
+                when = res.get("environment", {}).get("when_utc", "?")
+                r["note"] = f"(from the run of {when}) " + r["note"]
     write_json(out_dir / "targets.json", {"environment": env, "parts_run": only,
                                           "quick": args.quick, "targets": rows})
     print(report.render(parts, rows))
