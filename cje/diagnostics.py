@@ -27,7 +27,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from scipy import stats
+from scipy import special
 
 __all__ = ["ess_fraction", "max_weight", "top_share", "hill_tail_index", "hellinger_affinity",
            "bhattacharyya_overlap", "out_of_range_mass", "transport_audit", "weight_diagnostics",
@@ -120,7 +120,7 @@ def transport_audit(oracle_labels: np.ndarray, calibrated: np.ndarray, margin: f
         return {"status": "NOT_RUN", "n_probe": int(n), "reason": "fewer than 2 probe labels"}
     delta = float(r.mean())
     se = float(r.std(ddof=1) / np.sqrt(n))
-    q = float(stats.t.ppf(0.5 + level / 2, n - 1))
+    q = float(special.stdtrit(n - 1, 0.5 + level / 2))
     lo, hi = delta - q * se, delta + q * se
     fail = (lo > 0 or hi < 0) and abs(delta) > margin
     return {"status": "FAIL" if fail else "PASS", "n_probe": int(n), "delta": delta, "se": se,

@@ -20,7 +20,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from scipy import stats
+from scipy import special
 
 __all__ = ["Interval", "se_from_influence", "oua_variance", "satterthwaite_df", "interval",
            "align_influence", "paired_comparison"]
@@ -82,7 +82,7 @@ def interval(estimate: float, influence: np.ndarray, jackknife_estimates: np.nda
     total = float(np.sqrt(se_base ** 2 + (var_oracle or 0.0)))
     n_folds = 0 if jackknife_estimates is None else int(np.isfinite(jackknife_estimates).sum())
     df = satterthwaite_df(se_base ** 2, len(influence) - 1, var_oracle, max(n_folds - 1, 1))
-    q = float(stats.t.ppf(0.5 + level / 2, df)) if np.isfinite(df) else float(stats.norm.ppf(0.5 + level / 2))
+    q = float(special.stdtrit(df, 0.5 + level / 2)) if np.isfinite(df) else float(special.ndtri(0.5 + level / 2))
     return Interval(estimate=float(estimate), se=total, se_without_oua=se_base, oracle_variance=var_oracle,
                     ci_lower=float(estimate - q * total), ci_upper=float(estimate + q * total),
                     df=df, level=level)
@@ -119,6 +119,6 @@ def paired_comparison(estimate_a: float, ids_a: np.ndarray, phi_a: np.ndarray, j
         jack = np.asarray(jack_a, float) - np.asarray(jack_b, float)
     res = interval(estimate_a - estimate_b, pa - pb, jack, level=level)
     t = res.estimate / res.se if res.se > 0 else float("inf")
-    p = float(2 * stats.t.sf(abs(t), res.df)) if np.isfinite(t) else 0.0
+    p = float(2 * special.stdtr(res.df, -abs(t))) if np.isfinite(t) else 0.0
     return {"difference": res.estimate, "se": res.se, "ci_lower": res.ci_lower,
             "ci_upper": res.ci_upper, "df": res.df, "p_value": p}

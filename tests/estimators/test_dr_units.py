@@ -8,6 +8,8 @@ import numpy as np
 import pytest
 
 from cje.analysis import analyze
+from sklearn.isotonic import IsotonicRegression
+
 from cje.calibration import fit_isotonic
 from cje.context import AnalysisOptions, build_context
 from cje.errors import InputError
@@ -45,9 +47,11 @@ def test_isotonic_step_matches_sklearn_fit():
         y = rng.random(n) * 1.4 - 0.2
         w = rng.random(n) * (rng.random(n) > 0.2)  # some zero weights
         inc = bool(case % 2)
-        ref = fit_isotonic(x, y, increasing=inc, sample_weight=w, y_min=0.0, y_max=1.0)
+        model = IsotonicRegression(increasing=inc, y_min=0.0, y_max=1.0, out_of_bounds="clip")
+        model.fit(x[w > 0], y[w > 0], sample_weight=w[w > 0])
         ours = isotonic_step(x, y, w, increasing=inc, y_min=0.0, y_max=1.0)
-        np.testing.assert_allclose(ours(grid), ref(grid), atol=1e-12)
+        np.testing.assert_allclose(ours(grid), model.predict(grid), atol=1e-12)
+        np.testing.assert_allclose(fit_isotonic(x, y, inc, w)(grid), model.predict(grid), atol=1e-12)
 
 
 def test_label_propensity_recovers_a_score_dependent_labelling_rate():

@@ -1,0 +1,27 @@
+"""The CLI registers every subcommand, but a command imports only the module that owns it."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+from cje.cli import _COMMAND_OWNER, build_parser
+
+
+def _subcommands(parser) -> set[str]:
+    action = next(a for a in parser._actions if a.__class__.__name__ == "_SubParsersAction")
+    return set(action.choices)
+
+
+def test_full_parser_has_every_command_and_owners_register_them():
+    assert _subcommands(build_parser()) == set(_COMMAND_OWNER)
+    for command in _COMMAND_OWNER:
+        assert command in _subcommands(build_parser([command, "--help"]))
+
+
+def test_analyze_does_not_import_the_llm_client_or_sklearn():
+    code = ("import sys; from cje.cli import build_parser; build_parser(['analyze']);"
+            "import cje.analysis, cje.estimators;"
+            "print(sorted(m for m in ('openai', 'sklearn', 'matplotlib') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
