@@ -7,14 +7,13 @@ its path. The forest plot of the estimates lives in :mod:`cje.viz.forest`.
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 
 import numpy as np
 import polars as pl
 
 from cje.results import PlotData
-from cje.viz.style import OKABE_ITO, STATUS_COLOURS, config_caption, fmt, new_figure, save_png
+from cje.viz.style import OKABE_ITO, STATUS_COLOURS, config_caption, fmt, new_figure, panel_grid, save_png
 
 __all__ = ["WEIGHT_FLOOR", "reliability_bins", "plot_weight_distributions", "plot_calibration_curve"]
 
@@ -46,14 +45,8 @@ def plot_weight_distributions(payload: dict, plot_data: PlotData, path: str | Pa
     """
     meta = payload["metadata"]
     policies = list(meta["target_policies"])
-    ncols = min(len(policies), 3)
-    nrows = math.ceil(len(policies) / ncols)
-    fig = new_figure(4.4 * ncols, 3.3 * nrows + 1.0)
-    fig.set_layout_engine("constrained")
-    axes = fig.subplots(nrows, ncols, squeeze=False)
-    for ax in axes.flat[len(policies):]:
-        ax.set_visible(False)
-    for ax, policy in zip(axes.flat, policies):
+    fig, axes = panel_grid(len(policies), 4.4, 3.3, 1.0)
+    for ax, policy in zip(axes, policies):
         diag = meta["diagnostics"].get(policy, {})
         status = meta["policies"][policy]["status"]
         series = [("raw", plot_data.raw_weights.get(policy), diag.get("weights_raw"), OKABE_ITO["blue"]),

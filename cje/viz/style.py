@@ -44,6 +44,21 @@ def new_figure(width: float, height: float) -> Figure:
     return fig
 
 
+def panel_grid(n_panels: int, panel_width: float, panel_height: float, extra_height: float):
+    """A figure with one panel per policy, at most 3 per row; unused panels hidden.
+
+    Returns (figure, the first ``n_panels`` axes in reading order).
+    """
+    ncols = min(n_panels, 3)
+    nrows = math.ceil(n_panels / ncols)
+    fig = new_figure(panel_width * ncols, panel_height * nrows + extra_height)
+    fig.set_layout_engine("constrained")
+    axes = fig.subplots(nrows, ncols, squeeze=False)
+    for ax in axes.flat[n_panels:]:
+        ax.set_visible(False)
+    return fig, list(axes.flat[:n_panels])
+
+
 def save_png(fig: Figure, path: str | Path) -> Path:
     """Write ``fig`` as PNG atomically (temp file in the same folder, then rename); return the path."""
     path = Path(path)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 import tempfile
 from pathlib import Path
 
@@ -11,7 +10,7 @@ import polars as pl
 
 from cje.io import atomic_write_text
 from cje.viz.html import cell, filter_controls, image_figure, page, status_badge, table
-from cje.viz.style import fmt, new_figure, policy_colour, publish_mode, save_png
+from cje.viz.style import fmt, panel_grid, policy_colour, publish_mode, save_png
 from cje.viz.summary import accuracy_by_policy, accuracy_table
 
 __all__ = ["plot_estimates_vs_coverage", "build_summary_html", "write_summary_html", "COVERAGE_CAPTION"]
@@ -32,17 +31,11 @@ def plot_estimates_vs_coverage(frame: pl.DataFrame, path: str | Path) -> Path:
     policies = frame["policy"].unique(maintain_order=True).sort().to_list()
     estimators = frame["estimator"].unique().sort().to_list()
     coverages = sorted(frame["oracle_coverage"].unique().to_list())
-    ncols = min(len(policies), 3)
-    nrows = math.ceil(len(policies) / ncols)
-    fig = new_figure(4.8 * ncols, 3.6 * nrows + 1.2)
-    fig.set_layout_engine("constrained")
-    axes = fig.subplots(nrows, ncols, squeeze=False)
-    for ax in axes.flat[len(policies):]:
-        ax.set_visible(False)
+    fig, axes = panel_grid(len(policies), 4.8, 3.6, 1.2)
     log_x = len(coverages) > 1 and coverages[-1] / coverages[0] > 4
     span = (np.log(coverages[-1]) - np.log(coverages[0])) if log_x else (coverages[-1] - coverages[0])
     dodge_step = 0.025 * (span or 1.0)
-    for ax, policy in zip(axes.flat, policies):
+    for ax, policy in zip(axes, policies):
         sub = frame.filter(pl.col("policy") == policy)
         truth = sub.filter(pl.col("truth").is_not_null())
         if truth.height:
