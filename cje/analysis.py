@@ -111,7 +111,6 @@ def _policy_result(ctx: AnalysisContext, estimator: Estimator, policy: str,
                    refuse_unreliable: bool) -> tuple[PolicyResult, dict, PolicyEstimate | None, dict]:
     data = ctx.data
     dropped = dict(data.dropped[policy])
-    n_scored = int(np.isfinite(data.judge_scores).sum())
     rows = ctx.rows(policy)
     raw_diag, used_diag, raw_w, failure, est = None, None, None, None, None
     try:
@@ -128,7 +127,7 @@ def _policy_result(ctx: AnalysisContext, estimator: Estimator, policy: str,
         dropped.update(est.dropped)
         if est.weights is not None:
             used_diag = weight_diagnostics(est.weights)
-    drop_rows = sum(v for k, v in data.dropped[policy].items())
+    drop_rows = sum(data.dropped[policy].values())
     drop_fraction = drop_rows / data.n if data.n else 0.0
     weighted_rows = None
     if est is not None and est.weights is not None:
