@@ -26,3 +26,12 @@ def fake_key(monkeypatch):
     """A recognisable fake API key in $CJE_TEST_API_KEY."""
     monkeypatch.setenv("CJE_TEST_API_KEY", FAKE_KEY)
     return FAKE_KEY
+
+
+@pytest.fixture(scope="module")
+def server():
+    """The embedded model server (real Gemma 3 270M), one per test module; yields its base_url."""
+    from cje.llm.local_server import local_server
+
+    with local_server(n_threads=1) as url:
+        yield url

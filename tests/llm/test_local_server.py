@@ -47,12 +47,6 @@ def _gone(pid: int, within_s: float = 10.0) -> bool:
 
 
 @pytest.fixture(scope="module")
-def server():
-    with local_server(n_threads=1) as url:
-        yield url
-
-
-@pytest.fixture(scope="module")
 def client(server):
     return openai.OpenAI(base_url=server, api_key="not-needed", max_retries=0, timeout=120)
 

@@ -20,7 +20,6 @@ from cje.llm.client import LLMClient
 from cje.llm.config import PolicyConfig, ProviderConfig
 from cje.llm.local_engine import log_softmax_rows
 from cje.llm.local_model import ensure_model_file
-from cje.llm.local_server import local_server
 from cje.llm.teacher_forcing import (
     Echo, SpanError, echo_from_response, locate_span, refusal_reason, render_pair,
     score_from_echo, score_response, score_two_call, sum_checked,
@@ -39,12 +38,6 @@ ODD_RESPONSES = [
     "",                                    # empty response: only the end-of-turn token
     "Text with <start_of_turn> inside",    # a special token in the response
 ]
-
-
-@pytest.fixture(scope="module")
-def server():
-    with local_server(n_threads=1) as url:
-        yield url
 
 
 @pytest.fixture(scope="module")
