@@ -10,16 +10,16 @@ names the first malformed line.
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from pathlib import Path
 from typing import Any, Iterable
 
 import polars as pl
 
+from cje.atomic import atomic_write_bytes, atomic_write_text, atomic_writer, fsync_directory
 from cje.errors import InputError
 
-__all__ = ["read_jsonl_frame", "nonblank_line_numbers", "atomic_write_text", "write_jsonl"]
+__all__ = ["read_jsonl_frame", "nonblank_line_numbers", "atomic_write_text", "atomic_write_bytes",
+           "atomic_writer", "fsync_directory", "write_jsonl"]
 
 
 def nonblank_line_numbers(path: str | Path) -> list[int]:
@@ -79,26 +79,6 @@ def read_jsonl_frame(path: str | Path) -> pl.DataFrame:
         return pl.from_dicts(rows, infer_schema_length=None, strict=False)
     except Exception as exc:  # noqa: BLE001
         raise InputError(f"rows do not share a consistent structure ({exc})", path=str(path)) from None
-
-
-def atomic_write_text(path: str | Path, text: str) -> None:
-    """Write ``text`` to ``path`` atomically (temporary file in the same folder + rename)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp creates 0600; published files get the usual mode
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
 
 
 def write_jsonl(path: str | Path, rows: Iterable[dict[str, Any]]) -> None:

@@ -1,0 +1,136 @@
+"""The one atomic writer: every file cje publishes goes through :func:`atomic_writer`.
+
+Contract (docs/contracts.md, "Writing files"):
+
+1. the bytes go to a temporary file in the target's folder, named
+   ``.{name}.{host}.{pid}.{random}.tmp`` and created with mode ``0o666`` so the
+   kernel applies the process umask (0644 under the usual umask 022; the old
+   ``mkstemp`` route gave 0600, unreadable to colleagues on a shared cluster);
+2. the file is flushed and ``fsync``-ed;
+3. it is renamed over the target (``os.replace``, atomic on POSIX);
+4. the folder is ``fsync``-ed so the rename itself survives a power loss.
+
+A reader therefore sees the old file or the new one, never a part. A temporary
+file left by a killed writer (its pid no longer running on this host) is removed
+the next time the same target is written.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import re
+import secrets
+import socket
+from contextlib import contextmanager
+from pathlib import Path
+from typing import IO, Iterator
+
+__all__ = ["atomic_writer", "atomic_write_bytes", "atomic_write_text", "fsync_directory",
+           "temp_name", "is_stale_temp", "remove_stale_temps"]
+
+_HOST = re.sub(r"[^A-Za-z0-9-]", "-", socket.gethostname())[:40] or "host"
+# errors from fsync on a folder that mean "this file system cannot do that" (some network mounts)
+_DIR_FSYNC_UNSUPPORTED = {errno.EINVAL, errno.ENOTSUP, errno.EBADF, errno.EACCES, errno.EPERM}
+
+
+def fsync_directory(directory: str | os.PathLike) -> None:
+    """``fsync`` a folder so renames and creations inside it are durable.
+
+    File systems that refuse fsync on a folder (EINVAL, ENOTSUP, ...) are skipped
+    silently: there is nothing more a process can do there.
+    """
+    try:
+        fd = os.open(directory, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    except OSError as exc:
+        if exc.errno in _DIR_FSYNC_UNSUPPORTED:
+            return
+        raise
+    try:
+        os.fsync(fd)
+    except OSError as exc:
+        if exc.errno not in _DIR_FSYNC_UNSUPPORTED:
+            raise
+    finally:
+        os.close(fd)
+
+
+def temp_name(name: str, suffix: str = ".tmp") -> str:
+    """A unique hidden sibling name for ``name``: ``.{name}.{host}.{pid}.{random}{suffix}``."""
+    return f".{name}.{_HOST}.{os.getpid()}.{secrets.token_hex(6)}{suffix}"
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # exists, owned by someone else
+        return True
+    return True
+
+
+def is_stale_temp(entry: str, name: str, suffix: str = ".tmp") -> bool:
+    """True when ``entry`` is a temporary of ``name`` whose writer (same host) is no longer running."""
+    prefix = f".{name}.{_HOST}."
+    if not (entry.startswith(prefix) and entry.endswith(suffix)):
+        return False
+    pid = entry[len(prefix):-len(suffix)].split(".")[0]
+    return pid.isdigit() and int(pid) != os.getpid() and not _pid_alive(int(pid))
+
+
+def remove_stale_temps(directory: str | os.PathLike, name: str, suffix: str = ".tmp") -> int:
+    """Delete temporaries of ``directory/name`` left by killed writers; return how many."""
+    removed = 0
+    try:
+        entries = os.listdir(directory)
+    except OSError:
+        return 0
+    for entry in entries:
+        if is_stale_temp(entry, name, suffix):
+            try:
+                os.unlink(os.path.join(directory, entry))
+                removed += 1
+            except OSError:  # another process removed it first, or it is not ours to remove
+                pass
+    return removed
+
+
+@contextmanager
+def atomic_writer(path: str | os.PathLike) -> Iterator[IO[bytes]]:
+    """Context manager yielding a binary handle whose content replaces ``path`` on success.
+
+    On an exception inside the block the temporary file is deleted and ``path``
+    is unchanged. Parent folders are created. See the module docstring for the
+    durability and permission contract.
+    """
+    path = Path(path)
+    parent = path.parent
+    parent.mkdir(parents=True, exist_ok=True)
+    remove_stale_temps(parent, path.name)
+    tmp = parent / temp_name(path.name)
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0), 0o666)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            yield handle
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
+    fsync_directory(parent)
+
+
+def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
+    """Write ``data`` to ``path`` atomically and durably (see :func:`atomic_writer`)."""
+    with atomic_writer(path) as handle:
+        handle.write(data)
+
+
+def atomic_write_text(path: str | os.PathLike, text: str) -> None:
+    """Write ``text`` (UTF-8) to ``path`` atomically and durably (see :func:`atomic_writer`)."""
+    atomic_write_bytes(path, text.encode("utf-8"))

@@ -1,0 +1,60 @@
+"""Validation of names that become file-system paths (policy names, provider names, ids).
+
+A policy name turns into ``{policy}_responses.jsonl``, ``data/responses/{policy}.jsonl``
+and similar paths. A name such as ``../../x`` would then read or write outside the
+intended folder, so every such name goes through :func:`safe_component` first.
+"""
+
+from __future__ import annotations
+
+import re
+
+from cje.errors import ConfigError, InputError
+
+__all__ = ["safe_component", "SAFE_COMPONENT_PATTERN", "MAX_COMPONENT_LENGTH"]
+
+# the same rule as a JSON-schema ``pattern`` (schemas/config.schema.yaml uses it for policy names)
+SAFE_COMPONENT_PATTERN = r"^[A-Za-z0-9_-][A-Za-z0-9_.-]*$"
+_SAFE = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9_.-]*")  # used with fullmatch: no trailing newline
+# file names are limited to 255 bytes; leave room for suffixes such as "_responses.jsonl.cache.jsonl"
+MAX_COMPONENT_LENGTH = 200
+
+
+def _shown(name: str) -> str:
+    text = repr(name)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def safe_component(name: str, what: str, *, path: str | None = None, line: int | None = None,
+                   field: str | None = None) -> str:
+    """Return ``name`` unchanged if it is safe as one path component, else raise.
+
+    Parameters
+    ----------
+    name : the candidate (a policy name, provider name, id, ...).
+    what : what it is, in the user's words ("policy name", "config key 'policies'", ...);
+        it starts the error message.
+    path, line, field : when the name came from a data file, where it was found; the
+        error is then an :class:`InputError` naming ``file:line`` and the field.
+
+    Returns
+    -------
+    ``name``, when it is a non-empty ``str`` of at most 200 characters matching
+    ``[A-Za-z0-9_.-]+`` that does not start with a dot (so never ``.``, ``..``, a
+    hidden file, a separator or a NUL). Otherwise raises :class:`ConfigError`
+    (or :class:`InputError` when ``path`` is given) with a one-line message.
+    """
+    if not isinstance(name, str):
+        problem = f"{what} must be a string, got {type(name).__name__} {_shown(str(name))}"
+    elif not name:
+        problem = f"{what} is empty"
+    elif len(name) > MAX_COMPONENT_LENGTH:
+        problem = f"{what} {_shown(name)} is longer than {MAX_COMPONENT_LENGTH} characters"
+    elif not _SAFE.fullmatch(name):
+        problem = (f"{what} {_shown(name)} is not allowed: use only letters, digits, '_', '.', '-' "
+                   "and do not start with '.' (it becomes part of a file name)")
+    else:
+        return name
+    if path is not None:
+        raise InputError(problem, path=path, line=line, field=field)
+    raise ConfigError(problem)
