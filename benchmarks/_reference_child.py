@@ -26,6 +26,19 @@ import sys
 import time
 
 
+def _repo_atomic():
+    """This repository's one atomic writer (``cje/atomic.py``, stdlib only), loaded by file
+    path: ``import cje`` here is the reference package, so the module cannot be imported."""
+    import importlib.util
+    from pathlib import Path
+
+    spec = importlib.util.spec_from_file_location(
+        "_repo_cje_atomic", Path(__file__).resolve().parent.parent / "cje" / "atomic.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 def _floats(values) -> list:
     """Convert an array-like of numbers to JSON floats (NaN/inf -> None)."""
     out = []
@@ -79,10 +92,7 @@ def main() -> int:
         "method": result.method,
         "analysis_seconds": seconds,
     }
-    tmp = args.output + ".tmp"
-    with open(tmp, "w") as fh:
-        json.dump(payload, fh, indent=1)
-    os.replace(tmp, args.output)
+    _repo_atomic().atomic_write_text(args.output, json.dumps(payload, indent=1))
     return 0
 
 

@@ -19,6 +19,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from cje.atomic import atomic_write_text
+
 REPO = Path(__file__).resolve().parent.parent
 BENCH_DIR = REPO / "benchmarks"
 RESULTS_DIR = BENCH_DIR / "results"
@@ -96,11 +98,8 @@ def file_digest(paths: list[Path]) -> str:
 
 
 def write_json(path: Path, payload: dict) -> None:
-    """Write ``payload`` as indented JSON atomically (temp file + rename)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(payload, indent=1, sort_keys=False) + "\n")
-    os.replace(tmp, path)
+    """Write ``payload`` as indented JSON atomically (the one atomic writer, cje.atomic)."""
+    atomic_write_text(path, json.dumps(payload, indent=1, sort_keys=False) + "\n")
 
 
 def read_json(path: Path) -> dict | None:

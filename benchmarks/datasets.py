@@ -23,6 +23,8 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
+from cje.atomic import atomic_writer
+
 from .common import ARENA_DIR, TMP_DIR, file_digest, log, read_json, write_json
 
 #: Bump when the generated content changes, so old manifests are not reused for
@@ -232,9 +234,7 @@ def masked_copy(ds: BenchDataset, oracle_coverage: float, seed: int) -> Path:
     n_keep = min(len(labelled), int(round(oracle_coverage * df.height)))
     keep = np.zeros(df.height, dtype=bool)
     keep[np.random.default_rng(seed).choice(labelled, size=n_keep, replace=False)] = True
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(out.name + ".tmp")
-    df.with_columns(pl.when(pl.Series(keep)).then(pl.col("oracle_label")).otherwise(None)
-                    .alias("oracle_label")).write_ndjson(tmp)
-    tmp.replace(out)
+    with atomic_writer(out) as fh:  # the one atomic writer (cje.atomic)
+        df.with_columns(pl.when(pl.Series(keep)).then(pl.col("oracle_label")).otherwise(None)
+                        .alias("oracle_label")).write_ndjson(fh)
     return out

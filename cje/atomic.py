@@ -26,7 +26,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Iterator
 
-__all__ = ["atomic_writer", "atomic_write_bytes", "atomic_write_text", "fsync_directory",
+__all__ = ["atomic_writer", "atomic_output_path", "atomic_write_bytes", "atomic_write_text", "fsync_directory",
            "temp_name", "is_stale_temp", "remove_stale_temps"]
 
 _HOST = re.sub(r"[^A-Za-z0-9-]", "-", socket.gethostname())[:40] or "host"
@@ -97,12 +97,14 @@ def remove_stale_temps(directory: str | os.PathLike, name: str, suffix: str = ".
 
 
 @contextmanager
-def atomic_writer(path: str | os.PathLike) -> Iterator[IO[bytes]]:
-    """Context manager yielding a binary handle whose content replaces ``path`` on success.
+def atomic_output_path(path: str | os.PathLike) -> Iterator[Path]:
+    """Context manager yielding a temporary path to fill; it replaces ``path`` on success.
 
-    On an exception inside the block the temporary file is deleted and ``path``
-    is unchanged. Parent folders are created. See the module docstring for the
-    durability and permission contract.
+    For libraries that write by file name (a model assembler, ``np.savez``). The
+    temporary exists (empty, mode 0666 minus umask) when the block starts; after the
+    block it is fsync-ed, given that mode again (in case the writer re-created it),
+    renamed over ``path``, and the folder is fsync-ed. On an exception it is deleted
+    and ``path`` is unchanged. Parent folders are created.
     """
     path = Path(path)
     parent = path.parent
@@ -110,11 +112,17 @@ def atomic_writer(path: str | os.PathLike) -> Iterator[IO[bytes]]:
     remove_stale_temps(parent, path.name)
     tmp = parent / temp_name(path.name)
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0), 0o666)
+    mode = os.fstat(fd).st_mode & 0o7777  # what the kernel gave: 0666 minus the umask
+    os.close(fd)
     try:
-        with os.fdopen(fd, "wb") as handle:
-            yield handle
-            handle.flush()
-            os.fsync(handle.fileno())
+        yield tmp
+        fd = os.open(tmp, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+        try:
+            os.fsync(fd)
+            if os.fstat(fd).st_mode & 0o7777 != mode:
+                os.fchmod(fd, mode)
+        finally:
+            os.close(fd)
         os.replace(tmp, path)
     except BaseException:
         try:
@@ -123,6 +131,18 @@ def atomic_writer(path: str | os.PathLike) -> Iterator[IO[bytes]]:
             pass
         raise
     fsync_directory(parent)
+
+
+@contextmanager
+def atomic_writer(path: str | os.PathLike) -> Iterator[IO[bytes]]:
+    """Context manager yielding a binary handle whose content replaces ``path`` on success.
+
+    Same contract as :func:`atomic_output_path` (fsync file, rename, fsync folder,
+    0666 minus umask); on an exception inside the block ``path`` is unchanged.
+    """
+    with atomic_output_path(path) as tmp:
+        with open(tmp, "wb") as handle:
+            yield handle
 
 
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:

@@ -15,11 +15,12 @@ from typing import Any, Iterable
 
 import polars as pl
 
-from cje.atomic import atomic_write_bytes, atomic_write_text, atomic_writer, fsync_directory
+from cje.atomic import (atomic_output_path, atomic_write_bytes, atomic_write_text, atomic_writer,
+                        fsync_directory)
 from cje.errors import InputError
 
 __all__ = ["read_jsonl_frame", "nonblank_line_numbers", "atomic_write_text", "atomic_write_bytes",
-           "atomic_writer", "fsync_directory", "write_jsonl"]
+           "atomic_writer", "atomic_output_path", "fsync_directory", "write_jsonl"]
 
 
 def nonblank_line_numbers(path: str | Path) -> list[int]:

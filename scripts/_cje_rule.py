@@ -48,10 +48,9 @@ def effective_config(sm) -> str:
     key = hashlib.sha256(text.encode()).hexdigest()[:16]
     path = Path(".snakemake") / "cje" / f"config.{key}.yaml"
     if not path.exists():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f"{path.name}.tmp{os.getpid()}")
-        tmp.write_text(text)
-        os.replace(tmp, path)
+        from cje.atomic import atomic_write_text
+
+        atomic_write_text(path, text)
     return str(path)
 
 

@@ -31,11 +31,11 @@ import asyncio
 import json
 import logging
 import os
-import tempfile
 from pathlib import Path
 from typing import Any, Awaitable, Callable, Iterable, Sequence
 
 from cje.errors import InputError
+from cje.atomic import atomic_writer
 
 log = logging.getLogger(__name__)
 FINGERPRINT_FIELD = "cache_fingerprint"
@@ -188,24 +188,14 @@ def dedupe_sorted(records: Iterable[dict], key_fields: Sequence[str]) -> list[di
 
 
 def write_jsonl_atomic(path: str | os.PathLike, records: Iterable[dict]) -> int:
-    """Write ``records`` as JSON lines to ``path`` atomically: a temp file in the same
-    directory, fsync, then ``os.replace``. Returns the number of lines written."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    """Write ``records`` as JSON lines to ``path`` with the one atomic writer
+    (:func:`cje.atomic.atomic_writer`: fsync, rename, fsync folder, 0666 minus umask).
+    Returns the number of lines written."""
     n = 0
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            for rec in records:
-                fh.write(json.dumps(rec, ensure_ascii=False) + "\n")
-                n += 1
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with _suppress():
-            os.unlink(tmp)
-        raise
+    with atomic_writer(path) as fh:
+        for rec in records:
+            fh.write((json.dumps(rec, ensure_ascii=False) + "\n").encode("utf-8"))
+            n += 1
     return n
 
 
@@ -239,14 +229,6 @@ def read_jsonl(path: str | os.PathLike, required: Sequence[str] = ()) -> list[di
                                      field=f)
             out.append(rec)
     return out
-
-
-class _suppress:
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        return True
 
 
 def all_cached(items: list[dict], cache: SideCache) -> dict | None:

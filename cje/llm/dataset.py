@@ -14,12 +14,12 @@ A summary of every failure kind is returned (and printed by the CLI).
 from __future__ import annotations
 
 import logging
-import os
 from collections import Counter
 from pathlib import Path
 
 import polars as pl
 
+from cje.atomic import atomic_writer
 from cje.errors import ConfigError, InputError
 from cje.llm.cache import dedupe_sorted, read_jsonl, write_jsonl_atomic
 
@@ -105,12 +105,8 @@ def _count(df: pl.DataFrame, col: str, label: str, fail: Counter,
 
 
 def _write_frame_atomic(path: Path, df: pl.DataFrame) -> int:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    df.write_ndjson(tmp)
-    with open(tmp, "rb") as fh:
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
+    with atomic_writer(path) as fh:  # the one atomic writer: unique temp, fsync, rename, fsync folder
+        df.write_ndjson(fh)
     return df.height
 
 

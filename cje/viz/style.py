@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import math
 import os
-import tempfile
 from pathlib import Path
 
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+
+from cje.atomic import atomic_writer
 
 __all__ = ["OKABE_ITO", "STATUS_COLOURS", "STATUS_MARKERS", "DPI", "policy_colour", "new_figure",
            "save_png", "publish_mode", "config_caption", "fmt"]
@@ -62,16 +63,8 @@ def panel_grid(n_panels: int, panel_width: float, panel_height: float, extra_hei
 def save_png(fig: Figure, path: str | Path) -> Path:
     """Write ``fig`` as PNG atomically (temp file in the same folder, then rename); return the path."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        fig.savefig(tmp, format="png", dpi=DPI, facecolor="white")
-        publish_mode(tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    with atomic_writer(path) as handle:  # the one atomic writer (cje.atomic)
+        fig.savefig(handle, format="png", dpi=DPI, facecolor="white")
     return path
 
 

@@ -12,7 +12,7 @@ import pytest
 
 from cje import atomic
 from cje.errors import ConfigError, InputError
-from cje.io import atomic_write_bytes, atomic_write_text, atomic_writer
+from cje.io import atomic_output_path, atomic_write_bytes, atomic_write_text, atomic_writer
 from cje.paths import SAFE_COMPONENT_PATTERN, safe_component
 
 
@@ -43,6 +43,23 @@ def test_error_inside_block_keeps_old_file_and_removes_temporary(tmp_path):
             raise RuntimeError("boom")
     assert target.read_text() == "old"
     assert os.listdir(tmp_path) == ["out.txt"]
+
+
+def test_output_path_for_writers_that_recreate_the_file(tmp_path):
+    """A library that deletes and re-creates the temporary with its own mode still publishes 0666-umask."""
+    old = os.umask(0o022)
+    try:
+        with atomic_output_path(tmp_path / "model.bin") as tmp:
+            assert tmp.parent == tmp_path and tmp.name.startswith(".model.bin.") and tmp.exists()
+            tmp.unlink()
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT, 0o600)
+            os.write(fd, b"weights")
+            os.close(fd)
+    finally:
+        os.umask(old)
+    assert (tmp_path / "model.bin").read_bytes() == b"weights"
+    assert stat.S_IMODE((tmp_path / "model.bin").stat().st_mode) == 0o644
+    assert os.listdir(tmp_path) == ["model.bin"]
 
 
 def test_file_and_directory_are_fsynced_after_rename(tmp_path, monkeypatch):
