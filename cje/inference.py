@@ -112,7 +112,12 @@ def align_influence(ids_a: np.ndarray, phi_a: np.ndarray, ids_b: np.ndarray,
 def paired_comparison(estimate_a: float, ids_a: np.ndarray, phi_a: np.ndarray, jack_a: np.ndarray | None,
                       estimate_b: float, ids_b: np.ndarray, phi_b: np.ndarray, jack_b: np.ndarray | None,
                       level: float = 0.95) -> dict:
-    """Difference psi_a - psi_b with a paired SE, OUA of the difference, CI and two-sided p-value."""
+    """Difference psi_a - psi_b with a paired SE, OUA of the difference, CI and two-sided p-value.
+
+    Also returns the two parts of the variance, ``se_without_oua`` (paired influence
+    functions) and ``oracle_variance`` (jackknife of the difference; None without OUA),
+    which ``cje plan`` scales with the number of oracle labels.
+    """
     pa, pb = align_influence(ids_a, phi_a, ids_b, phi_b)
     jack = None
     if jack_a is not None and jack_b is not None and len(jack_a) == len(jack_b):
@@ -121,4 +126,5 @@ def paired_comparison(estimate_a: float, ids_a: np.ndarray, phi_a: np.ndarray, j
     t = res.estimate / res.se if res.se > 0 else float("inf")
     p = float(2 * special.stdtr(res.df, -abs(t))) if np.isfinite(t) else 0.0
     return {"difference": res.estimate, "se": res.se, "ci_lower": res.ci_lower,
-            "ci_upper": res.ci_upper, "df": res.df, "p_value": p}
+            "ci_upper": res.ci_upper, "df": res.df, "p_value": p,
+            "se_without_oua": res.se_without_oua, "oracle_variance": res.oracle_variance}
