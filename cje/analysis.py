@@ -26,7 +26,7 @@ from cje.inference import interval, paired_comparison
 from cje.results import AnalysisResult, PlotData, PolicyResult
 from cje.weights import WeightError
 
-__all__ = ["AnalysisConfig", "run_analysis", "analyze", "validate_config"]
+__all__ = ["AnalysisConfig", "run_analysis", "analyze", "analyze_context", "validate_config"]
 
 log = logging.getLogger(__name__)
 
@@ -196,7 +196,16 @@ def analyze(data: LoggedData, fresh: dict[str, FreshDraws], estimator_name: str,
     o = options or AnalysisOptions()
     estimator = validate_config(AnalysisConfig(data="<memory>", estimator=estimator_name,
                                                fresh_draws_dir="<memory>" if fresh else None, options=o))
-    ctx = build_context(data, fresh, o)
+    return analyze_context(build_context(data, fresh, o), estimator, refuse_unreliable)
+
+
+def analyze_context(ctx: AnalysisContext, estimator: Estimator, refuse_unreliable: bool = False) -> AnalysisResult:
+    """Run one estimator on a built context (several estimators can share one context).
+
+    Inputs: a context from :func:`cje.context.build_context` and an estimator instance.
+    Output: an :class:`AnalysisResult`.
+    """
+    data, fresh, o = ctx.data, ctx.fresh, ctx.options
     if estimator.needs_fresh_draws:
         missing = [p for p in data.target_policies if p not in fresh]
         if missing:
