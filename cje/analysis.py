@@ -23,6 +23,7 @@ from cje.errors import ConfigError
 from cje.estimators import get_estimator
 from cje.estimators.base import Estimator, PolicyEstimate
 from cje.inference import interval, paired_comparison
+from cje.option_validation import check_against_data, check_options
 from cje.results import AnalysisResult, PlotData, PolicyResult
 from cje.weights import WeightError
 
@@ -42,23 +43,21 @@ class AnalysisConfig:
     refuse_unreliable: bool = False
 
 
-def validate_config(config: AnalysisConfig) -> Estimator:
-    """Check options before touching data; return the estimator instance."""
+def validate_config(config: AnalysisConfig, data: LoggedData | None = None) -> Estimator:
+    """Check every option before any estimator runs; return the estimator instance.
+
+    Without ``data``: types, ranges and finiteness (:func:`cje.option_validation.check_options`).
+    With ``data`` also the data-dependent limits (``n_folds <= oracle labels / 2``,
+    :func:`cje.option_validation.check_against_data`). Raises a one-line
+    :class:`~cje.errors.ConfigError` naming the flag and option key.
+    """
     estimator = get_estimator(config.estimator)
-    o = config.options
-    if not (0 < o.oracle_coverage <= 1):
-        raise ConfigError(f"oracle coverage must be in (0, 1], got {o.oracle_coverage}", key="oracle_coverage")
-    if not (0 <= o.probe_coverage < 1):
-        raise ConfigError(f"probe coverage must be in [0, 1), got {o.probe_coverage}", key="probe_coverage")
-    if o.n_folds < 2:
-        raise ConfigError("need at least 2 folds", key="n_folds")
-    if o.clip <= 1:
-        raise ConfigError("weight clip must be > 1", key="clip")
-    if o.rho <= 0:
-        raise ConfigError("rho must be > 0", key="rho")
+    check_options(config.options)
     if estimator.needs_fresh_draws and not config.fresh_draws_dir:
         raise ConfigError(f"estimator '{estimator.name}' needs fresh draws: pass --fresh-draws-dir DIR "
                           "holding {policy}_responses.jsonl", key="fresh_draws_dir")
+    if data is not None:
+        check_against_data(config.options, data)
     return estimator
 
 
@@ -182,6 +181,12 @@ def run_analysis(config: AnalysisConfig) -> AnalysisResult:
     data = load_logged_data(config.data)
     fresh = load_fresh_draws_dir(config.fresh_draws_dir, data.target_policies) if config.fresh_draws_dir else {}
     result = analyze(data, fresh, config.estimator, config.options, config.refuse_unreliable)
+    missing = [p for p in data.target_policies if p not in fresh] if config.fresh_draws_dir else []
+    if missing:  # reported, never silently ignored (estimators that need them have refused above)
+        result.metadata["fresh_draws_missing"] = missing
+        result.metadata["warnings"].append(
+            f"no fresh draws file for {len(missing)} policies ({', '.join(missing)}) in "
+            f"{config.fresh_draws_dir}: no ground truth or transport audit for them")
     result.metadata["inputs"] = {"data": str(Path(config.data)), "fresh_draws_dir": config.fresh_draws_dir}
     return result
 
@@ -195,7 +200,8 @@ def analyze(data: LoggedData, fresh: dict[str, FreshDraws], estimator_name: str,
     """
     o = options or AnalysisOptions()
     estimator = validate_config(AnalysisConfig(data="<memory>", estimator=estimator_name,
-                                               fresh_draws_dir="<memory>" if fresh else None, options=o))
+                                               fresh_draws_dir="<memory>" if fresh else None, options=o),
+                                data=data)
     return analyze_context(build_context(data, fresh, o), estimator, refuse_unreliable)
 
 

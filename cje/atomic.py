@@ -75,7 +75,7 @@ def is_stale_temp(entry: str, name: str, suffix: str = ".tmp") -> bool:
     prefix = f".{name}.{_HOST}."
     if not (entry.startswith(prefix) and entry.endswith(suffix)):
         return False
-    pid = entry[len(prefix):-len(suffix)].split(".")[0]
+    pid = entry[len(prefix):len(entry) - len(suffix)].split(".")[0]
     return pid.isdigit() and int(pid) != os.getpid() and not _pid_alive(int(pid))
 
 

@@ -10,17 +10,20 @@ error paths look for the offending line.
 from __future__ import annotations
 
 import hashlib
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import polars as pl
 
-from cje.errors import InputError
+from cje.errors import ConfigError, InputError
+from cje.fields import integer_field, numeric_field, raw_rows, text_field
 from cje.io import nonblank_line_numbers, read_jsonl_frame
+from cje.paths import safe_component
 
 __all__ = ["LoggedData", "FreshDraws", "load_logged_data", "load_fresh_draws",
-           "load_fresh_draws_dir", "logprob_invalid_reason"]
+           "load_fresh_draws_dir", "fresh_draw_files", "logprob_invalid_reason"]
 
 LOGPROB_REASONS = ("null", "nan", "inf", "positive")
 
@@ -83,21 +86,6 @@ def _stable_prompt_hash(prompts: list[str]) -> list[str]:
     return ["p_" + hashlib.blake2b(p.encode("utf-8"), digest_size=8).hexdigest() for p in prompts]
 
 
-def _field(frame: pl.DataFrame, name: str) -> pl.Series | None:
-    """Column ``name`` from the top level, else from the ``metadata`` struct, coalesced row-wise."""
-    top = frame.get_column(name) if name in frame.columns else None
-    meta = None
-    if "metadata" in frame.columns and isinstance(frame.schema["metadata"], pl.Struct):
-        fields = {f.name for f in frame.schema["metadata"].fields}
-        if name in fields:
-            meta = frame.get_column("metadata").struct.field(name)
-    if top is None:
-        return meta
-    if meta is None:
-        return top
-    return pl.select(pl.coalesce(top, meta.cast(top.dtype, strict=False))).to_series()
-
-
 def _repeats(keys: pl.DataFrame) -> np.ndarray:
     """Rows whose key already appeared on an earlier row (vectorised)."""
     return keys.select(pl.struct(pl.all()).is_first_distinct().not_()).to_series().to_numpy()
@@ -108,37 +96,30 @@ def _first_bad_line(path: str, mask: np.ndarray) -> int:
     return nonblank_line_numbers(path)[index]
 
 
-def _numeric(series: pl.Series | None, path: str, name: str) -> np.ndarray:
-    if series is None:
-        return None
-    if series.dtype == pl.String:
-        bad = series.is_not_null() & series.cast(pl.Float64, strict=False).is_null()
-        if bad.any():
-            raise InputError("must be a number", path=path,
-                             line=_first_bad_line(path, bad.to_numpy()), field=name)
-    try:
-        return series.cast(pl.Float64, strict=False).to_numpy().astype(float)
-    except Exception:  # noqa: BLE001
-        raise InputError("must be a number", path=path, field=name) from None
-
-
 def _check_unit_interval(values: np.ndarray, path: str, name: str) -> None:
     bad = np.isfinite(values) & ((values < 0) | (values > 1))
     bad |= np.isinf(values)
     if bad.any():
         line = _first_bad_line(path, bad)
-        value = values[np.flatnonzero(bad)[0]]
-        raise InputError(f"value {value!r} is outside [0, 1]", path=path, line=line, field=name)
+        value = float(values[np.flatnonzero(bad)[0]])
+        raise InputError(f"value {value:g} is outside [0, 1]", path=path, line=line, field=name)
 
 
 def _scores_and_labels(frame: pl.DataFrame, path: str) -> tuple[np.ndarray, np.ndarray]:
-    """Judge scores (required) and oracle labels (NaN where absent), both checked to lie in [0, 1]."""
-    judge = _numeric(_field(frame, "judge_score"), path, "judge_score")
+    """Judge scores (required) and oracle labels (NaN where absent), both checked to lie in [0, 1].
+
+    A file in which every judge score is null is an error about the judge (a failed
+    judge stage), not a later complaint about too few oracle labels.
+    """
+    judge = numeric_field(frame, "judge_score", path)
     if judge is None:
         raise InputError("required field is missing", path=path, line=nonblank_line_numbers(path)[0],
                          field="judge_score")
     _check_unit_interval(judge, path, "judge_score")
-    oracle = _numeric(_field(frame, "oracle_label"), path, "oracle_label")
+    if judge.size and not np.isfinite(judge).any():
+        raise InputError(f"every judge_score is null ({judge.size} rows): the judge produced no scores "
+                         "(check the judge stage and its log)", path=path, field="judge_score")
+    oracle = numeric_field(frame, "oracle_label", path)
     if oracle is None:
         oracle = np.full(frame.height, np.nan)
     _check_unit_interval(oracle, path, "oracle_label")
@@ -149,23 +130,21 @@ def _required_text(frame: pl.DataFrame, name: str, path: str) -> pl.Series:
     if name not in frame.columns:
         raise InputError("required field is missing", path=path, line=nonblank_line_numbers(path)[0],
                          field=name)
-    series = frame.get_column(name)
+    series = text_field(frame.select(name), name, path)
     missing = series.is_null().to_numpy()
     if missing.any():
         raise InputError("required field is missing or null", path=path,
                          line=_first_bad_line(path, missing), field=name)
-    return series.cast(pl.String)
+    return series
 
 
 def _prompt_ids(frame: pl.DataFrame, path: str, prompts: pl.Series | None) -> np.ndarray:
-    ids = _field(frame, "prompt_id")
-    if ids is not None:
-        ids = ids.cast(pl.String)
+    ids = text_field(frame, "prompt_id", path, allow_integer=True)
     if ids is None or ids.is_null().any():
         if prompts is None:
             raise InputError("prompt_id is missing and there is no prompt to derive it from",
                              path=path, field="prompt_id")
-        hashed = pl.Series(_stable_prompt_hash(prompts.to_list()))
+        hashed = pl.Series(_stable_prompt_hash(prompts.fill_null("").to_list()))
         ids = hashed if ids is None else pl.select(pl.coalesce(ids, hashed)).to_series()
     return ids.to_numpy().astype(str)
 
@@ -188,11 +167,23 @@ def _logprob_column(series: pl.Series | None, path: str, name: str) -> tuple[np.
     if series is None:
         raise InputError("required log-prob field is missing", path=path,
                          line=nonblank_line_numbers(path)[0], field=name)
-    values = _numeric(series, path, name)
+    values = numeric_field(None, name, path, series=series, label=name)
     reasons = logprob_invalid_reason(values)
     reasons[series.is_null().to_numpy()] = "null"
     values = np.where(reasons == "", values, np.nan)
     return values, reasons
+
+
+def _check_policy_name(policy: str, path: str) -> None:
+    """A ``target_policy_logprobs`` key must be a safe file-name component (:func:`cje.paths.safe_component`):
+    ``../../x`` would otherwise make the fresh-draws lookup read outside its folder."""
+    try:
+        safe_component(policy, "policy name")
+    except ConfigError:
+        line = next((n for n, row in raw_rows(path) if isinstance(row, dict)
+                     and isinstance(row.get("target_policy_logprobs"), dict)
+                     and policy in row["target_policy_logprobs"]), None)
+        safe_component(policy, "policy name", path=path, line=line, field="target_policy_logprobs")
 
 
 def load_logged_data(path: str | Path) -> LoggedData:
@@ -201,7 +192,9 @@ def load_logged_data(path: str | Path) -> LoggedData:
     Errors (raised as :class:`InputError` naming file, line and field):
     malformed JSON, missing ``prompt``/``response``/``base_policy_logprob``/
     ``target_policy_logprobs``, duplicate ``prompt_id``, judge score or oracle
-    label outside [0, 1]. Invalid log-probs (null, NaN, +-inf, > 0) are not
+    label outside [0, 1], every judge score null, a field of the wrong JSON type
+    (a number given as a string or boolean, :mod:`cje.fields`), a policy name that
+    is not a safe file-name component. Invalid log-probs (null, NaN, +-inf, > 0) are not
     errors: the row is dropped for the policies concerned and counted by reason.
     Rows without a judge score are dropped for every policy and counted.
     """
@@ -227,6 +220,8 @@ def load_logged_data(path: str | Path) -> LoggedData:
     if not isinstance(target_struct.dtype, pl.Struct) or not target_struct.dtype.fields:
         raise InputError("must be an object {policy: log-prob} with at least one policy",
                          path=path, line=nonblank_line_numbers(path)[0], field="target_policy_logprobs")
+    for policy_field in target_struct.dtype.fields:  # a policy name becomes {policy}_responses.jsonl
+        _check_policy_name(policy_field.name, path)
 
     prompt_ids = _prompt_ids(frame, path, prompts)
     dup = _repeats(pl.DataFrame({"prompt_id": prompt_ids}))
@@ -276,32 +271,66 @@ def load_fresh_draws(path: str | Path, policy: str) -> FreshDraws:
     """
     path = str(path)
     frame = read_jsonl_frame(path)
-    prompts = frame.get_column("prompt").cast(pl.String) if "prompt" in frame.columns else None
+    prompts = text_field(frame.select("prompt"), "prompt", path) if "prompt" in frame.columns else None
     prompt_ids = _prompt_ids(frame, path, prompts)
     judge, oracle = _scores_and_labels(frame, path)
-    draw = _field(frame, "draw_idx")
-    draw_idx = (np.zeros(frame.height, dtype=np.int64) if draw is None
-                else draw.cast(pl.Int64, strict=False).fill_null(0).to_numpy())
+    draw_idx = integer_field(frame, "draw_idx", path, minimum=0)
+    if draw_idx is None:
+        draw_idx = np.zeros(frame.height, dtype=np.int64)
     dup = _repeats(pl.DataFrame({"p": prompt_ids, "d": draw_idx}))
     if dup.any():
         raise InputError("duplicate (prompt_id, draw_idx)", path=path, line=_first_bad_line(path, dup),
                          field="draw_idx")
     keep = np.isfinite(judge)
-    lengths = (frame.get_column("response").cast(pl.String).str.len_chars().fill_null(0).to_numpy().astype(float)
-               if "response" in frame.columns else np.full(frame.height, np.nan))
+    response = text_field(frame.select("response"), "response", path) if "response" in frame.columns else None
+    lengths = (response.str.len_chars().fill_null(0).to_numpy().astype(float)
+               if response is not None else np.full(frame.height, np.nan))
     return FreshDraws(policy=policy, path=path, prompt_ids=prompt_ids[keep], judge_scores=judge[keep],
                       oracle_labels=oracle[keep], draw_idx=draw_idx[keep],
                       n_dropped_missing_judge=int((~keep).sum()), response_lengths=lengths[keep])
 
 
-def load_fresh_draws_dir(directory: str | Path, policies: list[str]) -> dict[str, FreshDraws]:
-    """Load ``{directory}/{policy}_responses.jsonl`` for each policy that has one."""
+def fresh_draw_files(directory: str | Path, policies: list[str]) -> tuple[dict[str, Path], list[str]]:
+    """``({policy: directory/{policy}_responses.jsonl}, [policies without that file])``.
+
+    Each policy name is checked with :func:`cje.paths.safe_component` before it
+    becomes a path. Raises :class:`InputError` when ``directory`` is missing, is a
+    file or is a symlink loop.
+    """
     directory = Path(directory)
-    if not directory.is_dir():
-        raise InputError("fresh-draws directory not found", path=str(directory))
-    out = {}
+    where = str(directory)
+    try:
+        is_dir = directory.is_dir()
+    except OSError:  # Python < 3.12 raises on a symlink loop
+        is_dir = False
+    if not is_dir:
+        if directory.is_symlink() and not directory.exists():
+            try:
+                directory.resolve(strict=True)
+            except RuntimeError:
+                raise InputError("fresh-draws folder is a symbolic link loop", path=where) from None
+            except OSError:
+                pass
+        what = "is a file, not a folder" if directory.exists() else "not found"
+        raise InputError(f"fresh-draws folder {what}", path=where)
+    found, missing = {}, []
     for policy in policies:
-        file = directory / f"{policy}_responses.jsonl"
-        if file.exists():
-            out[policy] = load_fresh_draws(file, policy)
-    return out
+        file = directory / f"{safe_component(policy, 'policy name')}_responses.jsonl"
+        if os.path.lexists(file):
+            found[policy] = file
+        else:
+            missing.append(policy)
+    return found, missing
+
+
+def load_fresh_draws_dir(directory: str | Path, policies: list[str]) -> dict[str, FreshDraws]:
+    """Load ``{directory}/{policy}_responses.jsonl`` for each policy that has one.
+
+    A policy without its file is not an error here (IPS estimators only use fresh
+    draws for diagnostics and ground truth): :func:`fresh_draw_files` lists them so
+    the analysis reports them (``metadata.fresh_draws_missing`` and a warning), and
+    estimators that need fresh draws refuse to run without them. A file that exists
+    but cannot be read (a folder, a symlink loop, empty, malformed) is an error.
+    """
+    found, _missing = fresh_draw_files(directory, policies)
+    return {policy: load_fresh_draws(file, policy) for policy, file in found.items()}

@@ -42,3 +42,32 @@ class ConfigError(CJEError):
     def __init__(self, message: str, key: str | None = None):
         self.key = key
         super().__init__(f"config key '{key}': {message}" if key else message)
+
+
+class OutputError(CJEError):
+    """The output folder cannot take the results (a file, read-only, unwritable); names the folder."""
+
+    def __init__(self, message: str, path: str | None = None):
+        self.path = path
+        super().__init__(f"output folder {path}: {message}" if path else message)
+
+
+class OptionError(ConfigError):
+    """A bad option value; names the command-line flag and the option/config key.
+
+    ``OptionError("must be in (0, 1), got 1.5", flag="--level", key="level")`` reads
+    ``option --level (level): must be in (0, 1), got 1.5``.
+    """
+
+    def __init__(self, message: str, flag: str, key: str):
+        self.flag = flag
+        CJEError.__init__(self, f"option {flag} ({key}): {message}")
+        self.key = key
+
+
+class NullEstimateError(CJEError):
+    """A target policy has no finite estimate/CI and ``--refuse-unreliable`` was not given.
+
+    Raised before anything is published: an exit code 0 with a null estimate would
+    look complete to a pipeline (issue 14).
+    """

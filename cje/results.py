@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from cje.io import atomic_write_text
+from cje.atomic import atomic_write_bytes
 
 __all__ = ["PolicyResult", "AnalysisResult", "PlotData", "to_jsonable", "load_schema",
            "validate_estimates", "CSV_COLUMNS", "read_estimates"]
@@ -91,16 +91,20 @@ class PlotData:
     _ARRAYS = ("judge_scores", "oracle_labels", "calibrated", "calibrated_oof", "calibration_grid",
                "calibration_curve")
 
-    def save(self, path: str | Path) -> None:
+    def save_to(self, handle: Any) -> None:
+        """Write the arrays as a compressed ``.npz`` to a binary handle (per-policy arrays as ``{group}__{policy}``)."""
         arrays = {name: getattr(self, name) for name in self._ARRAYS}
         for group in self._PER_POLICY:
             for policy, values in getattr(self, group).items():
                 arrays[f"{group}__{policy}"] = values
+        np.savez_compressed(handle, **arrays)
+
+    def save(self, path: str | Path) -> None:
+        """Write ``plot_data.npz`` on its own with the one atomic writer (unique temp, fsync, rename).
+        An analysis's outputs are published as a set by :func:`cje.publish.publish_analysis`."""
         buffer = io.BytesIO()
-        np.savez_compressed(buffer, **arrays)
-        tmp = Path(str(path) + ".tmp")
-        tmp.write_bytes(buffer.getvalue())
-        tmp.replace(path)
+        self.save_to(buffer)
+        atomic_write_bytes(path, buffer.getvalue())
 
     @classmethod
     def load(cls, path: str | Path) -> "PlotData":
@@ -148,19 +152,12 @@ class AnalysisResult:
                              for v in row])
         return out.getvalue()
 
-    def write(self, output_dir: str | Path) -> dict[str, Path]:
-        """Validate, then write estimates.json, estimates.csv and plot_data.npz atomically."""
-        output_dir = Path(output_dir)
-        payload = self.to_dict()
-        validate_estimates(payload)
-        output_dir.mkdir(parents=True, exist_ok=True)
-        paths = {"json": output_dir / "estimates.json", "csv": output_dir / "estimates.csv"}
-        atomic_write_text(paths["json"], json.dumps(payload, indent=2, allow_nan=False) + "\n")
-        atomic_write_text(paths["csv"], self.to_csv())
-        if self.plot_data is not None:
-            paths["plot_data"] = output_dir / "plot_data.npz"
-            self.plot_data.save(paths["plot_data"])
-        return paths
+    def write(self, output_dir: str | Path, plots: bool = False, refuse_unreliable: bool = False) -> dict[str, Path]:
+        """Validate, then publish estimates.json, estimates.csv, plot_data.npz (and with ``plots``
+        the plots/ folder) as one set: :func:`cje.publish.publish_analysis`."""
+        from cje.publish import publish_analysis
+
+        return publish_analysis(self, output_dir, plots=plots, refuse_unreliable=refuse_unreliable)
 
     @classmethod
     def from_dict(cls, payload: dict) -> "AnalysisResult":
@@ -184,7 +181,25 @@ def validate_estimates(payload: dict) -> None:
 
 
 def read_estimates(path: str | Path) -> dict:
-    """Read and validate an estimates.json file."""
-    payload = json.loads(Path(path).read_text())
+    """Read and validate an estimates.json file (or the output folder holding it).
+
+    Honours an unfinished publication (:func:`cje.publish.current_set`): while a
+    new set is being moved into place, the new estimates.json is read from its
+    staging folder, so a reader never pairs it with the other set's files.
+    """
+    from cje.publish import current_set
+
+    path = Path(path)
+    folder, name = (path, "estimates.json") if path.is_dir() else (path.parent, path.name)
+    for attempt in range(3):  # a publisher may move the staged file between lookup and open
+        target = current_set(folder).get("estimates.json") if name == "estimates.json" else path
+        try:
+            if target is None:
+                raise FileNotFoundError(str(folder / name))
+            payload = json.loads(Path(target).read_text(encoding="utf-8"))
+            break
+        except FileNotFoundError:
+            if attempt == 2:
+                raise
     validate_estimates(payload)
     return payload
