@@ -1,9 +1,10 @@
 """``diagnostics_dashboard.html``: one self-contained page per analysis.
 
-Sections: the configuration, a status overview, the estimates table (with
-ground truth when known), the per-policy diagnostics, status reasons and
-assumptions, pairwise comparisons, the calibration summary and the plots
-(embedded PNGs). Tables sort by clicking a header; the estimates and
+Sections: the decision (each target against the base, the best policy and
+whether it is resolved, from :mod:`cje.decision`), a status overview, the
+estimates table (with ground truth when known), the per-policy diagnostics,
+status reasons, assumptions and checks, pairwise comparisons, the calibration
+summary and the plots (embedded PNGs). Tables sort by clicking a header; the estimates and
 diagnostics tables filter by text and status. See :mod:`cje.viz.html`.
 """
 
@@ -12,11 +13,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Sequence
 
+from cje.decision import assumption_items, best_policy, comparisons_vs_base, format_p, level_label
 from cje.io import atomic_write_text
 from cje.viz.html import cell, esc, filter_controls, image_figure, page, status_badge, table
 from cje.viz.style import config_caption, fmt, publish_mode
 
-__all__ = ["PLOT_CAPTIONS", "build_dashboard", "write_dashboard"]
+__all__ = ["PLOT_CAPTIONS", "build_dashboard", "write_dashboard", "decision_html"]
 
 STATUS_RANK = {"GOOD": 0, "WARNING": 1, "CRITICAL": 2}
 
@@ -65,6 +67,8 @@ def _estimates_table(meta: dict) -> str:
     for name in meta["target_policies"]:
         r = meta["policies"][name]
         t = truths.get(name) or {}
+        d = meta["diagnostics"].get(name) or {}
+        raw, used = d.get("weights_raw") or {}, d.get("weights_used") or {}
         ci = "" if r["ci_lower"] is None else f"[{r['ci_lower']:.3f}, {r['ci_upper']:.3f}]"
         in_ci = t.get("in_ci")
         reasons = "".join(f"<li>{esc(x)}</li>" for x in r["reasons"]) or "<li>none</li>"
@@ -73,15 +77,19 @@ def _estimates_table(meta: dict) -> str:
                  + cell(ci, r["ci_lower"]) + cell(_num(r["se"], ".4f"), r["se"])
                  + cell(_num(t.get("truth")), t.get("truth")) + cell(_num(t.get("error"), "+.3f"), t.get("error"))
                  + cell("" if in_ci is None else ("yes" if in_ci else "NO"), in_ci)
-                 + cell(_pct(r["ess"]), r["ess"]) + cell(_num(r["max_weight"], ".3g"), r["max_weight"])
+                 + cell(_pct(raw.get("ess")), raw.get("ess")) + cell(_pct(used.get("ess")), used.get("ess"))
+                 + cell(_num(used.get("max_weight"), ".3g"), used.get("max_weight"))
                  + cell(r["n_used"], r["n_used"])
                  + cell(f'<ul class="reasons">{reasons}</ul>', len(r["reasons"]), raw_html=True, cls="text wrap"))
         rows.append((cells, _row_attrs(name, r["status"], r["reliable"])))
-    headers = ["policy", "status", "estimate", f"{level:.0%} CI", ("SE", "standard error incl. oracle uncertainty"),
+    headers = ["policy", "status", "estimate", f"{level_label(level)} CI",
+               ("SE", "standard error incl. oracle uncertainty"),
                ("truth", "mean oracle label of the policy's fresh draws"), ("error", "estimate - truth"),
-               ("truth in CI", "is the truth inside the CI?"), ("ESS", "ESS fraction of the weights used"),
-               ("max weight", "largest weight used (mean-1 scale)"), "rows used", "status reasons"]
-    return table("estimates", headers, rows, filterable=True, text_columns=(0, 1, 11))
+               ("truth in CI", "is the truth inside the CI?"),
+               ("raw ESS", "ESS fraction (sum W)^2 / (n sum W^2) of the raw importance weights"),
+               ("used ESS", "ESS fraction of the weights the estimator used (empty: it uses none)"),
+               ("used max weight", "largest weight used (mean-1 scale)"), "rows used", "status reasons"]
+    return table("estimates", headers, rows, filterable=True, text_columns=(0, 1, 12))
 
 
 def _diagnostics_table(meta: dict) -> str:
@@ -92,8 +100,10 @@ def _diagnostics_table(meta: dict) -> str:
         raw, used = d.get("weights_raw") or {}, d.get("weights_used") or {}
         transport = d.get("transport") or {}
         t_text = transport.get("status", "not run")
-        if "delta" in transport:
-            t_text += f" (delta {transport['delta']:+.3f}, n={transport['n_probe']})"
+        if transport.get("delta") is not None:
+            n_audit = next((transport[k] for k in ("n_probe", "n_labels", "n") if transport.get(k) is not None), "?")
+            source = f"{transport['source']}, " if transport.get("source") else ""
+            t_text += f" ({source}delta {transport['delta']:+.3f}, n={n_audit})"
         dropped = sum(r["n_dropped_by_reason"].values())
         cells = (cell(name, name, "text") + _status_cell(r["status"])
                  + cell(_pct(raw.get("ess")), raw.get("ess")) + cell(_num(raw.get("max_weight"), ".3g"),
@@ -121,18 +131,69 @@ def _diagnostics_table(meta: dict) -> str:
     return table("diagnostics", headers, rows, filterable=True, text_columns=(0, 1, 12))
 
 
+def _assumptions_html(block: dict) -> str:
+    items = []
+    for a in assumption_items(block):
+        status = f" <b>{esc(a['status'])}</b>" if a.get("status") else ""
+        evidence = f" <span class='muted'>({esc(a['evidence'])})</span>" if a.get("evidence") else ""
+        items.append(f"<li>{esc(a['statement'])}{status}{evidence}</li>")
+    return "".join(items) or "<li>none recorded</li>"
+
+
+def _checks_html(block: dict) -> str:
+    """``metadata.policies[p].checks``: one line per check (name, verdict, difference and CI when given)."""
+    items = []
+    for c in block.get("checks") or []:
+        if not isinstance(c, dict):
+            items.append(f"<li>{esc(c)}</li>")
+            continue
+        name = c.get("check") or c.get("name") or c.get("id") or "check"
+        parts = [f"<b>{esc(name)}</b>", esc(c.get("status", ""))]
+        if c.get("difference") is not None:
+            ci = "" if c.get("ci_lower") is None else f" [{c['ci_lower']:+.4f}, {c['ci_upper']:+.4f}]"
+            parts.append(f"difference {c['difference']:+.4f}{ci}")
+        if c.get("p_value") is not None:
+            parts.append(f"p = {format_p(c['p_value'])}")
+        if c.get("assumptions"):
+            parts.append("bears on: " + esc(", ".join(map(str, c["assumptions"]))))
+        items.append("<li>" + " ".join(parts[:2]) + ("; " + "; ".join(parts[2:]) if parts[2:] else "") + "</li>")
+    return f"<p>Checks:</p><ul>{''.join(items)}</ul>" if items else ""
+
+
 def _details(meta: dict) -> str:
     parts = []
     for name in meta["target_policies"]:
         r = meta["policies"][name]
         reasons = "".join(f"<li>{esc(x)}</li>" for x in r["reasons"]) or "<li>no rule triggered</li>"
-        assumptions = "".join(f"<li>{esc(x)}</li>" for x in r.get("assumptions") or []) or "<li>none recorded</li>"
         dropped = ", ".join(f"{esc(k)}: {v}" for k, v in r["n_dropped_by_reason"].items()) or "none"
         verdict = "reliable" if r["reliable"] else "UNRELIABLE: do not ship on this number"
         parts.append(f'<details open><summary><b>{esc(name)}</b> {status_badge(r["status"])} {esc(verdict)}'
                      f'</summary><p>Why this status:</p><ul>{reasons}</ul><p>This estimate assumes:</p>'
-                     f'<ul>{assumptions}</ul><p class="muted">Rows dropped by reason: {dropped}</p></details>')
+                     f'<ul>{_assumptions_html(r)}</ul>{_checks_html(r)}'
+                     f'<p class="muted">Rows dropped by reason: {dropped}</p></details>')
     return "".join(parts)
+
+
+def decision_html(payload: dict) -> str:
+    """The decision block: best policy (resolved or not) and each target against the base."""
+    meta = payload["metadata"]
+    best = best_policy(payload)
+    level = level_label((meta.get("inference") or {}).get("level", 0.95))
+    rows = []
+    for name, c in comparisons_vs_base(payload).items():
+        r = meta["policies"][name]
+        ci = "" if c.ci_lower is None else f"[{c.ci_lower:+.3f}, {c.ci_upper:+.3f}]"
+        verdict = ("better than base" if c.separated and c.difference > 0 else
+                   "worse than base" if c.separated else "not distinguishable from base")
+        cells = (cell(name, name, "text") + cell(status_badge(r["status"]), r["status"], raw_html=True, cls="text")
+                 + cell(_num(c.difference, "+.3f"), c.difference) + cell(ci, c.ci_lower)
+                 + cell(format_p(c.p_value), c.p_value) + cell(verdict, verdict, "text"))
+        rows.append((cells, {"data-policy": name, "data-status": r["status"]}))
+    table_html = table("decision", ["policy", "status", "difference vs base", f"{level} CI", "p-value",
+                                    "verdict"], rows, text_columns=(0, 1, 5)) if rows else ""
+    excluded = "".join(f"<li>{esc(p)}: {esc(why)}</li>" for p, why in best.excluded.items())
+    return (f"<p class='decision'><b>{esc(best.describe())}</b></p>{table_html}"
+            + (f"<p class='muted'>Not candidates:</p><ul>{excluded}</ul>" if excluded else ""))
 
 
 def _base_and_comparisons(meta: dict) -> str:
@@ -188,6 +249,7 @@ def build_dashboard(payload: dict, plot_paths: Sequence[Path]) -> str:
     if not any(p.name == "weight_distributions.png" for p in pngs):
         figures += "<p class='muted'>Weight and calibration plots need plot_data.npz; not rendered.</p>"
     body = (
+        f"<section><h2>Decision</h2>{decision_html(payload)}</section>"
         f"<section><h2>Overview</h2><p>Policies by status: {overview}</p>"
         f"{'<ul>' + warnings + '</ul>' if warnings else ''}<p class='muted'>{esc(truth_note)} "
         "CRITICAL policies are reported but marked unreliable; do not ship a policy on an unreliable number.</p>"

@@ -5,11 +5,14 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
-from cje.viz.style import OKABE_ITO, STATUS_COLOURS, STATUS_MARKERS, config_caption, fmt, new_figure, save_png
+from cje.decision import level_label
+from cje.viz.style import (OKABE_ITO, STATUS_COLOURS, STATUS_MARKERS, STATUS_TEXT_COLOURS, config_caption, fmt,
+                           new_figure, save_png)
 
-__all__ = ["plot_policy_estimates"]
+__all__ = ["policy_estimates_figure", "plot_policy_estimates"]
 
 _TRUTH_OFFSET = 0.28  # truth is drawn just below its policy's estimate row
 
@@ -18,7 +21,7 @@ def _finite(*values) -> list[float]:
     return [float(v) for v in values if v is not None and np.isfinite(v)]
 
 
-def plot_policy_estimates(payload: dict, path: str | Path) -> Path:
+def policy_estimates_figure(payload: dict) -> Figure:
     """Forest plot: one row per target policy (estimate with its CI), plus the base policy.
 
     Inputs: the estimates.json payload. Drawn per target: the estimate and its
@@ -75,7 +78,8 @@ def plot_policy_estimates(payload: dict, path: str | Path) -> Path:
             xs += _finite(t["truth"] - half, t["truth"] + half)
         if r["estimate"] is None:
             ax.text(0.5, y, "estimate withheld (--refuse-unreliable)", transform=ax.get_yaxis_transform(),
-                    ha="center", va="center", fontsize=8, color=colour, style="italic")
+                    ha="center", va="center", fontsize=8, color=STATUS_TEXT_COLOURS.get(status, "black"),
+                    style="italic")
             continue
         if r["ci_lower"] is not None:
             ax.plot([r["ci_lower"], r["ci_upper"]], [y, y], color=colour, linewidth=2.5, zorder=2)
@@ -87,7 +91,7 @@ def plot_policy_estimates(payload: dict, path: str | Path) -> Path:
     ax.set_yticks([y_of[n] for n in rows], [labels[n] for n in rows], fontsize=8)
     for tick, name in zip(ax.get_yticklabels(), rows):
         if name != "base":
-            tick.set_color(STATUS_COLOURS.get(meta["policies"][name]["status"], "black"))
+            tick.set_color(STATUS_TEXT_COLOURS.get(meta["policies"][name]["status"], "black"))
     ax.set_ylim(-0.7, len(rows) - 0.4)
     if xs:
         lo, hi = min(xs), max(xs)
@@ -96,7 +100,7 @@ def plot_policy_estimates(payload: dict, path: str | Path) -> Path:
     ax.grid(axis="x", color="#dddddd", linewidth=0.7)
     ax.set_xlabel("policy value: expected oracle score (0-1 scale)")
     handles = [Line2D([], [], marker=STATUS_MARKERS[s], color=STATUS_COLOURS[s], markeredgecolor="black",
-                      linewidth=2.5, label=f"{s} estimate, {level:.0%} CI") for s in STATUS_MARKERS]
+                      linewidth=2.5, label=f"{s} estimate, {level_label(level)} CI") for s in STATUS_MARKERS]
     handles += [Line2D([], [], marker="s", color="black", linewidth=2, label="base on-policy estimate (dashed)"),
                 Line2D([], [], marker="P", color=OKABE_ITO["sky_blue"], markeredgecolor="black", linestyle="",
                        markersize=9, label="naive mean judge score")]
@@ -107,4 +111,9 @@ def plot_policy_estimates(payload: dict, path: str | Path) -> Path:
     fig.suptitle(f"Policy value estimates ({meta['estimator']}); shaded rows are CRITICAL: do not trust them",
                  fontsize=11)
     ax.set_title(config_caption(payload), fontsize=8, color="#444444")
-    return save_png(fig, path)
+    return fig
+
+
+def plot_policy_estimates(payload: dict, path: str | Path) -> Path:
+    """Write :func:`policy_estimates_figure` as a PNG at ``path`` (atomically); return the path."""
+    return save_png(policy_estimates_figure(payload), path)

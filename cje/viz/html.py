@@ -18,40 +18,62 @@ import math
 from pathlib import Path
 from typing import Any, Sequence
 
-__all__ = ["esc", "cell", "table", "image_figure", "status_badge", "filter_controls", "page"]
+__all__ = ["esc", "cell", "table", "image_figure", "status_badge", "filter_controls", "page", "STATUS_CSS",
+           "BADGE_TEXT", "PAGE_COLOURS", "TEXT_ON_BACKGROUND", "HEADER_TEXT_OPACITY", "page_css"]
 
-STATUS_CSS = {"GOOD": "#009E73", "WARNING": "#E69F00", "CRITICAL": "#D55E00"}
+from cje.viz.style import STATUS_TEXT_COLOURS
+
+# Badge background per status; the badge text is white (>= 4.5:1 on each, tests/viz/test_accessibility.py).
+STATUS_CSS = dict(STATUS_TEXT_COLOURS)
+BADGE_TEXT = "#ffffff"
+UNKNOWN_STATUS_CSS = "#555555"
+
+# Every colour of the pages' CSS; _CSS below uses only these names.
+PAGE_COLOURS = {
+    "text": "#1a1a1a", "page_bg": "#fafafa", "section_bg": "#ffffff", "border": "#dddddd",
+    "rule": "#e3e3e3", "header_bg": "#0b3d5c", "header_text": "#ffffff", "th_bg": "#f0f3f6",
+    "th_hover": "#dde6ee", "unreliable_bg": "#fdf0e8", "muted": "#595959", "caption": "#444444",
+    "warn": "#8a3b00", "link": "#0b5394",
+}
+# (text colour, background) pairs that occur on the pages; each must reach WCAG AA 4.5:1.
+# header paragraphs are drawn at opacity 0.9 (their effective colour is checked too).
+TEXT_ON_BACKGROUND = [
+    (fg, bg) for fg in ("text", "muted", "caption", "warn", "link")
+    for bg in ("page_bg", "section_bg", "th_bg", "th_hover", "unreliable_bg")
+] + [("header_text", "header_bg")]
+HEADER_TEXT_OPACITY = 0.9
 
 _CSS = """
-body{font-family:system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;margin:0;color:#1a1a1a;background:#fafafa}
-header{background:#0b3d5c;color:#fff;padding:14px 24px}
+body{font-family:system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;margin:0;color:%(text)s;background:%(page_bg)s}
+header{background:%(header_bg)s;color:%(header_text)s;padding:14px 24px}
 header h1{margin:0 0 4px 0;font-size:1.35em}
-header p{margin:2px 0;font-size:.9em;opacity:.9}
+header p{margin:2px 0;font-size:.9em;opacity:%(header_opacity)s}
 main{padding:12px 24px 40px 24px;max-width:1500px}
-section{background:#fff;border:1px solid #ddd;border-radius:6px;padding:10px 16px;margin:14px 0}
+section{background:%(section_bg)s;border:1px solid %(border)s;border-radius:6px;padding:10px 16px;margin:14px 0}
 h2{font-size:1.1em;margin:4px 0 8px 0}
 table{border-collapse:collapse;font-size:.86em;margin:6px 0}
-th,td{border-bottom:1px solid #e3e3e3;padding:4px 8px;text-align:right;vertical-align:top}
-th{background:#f0f3f6;position:sticky;top:0}
+th,td{border-bottom:1px solid %(rule)s;padding:4px 8px;text-align:right;vertical-align:top}
+th{background:%(th_bg)s;position:sticky;top:0}
 td{white-space:nowrap}
 td.text,th.text{text-align:left}
 td.wrap{white-space:normal;min-width:16em}
 table.sortable th{cursor:pointer;user-select:none}
-table.sortable th:hover{background:#dde6ee}
+table.sortable th:hover{background:%(th_hover)s}
 th[aria-sort=ascending]::after{content:" \\25B2"}
 th[aria-sort=descending]::after{content:" \\25BC"}
-tr.unreliable td{background:#fdf0e8}
-.badge{display:inline-block;padding:1px 7px;border-radius:9px;color:#fff;font-weight:600;font-size:.85em}
-.badge.WARNING{color:#1a1a1a}
+tr.unreliable td{background:%(unreliable_bg)s}
+.badge{display:inline-block;padding:1px 7px;border-radius:9px;color:%(badge_text)s;font-weight:600;font-size:.85em}
 .reasons{margin:0;padding-left:16px;text-align:left;font-size:.95em}
 .controls{display:flex;gap:14px;align-items:center;flex-wrap:wrap;font-size:.9em}
 .controls input{padding:4px 6px;min-width:240px}
-.muted{color:#666;font-size:.85em}
-.warn{color:#8a3b00}
-figure{margin:10px 0;display:inline-block;max-width:100%}
-figure img{max-width:100%;height:auto;border:1px solid #ddd}
-figcaption{font-size:.85em;color:#444;max-width:1100px}
-"""
+.muted{color:%(muted)s;font-size:.85em}
+.warn{color:%(warn)s}
+a{color:%(link)s}
+.decision{font-size:1.02em;margin:6px 0}
+figure{margin:10px 0;display:inline-block;max-width:100%%}
+figure img{max-width:100%%;height:auto;border:1px solid %(border)s}
+figcaption{font-size:.85em;color:%(caption)s;max-width:1100px}
+""" % {**PAGE_COLOURS, "badge_text": BADGE_TEXT, "header_opacity": HEADER_TEXT_OPACITY}
 
 _JS = """
 (function(){
@@ -116,6 +138,11 @@ _JS = """
 """
 
 
+def page_css() -> str:
+    """The pages' inline stylesheet (every colour from :data:`PAGE_COLOURS`)."""
+    return _CSS
+
+
 def esc(value: Any) -> str:
     """HTML-escape ``str(value)`` (quotes included)."""
     return html.escape(str(value), quote=True)
@@ -159,7 +186,7 @@ def table(table_id: str, headers: Sequence[str | tuple[str, str]], rows: Sequenc
 
 def status_badge(status: str) -> str:
     """A coloured status pill (colour and text; text carries the meaning)."""
-    colour = STATUS_CSS.get(status, "#555555")
+    colour = STATUS_CSS.get(status, UNKNOWN_STATUS_CSS)
     return f'<span class="badge {esc(status)}" style="background:{colour}">{esc(status)}</span>'
 
 

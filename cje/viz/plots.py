@@ -1,8 +1,10 @@
 """Per-analysis diagnostic plots: importance-weight distributions and the judge->oracle calibration.
 
-Each function takes the estimates.json payload (``AnalysisResult.to_dict()``) and
-the arrays in :class:`cje.results.PlotData`, writes one PNG atomically and returns
-its path. The forest plot of the estimates lives in :mod:`cje.viz.forest`.
+Each ``*_figure`` function takes the estimates.json payload (``AnalysisResult.to_dict()``)
+and the arrays in :class:`cje.results.PlotData` and returns a matplotlib
+:class:`~matplotlib.figure.Figure` (what the API's ``Result.plot_*`` methods return);
+each ``plot_*`` function writes that figure as one PNG atomically and returns its
+path. The forest plot of the estimates lives in :mod:`cje.viz.forest`.
 """
 
 from __future__ import annotations
@@ -13,9 +15,12 @@ import numpy as np
 import polars as pl
 
 from cje.results import PlotData
-from cje.viz.style import OKABE_ITO, STATUS_COLOURS, config_caption, fmt, new_figure, panel_grid, save_png
+from matplotlib.figure import Figure
 
-__all__ = ["WEIGHT_FLOOR", "reliability_bins", "plot_weight_distributions", "plot_calibration_curve"]
+from cje.viz.style import OKABE_ITO, STATUS_TEXT_COLOURS, config_caption, fmt, new_figure, panel_grid, save_png
+
+__all__ = ["WEIGHT_FLOOR", "reliability_bins", "weight_distributions_figure", "calibration_figure",
+           "plot_weight_distributions", "plot_calibration_curve"]
 
 # Weights below this (on the mean-1 scale) are drawn in the lowest bin: a log axis cannot show 0,
 # and rows that small carry no weight in any estimate.
@@ -35,7 +40,7 @@ def _weight_label(kind: str, weights: np.ndarray, diag: dict | None) -> str:
     return f"{kind}: ESS {ess}, max {wmax}{floor}"
 
 
-def plot_weight_distributions(payload: dict, plot_data: PlotData, path: str | Path) -> Path:
+def weight_distributions_figure(payload: dict, plot_data: PlotData) -> Figure:
     """Histogram per target policy of the raw and the used importance weights, log-log axes.
 
     Raw weights are the self-normalised ratios W = n exp(lr) / sum exp(lr) (mean 1);
@@ -53,7 +58,7 @@ def plot_weight_distributions(payload: dict, plot_data: PlotData, path: str | Pa
                   (f"used ({meta['estimator']})", plot_data.used_weights.get(policy), diag.get("weights_used"),
                    OKABE_ITO["orange"])]
         series = [(k, np.asarray(w, float), d, c) for k, w, d, c in series if w is not None and len(w)]
-        ax.set_title(f"{policy} [{status}]", fontsize=10, color=STATUS_COLOURS.get(status, "black"))
+        ax.set_title(f"{policy} [{status}]", fontsize=10, color=STATUS_TEXT_COLOURS.get(status, "black"))
         ax.set_xlabel("importance weight W (mean-1 scale, log)")
         ax.set_ylabel("logged rows (log)")
         if not series:
@@ -80,7 +85,12 @@ def plot_weight_distributions(payload: dict, plot_data: PlotData, path: str | Pa
     fig.suptitle("Importance-weight distributions per target policy: raw vs used by the estimator",
                  fontsize=11)
     _caption(fig, payload)
-    return save_png(fig, path)
+    return fig
+
+
+def plot_weight_distributions(payload: dict, plot_data: PlotData, path: str | Path) -> Path:
+    """Write :func:`weight_distributions_figure` as a PNG at ``path`` (atomically); return the path."""
+    return save_png(weight_distributions_figure(payload, plot_data), path)
 
 
 def reliability_bins(predicted: np.ndarray, observed: np.ndarray, n_bins: int = 10) -> pl.DataFrame:
@@ -118,7 +128,7 @@ def reliability_bins(predicted: np.ndarray, observed: np.ndarray, n_bins: int = 
     return out.cast(schema)
 
 
-def plot_calibration_curve(payload: dict, plot_data: PlotData, path: str | Path) -> Path:
+def calibration_figure(payload: dict, plot_data: PlotData) -> Figure:
     """Judge -> oracle calibration: labelled rows, isotonic fit, out-of-fold points, reliability bins.
 
     Left: oracle label Y against judge score S for the rows the analysis used
@@ -173,4 +183,9 @@ def plot_calibration_curve(payload: dict, plot_data: PlotData, path: str | Path)
     right.legend(fontsize=7, loc="upper left")
     fig.suptitle("Calibration of the judge to the oracle (base-policy logged rows)", fontsize=11)
     _caption(fig, payload)
-    return save_png(fig, path)
+    return fig
+
+
+def plot_calibration_curve(payload: dict, plot_data: PlotData, path: str | Path) -> Path:
+    """Write :func:`calibration_figure` as a PNG at ``path`` (atomically); return the path."""
+    return save_png(calibration_figure(payload, plot_data), path)

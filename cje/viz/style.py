@@ -1,8 +1,16 @@
-"""Shared look of every plot: Okabe-Ito palette, status colours, captions, atomic PNG output.
+"""Shared look of every plot and page: Okabe-Ito palette, status colours, contrast, captions, PNG output.
 
 Figures are built with :class:`matplotlib.figure.Figure` and the Agg canvas
 directly (no ``pyplot``), so rendering never touches a global backend or a
 display and is safe inside the Snakemake workflow and tests.
+
+Contrast (WCAG 2.x, https://www.w3.org/TR/WCAG21/#contrast-minimum): text must
+reach 4.5:1 against its background (level AA). The Okabe-Ito status colours
+themselves do not on white (green 3.4, orange 2.3, vermillion 3.9), so they are
+used for markers, lines and fills only; status *text* (labels, titles, badges)
+uses :data:`STATUS_TEXT_COLOURS`, the same hues darkened until every pairing used
+reaches 4.5:1 (checked by ``tests/viz/test_accessibility.py`` with
+:func:`contrast_ratio`).
 """
 
 from __future__ import annotations
@@ -16,8 +24,9 @@ from matplotlib.figure import Figure
 
 from cje.atomic import atomic_writer
 
-__all__ = ["OKABE_ITO", "STATUS_COLOURS", "STATUS_MARKERS", "DPI", "policy_colour", "new_figure",
-           "save_png", "publish_mode", "config_caption", "fmt"]
+__all__ = ["OKABE_ITO", "STATUS_COLOURS", "STATUS_TEXT_COLOURS", "STATUS_MARKERS", "DPI", "policy_colour",
+           "new_figure", "save_png", "publish_mode", "config_caption", "fmt", "relative_luminance",
+           "contrast_ratio", "blend", "WCAG_AA_TEXT"]
 
 # Okabe & Ito (2008), "Color Universal Design": distinguishable under the common colour-vision deficiencies.
 OKABE_ITO = {
@@ -28,6 +37,10 @@ OKABE_ITO = {
 _CYCLE = ["blue", "orange", "bluish_green", "reddish_purple", "sky_blue", "vermillion", "black", "yellow"]
 STATUS_COLOURS = {"GOOD": OKABE_ITO["bluish_green"], "WARNING": OKABE_ITO["orange"],
                   "CRITICAL": OKABE_ITO["vermillion"]}
+# Status text (tick labels, titles, badges with white text): the status hues darkened to >= 4.5:1
+# against white and the light backgrounds of the pages (Okabe-Ito green x0.75, orange x0.6, vermillion x0.8).
+STATUS_TEXT_COLOURS = {"GOOD": "#007656", "WARNING": "#8A5F00", "CRITICAL": "#AA4B00"}
+WCAG_AA_TEXT = 4.5  # minimum contrast ratio of normal-size text, WCAG 2.x success criterion 1.4.3
 # Shape as well as colour, so status survives greyscale printing and colour-blindness.
 STATUS_MARKERS = {"GOOD": "o", "WARNING": "^", "CRITICAL": "X"}
 DPI = 120
@@ -73,6 +86,32 @@ def publish_mode(path: str | Path) -> None:
     umask = os.umask(0)
     os.umask(umask)
     os.chmod(path, 0o666 & ~umask)
+
+
+def _rgb(colour: str) -> tuple[float, float, float]:
+    h = colour.lstrip("#")
+    if len(h) == 3:
+        h = "".join(c * 2 for c in h)
+    return tuple(int(h[i:i + 2], 16) / 255 for i in (0, 2, 4))
+
+
+def relative_luminance(colour: str) -> float:
+    """WCAG relative luminance of a ``#rrggbb`` / ``#rgb`` colour: 0.2126 R + 0.7152 G + 0.0722 B
+    of the linearised sRGB channels (c / 12.92 for c <= 0.04045, else ((c + 0.055) / 1.055)^2.4)."""
+    lin = [c / 12.92 if c <= 0.04045 else ((c + 0.055) / 1.055) ** 2.4 for c in _rgb(colour)]
+    return 0.2126 * lin[0] + 0.7152 * lin[1] + 0.0722 * lin[2]
+
+
+def contrast_ratio(foreground: str, background: str) -> float:
+    """WCAG contrast ratio (L1 + 0.05) / (L2 + 0.05), L1 the lighter luminance; from 1 to 21."""
+    a, b = sorted((relative_luminance(foreground), relative_luminance(background)), reverse=True)
+    return (a + 0.05) / (b + 0.05)
+
+
+def blend(foreground: str, background: str, alpha: float) -> str:
+    """The opaque colour of ``foreground`` drawn at opacity ``alpha`` over ``background``."""
+    mixed = [alpha * f + (1 - alpha) * b for f, b in zip(_rgb(foreground), _rgb(background))]
+    return "#" + "".join(f"{round(255 * c):02X}" for c in mixed)
 
 
 def fmt(value: float | None, spec: str = ".3f", missing: str = "n/a") -> str:
