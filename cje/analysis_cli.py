@@ -6,8 +6,6 @@ import argparse
 import sys
 from pathlib import Path
 
-from cje.context import AnalysisOptions
-
 __all__ = ["register", "run", "format_summary"]
 
 
@@ -15,7 +13,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     """Add the ``analyze`` subcommand."""
     p = sub.add_parser("analyze", help="estimate each target policy's value from a logged dataset",
                        description="Estimate each target policy's oracle-scale value with honest CIs. "
-                                   "Writes OUT/estimates.json, OUT/estimates.csv and OUT/plot_data.npz.")
+                                   "Writes OUT/estimates.json, OUT/estimates.csv and OUT/plot_data.npz "
+                                   "(and OUT/plots/ with --plots) as one set: a failed or killed run "
+                                   "leaves the previous set. Every numeric option is checked (range, "
+                                   "finite, against the data) before any estimate is computed.")
     p.add_argument("--data", required=True, help="logged dataset JSONL (base-policy rows)")
     p.add_argument("--fresh-draws-dir", help="folder of {policy}_responses.jsonl (needed by naive, direct, DR)")
     p.add_argument("--estimator", required=True, help="estimator name (e.g. calibrated-ips, direct, dr-cpo)")
@@ -42,45 +43,34 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
-def format_summary(payload: dict) -> str:
-    """A terminal table of estimates, CIs, status and ground truth (when known)."""
-    meta = payload["metadata"]
-    truth = meta.get("ground_truth", {})
-    lines = [f"{meta['estimator']}  n={meta['n_samples']}  oracle labels={meta['n_oracle']} "
-             f"(coverage {meta['oracle_coverage']})  seed={meta['seed']}",
-             f"{'policy':<28}{'estimate':>9}{'95% CI':>20}{'status':>10}{'truth':>8}{'in CI':>7}"]
-    for name in meta["target_policies"]:
-        r = meta["policies"][name]
-        est = "refused" if r["estimate"] is None else f"{r['estimate']:.3f}"
-        ci = "" if r["ci_lower"] is None else f"[{r['ci_lower']:.3f}, {r['ci_upper']:.3f}]"
-        t = truth.get(name)
-        lines.append(f"{name:<28}{est:>9}{ci:>20}{r['status']:>10}"
-                     f"{'' if t is None else format(t['truth'], '.3f'):>8}"
-                     f"{'' if t is None or t['in_ci'] is None else ('yes' if t['in_ci'] else 'NO'):>7}")
-        for reason in r["reasons"]:
-            lines.append(f"    - {reason}")
-    return "\n".join(lines)
+def format_summary(payload: dict, dashboard: str | Path | None = None) -> str:
+    """The decision-first terminal summary (:func:`cje.summary_text.format_summary`)."""
+    from cje.summary_text import format_summary as _format
+
+    return _format(payload, dashboard=dashboard, dashboard_hint="add --plots to write it")
 
 
 def run(args: argparse.Namespace) -> int:
-    """Run the analysis and write its outputs; nothing is written on error."""
-    from cje.analysis import AnalysisConfig, run_analysis
+    """Run the analysis through the public API and write its outputs; nothing is written on error.
 
-    options = AnalysisOptions(n_folds=args.n_folds, seed=args.seed, oracle_coverage=args.oracle_coverage,
-                              calibration_mode=args.calibration, clip=args.clip, rho=args.rho,
-                              probe_coverage=args.probe_coverage, transport_margin=args.transport_margin,
-                              level=args.level, allow_missing_fresh_draws=args.allow_missing_fresh_draws)
-    config = AnalysisConfig(data=args.data, estimator=args.estimator, fresh_draws_dir=args.fresh_draws_dir,
-                            options=options, refuse_unreliable=args.refuse_unreliable)
-    result = run_analysis(config)
-    paths = result.write(args.output_dir)
-    if args.plots:
-        try:
-            from cje.viz import render_analysis_plots
-        except ImportError as exc:  # viz is optional at import time only while it is being built
-            print(f"cje analyze: plots unavailable ({exc})", file=sys.stderr)
-        else:
-            render_analysis_plots(result.to_dict(), result.plot_data, Path(args.output_dir) / "plots")
-    print(format_summary(result.to_dict()))
+    Exit code 0, or 3 when ``--refuse-unreliable`` withheld at least one estimate
+    (the files are written either way; the withheld estimates are null).
+    """
+    from cje.api import analyze
+    from cje.publish import check_output_dir
+
+    check_output_dir(args.output_dir)  # a file / read-only folder fails before the analysis runs
+    result = analyze(args.data, fresh_draws=args.fresh_draws_dir, estimator=args.estimator,
+                     oracle_coverage=args.oracle_coverage, seed=args.seed, probe_coverage=args.probe_coverage,
+                     n_folds=args.n_folds, calibration=args.calibration, clip=args.clip, rho=args.rho,
+                     transport_margin=args.transport_margin, level=args.level,
+                     refuse_unreliable=args.refuse_unreliable,
+                     allow_missing_fresh_draws=args.allow_missing_fresh_draws)
+    paths = result.write(args.output_dir, plots=args.plots)
+    print(format_summary(result.payload, dashboard=paths.get("dashboard")))
     print(f"wrote {paths['json']} and {paths['csv']}")
+    if result.refused:
+        print(f"cje analyze: estimates withheld (--refuse-unreliable): {', '.join(result.withheld)}; exit code 3",
+              file=sys.stderr)
+        return 3
     return 0

@@ -1,8 +1,14 @@
 """Command-line interface: ``cje <stage> ...`` (also ``python -m cje``).
 
 One subcommand per pipeline stage, named like the Snakemake rules, plus
-``analyze``. The LLM stages register themselves from :mod:`cje.llm.commands`,
+``analyze``, ``plan`` (oracle labels needed for a target precision), ``cost``
+(tokens and cost from the call logs, or an estimate before a run) and
+``summarize``. The LLM stages register themselves from :mod:`cje.llm.commands`,
 the sweep summary from :mod:`cje.viz.commands`.
+
+Exit codes: 0 ok; 2 bad input or option (one line on stderr naming the file,
+line and field or the option); 3 ``cje analyze --refuse-unreliable`` withheld
+at least one estimate (its outputs are written, with nulls).
 """
 
 from __future__ import annotations
@@ -12,16 +18,18 @@ import importlib
 import logging
 import sys
 
+from cje import __version__
 from cje.errors import CJEError
 
 # Modules that add subcommands: each has ``register(subparsers) -> None`` and sets
 # ``func`` (args -> int) as the parser default.
-_COMMAND_MODULES = ("cje.analysis_cli", "cje.llm.commands", "cje.llm.local_commands",
-                    "cje.viz.commands")
+_COMMAND_MODULES = ("cje.analysis_cli", "cje.plan_cli", "cje.cost_cli", "cje.llm.commands",
+                    "cje.llm.local_commands", "cje.viz.commands")
 # Which module owns which subcommand, so ``cje analyze`` does not import the LLM client
 # (openai: ~0.35 s) and ``cje generate`` does not import the estimators. A command not
 # listed here (or ``cje --help``) loads every module.
-_COMMAND_OWNER = {"analyze": "cje.analysis_cli", "summarize": "cje.viz.commands",
+_COMMAND_OWNER = {"analyze": "cje.analysis_cli", "plan": "cje.plan_cli", "cost": "cje.cost_cli",
+                  "summarize": "cje.viz.commands",
                   "serve-local": "cje.llm.local_commands", "logprobs": "cje.llm.local_commands",
                   **{c: "cje.llm.commands" for c in ("prompts", "generate", "judge", "oracle", "merge",
                                                      "dataset")}}
@@ -36,9 +44,12 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
     """Return the top-level parser: every subcommand, or only the module owning the one in ``argv``."""
     parser = argparse.ArgumentParser(prog="cje", description=__doc__.splitlines()[0])
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    parser.add_argument("--version", action="version", version=f"cje {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     command = _requested_command(argv) if argv is not None else None
     modules = (_COMMAND_OWNER[command],) if command else _COMMAND_MODULES
+    if argv is not None and command is None and "--version" in argv:
+        modules = ()  # `cje --version` prints and exits: no subcommand needs importing
     for name in modules:
         try:
             module = importlib.import_module(name)

@@ -20,10 +20,21 @@ import numpy as np
 from cje.atomic import atomic_write_bytes
 
 __all__ = ["PolicyResult", "AnalysisResult", "PlotData", "to_jsonable", "load_schema",
-           "validate_estimates", "CSV_COLUMNS", "read_estimates"]
+           "validate_estimates", "CSV_COLUMNS", "CSV_TYPES", "estimate_rows", "read_estimates"]
 
 SCHEMA_PATH = Path(__file__).parent / "schemas" / "estimates.schema.json"
-CSV_COLUMNS = ["policy", "estimate", "se", "ci_lower", "ci_upper", "ess", "max_weight", "status", "reliable"]
+# estimates.csv and the API's ``Result.estimates`` frame: one row per target policy (docs/api.md,
+# "Columns"). ``ess_raw`` / ``max_weight_raw``: the raw self-normalised importance weights;
+# ``ess_used`` / ``max_weight_used``: the weights the estimator averaged with (SIMCal-W calibrated for
+# calibrated-ips, clipped for raw-ips, the correction weights of DR; empty for direct and naive).
+# The ``*_vs_base`` columns are the paired comparison with the base policy from metadata.comparisons.
+CSV_COLUMNS = ["policy", "estimate", "se", "ci_lower", "ci_upper", "level", "df", "se_without_oua",
+               "oracle_variance", "diff_vs_base", "diff_vs_base_ci_lower", "diff_vs_base_ci_upper",
+               "p_value_vs_base", "status", "reliable", "ess_raw", "ess_used", "max_weight_raw",
+               "max_weight_used", "n_used", "n_dropped"]
+CSV_TYPES = {"policy": "str", "status": "str", "reliable": "bool", "n_used": "int", "n_dropped": "int",
+             **{c: "float" for c in CSV_COLUMNS
+                if c not in ("policy", "status", "reliable", "n_used", "n_dropped")}}
 
 
 def to_jsonable(value: Any) -> Any:
@@ -141,15 +152,13 @@ class AnalysisResult:
         })
 
     def to_csv(self) -> str:
+        """estimates.csv: :data:`CSV_COLUMNS`, one row per target policy (:func:`estimate_rows`)."""
         out = io.StringIO()
         writer = csv.writer(out, lineterminator="\n")
         writer.writerow(CSV_COLUMNS)
-        for name in self.target_policies:
-            r = self.policies[name]
-            row = [name, r.estimate, r.se, r.ci_lower, r.ci_upper, r.ess, r.max_weight, r.status,
-                   str(r.reliable).lower()]
-            writer.writerow(["" if v is None or (isinstance(v, float) and not math.isfinite(v)) else v
-                             for v in row])
+        for row in estimate_rows(self.to_dict()):
+            writer.writerow(["" if v is None else (str(v).lower() if isinstance(v, bool) else v)
+                             for v in (row[c] for c in CSV_COLUMNS)])
         return out.getvalue()
 
     def write(self, output_dir: str | Path, plots: bool = False, refuse_unreliable: bool = False) -> dict[str, Path]:
@@ -167,6 +176,39 @@ class AnalysisResult:
         estimator = meta.pop("estimator")
         policies = {name: PolicyResult(**block) for name, block in meta.pop("policies").items()}
         return cls(estimator=estimator, target_policies=targets, policies=policies, metadata=meta)
+
+
+def estimate_rows(payload: dict) -> list[dict]:
+    """One dict per target policy with the :data:`CSV_COLUMNS` (None = not available), from a payload.
+
+    Everything is read from the estimates.json payload: the policy block, its weight
+    diagnostics (``metadata.diagnostics[p].weights_raw/weights_used``) and the paired
+    comparison with the base (``metadata.comparisons``, via :mod:`cje.decision`).
+    """
+    from cje.decision import comparisons_vs_base
+
+    meta = payload["metadata"]
+    level = (meta.get("inference") or {}).get("level", 0.95)
+    vs_base = comparisons_vs_base(payload)
+    rows = []
+    for name in meta["target_policies"]:
+        r = meta["policies"][name]
+        diag = meta.get("diagnostics", {}).get(name) or {}
+        raw, used = diag.get("weights_raw") or {}, diag.get("weights_used") or {}
+        c = vs_base.get(name)
+        row = {"policy": name, "estimate": r["estimate"], "se": r["se"], "ci_lower": r["ci_lower"],
+               "ci_upper": r["ci_upper"], "level": level, "df": r.get("df"),
+               "se_without_oua": r.get("se_without_oua"), "oracle_variance": r.get("oracle_variance"),
+               "diff_vs_base": None if c is None else c.difference,
+               "diff_vs_base_ci_lower": None if c is None else c.ci_lower,
+               "diff_vs_base_ci_upper": None if c is None else c.ci_upper,
+               "p_value_vs_base": None if c is None else c.p_value,
+               "status": r["status"], "reliable": bool(r["reliable"]),
+               "ess_raw": raw.get("ess"), "ess_used": used.get("ess"),
+               "max_weight_raw": raw.get("max_weight"), "max_weight_used": used.get("max_weight"),
+               "n_used": r["n_used"], "n_dropped": int(sum((r.get("n_dropped_by_reason") or {}).values()))}
+        rows.append({k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in row.items()})
+    return rows
 
 
 def load_schema() -> dict:

@@ -83,6 +83,10 @@ def estimator_names() -> list[str]:
 def get_estimator(name: str) -> Estimator:
     """Instantiate a registered estimator by name; unknown names list the valid ones."""
     if name not in ESTIMATORS:
-        raise ConfigError(f"unknown estimator '{name}'; choose one of: {', '.join(estimator_names())}",
+        import difflib
+
+        close = difflib.get_close_matches(str(name).lower(), estimator_names(), n=1, cutoff=0.6)
+        hint = f"did you mean '{close[0]}'? " if close else ""
+        raise ConfigError(f"unknown estimator '{name}'; {hint}choose one of: {', '.join(estimator_names())}",
                           key="estimator")
     return ESTIMATORS[name]()

@@ -11,7 +11,7 @@ from cje.analysis import AnalysisConfig, run_analysis
 from cje.cli import main
 from cje.context import AnalysisOptions
 from cje.estimators import estimator_names
-from cje.results import AnalysisResult, validate_estimates
+from cje.results import CSV_COLUMNS, AnalysisResult, validate_estimates
 
 HONEST_POLICIES = ("clone", "parallel_universe_prompt")
 
@@ -68,13 +68,13 @@ def test_refuse_unreliable_writes_null(arena_logged, arena_fresh, tmp_path):
     out = tmp_path / "out"
     code = main(["analyze", "--data", str(arena_logged), "--fresh-draws-dir", str(arena_fresh), "--estimator",
                  "direct", "--oracle-coverage", "0.25", "--refuse-unreliable", "--output-dir", str(out)])
-    assert code == 0
+    assert code == 3  # estimates were withheld (issue 12.4)
     payload = json.loads((out / "estimates.json").read_text())
     order = payload["metadata"]["target_policies"]
     assert payload["estimates"][order.index("unhelpful")] is None
     assert payload["estimates"][order.index("clone")] is not None
     csv_lines = (out / "estimates.csv").read_text().splitlines()
-    assert csv_lines[0] == "policy,estimate,se,ci_lower,ci_upper,ess,max_weight,status,reliable"
+    assert csv_lines[0].split(",") == CSV_COLUMNS  # documented in docs/api.md, "Columns"
     assert len(csv_lines) == 4
 
 
