@@ -25,6 +25,6 @@ def test_api_md_quick_start_runs(arena_dir, tmp_path):
     proc = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, env=env, cwd=tmp_path,
                           timeout=300)
     assert proc.returncode == 0, proc.stderr
-    assert "NOT resolved" in proc.stdout
+    assert "NOT resolved" in proc.stdout and "model: half-width(m)" in proc.stdout
     assert (tmp_path / "arena_direct" / "estimates.json").exists()
     assert (tmp_path / "arena_direct" / "plots" / "diagnostics_dashboard.html").exists()
