@@ -17,7 +17,8 @@ draws, API frames). In order, it
 5. parses with :func:`polars.read_ndjson` (vectorised, ~20 ms for the 1,000-row
    arena sample); when that fails, or the file uses the non-standard tokens
    Python writes for floats (``NaN``, ``Infinity``), line by line with
-   :mod:`json`, which names the first malformed line;
+   :mod:`json`, which names the first malformed line (there booleans are kept as
+   the strings ``"true"``/``"false"``, so no later step can take them for 1 and 0);
 6. rejects a key repeated within one object (``{"a": 1, "a": 2}``), naming
    file:line and the key. polars keeps the first value and :mod:`json` the last,
    so a duplicate would otherwise give a number that depends on the parser.
@@ -230,7 +231,9 @@ class _DuplicateKey(Exception):
 
 
 def _pairs_once(pairs: list[tuple[str, Any]]) -> dict:
-    out = dict(pairs)
+    """``object_pairs_hook``: a repeated key is an error; booleans become the strings "true"/"false"
+    so :func:`polars.from_dicts` cannot silently turn them into 1.0 and 0.0 beside numbers."""
+    out = {k: (("true" if v else "false") if isinstance(v, bool) else v) for k, v in pairs}
     if len(out) != len(pairs):
         seen: set[str] = set()
         for k, _ in pairs:
@@ -238,6 +241,26 @@ def _pairs_once(pairs: list[tuple[str, Any]]) -> dict:
                 raise _DuplicateKey(k)
             seen.add(k)
     return out
+
+
+def _kind(value: Any) -> str:
+    return "object" if isinstance(value, dict) else "array" if isinstance(value, list) else "scalar"
+
+
+def _first_structure_conflict(rows: list[dict], lines: pl.DataFrame) -> tuple[int, str, str, str] | None:
+    """(line, field, kind, earlier kind) of the first value whose kind (object / array / scalar)
+    differs from the field's kind on an earlier line; fields up to two levels deep. Error path only."""
+    kinds: dict[str, str] = {}
+    for (number, _), row in zip(lines.iter_rows(), rows):
+        items = [(k, v) for k, v in row.items()]
+        items += [(f"{k}.{k2}", v2) for k, v in row.items() if isinstance(v, dict) for k2, v2 in v.items()]
+        for key, value in items:
+            if value is None:
+                continue
+            kind = _kind(value)
+            if kinds.setdefault(key, kind) != kind:
+                return number, key, kind, kinds[key]
+    return None
 
 
 def _slow_parse(lines: pl.DataFrame, where: str) -> list[dict[str, Any]]:
@@ -293,6 +316,11 @@ def read_jsonl_frame(path: str | Path) -> pl.DataFrame:
     try:
         return pl.from_dicts(rows, infer_schema_length=None, strict=False)
     except Exception as exc:  # noqa: BLE001
+        conflict = _first_structure_conflict(rows, lines)
+        if conflict is not None:
+            line, key, kind, before = conflict
+            raise InputError(f"is {'an' if kind[0] in 'ao' else 'a'} {kind} here but {'an' if before[0] in 'ao' else 'a'} "
+                             f"{before} on earlier lines", path=where, line=line, field=key) from None
         message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise InputError(f"rows do not share a consistent structure ({message})", path=where) from None
 

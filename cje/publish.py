@@ -44,7 +44,7 @@ import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from cje.atomic import atomic_write_text, fsync_directory, is_stale_temp, temp_name
+from cje.atomic import atomic_write_text, fsync_directory, is_stale_temp, remove_stale_temps, temp_name
 from cje.errors import NullEstimateError, OutputError
 
 if TYPE_CHECKING:
@@ -121,6 +121,8 @@ def recover(out: str | Path) -> int:
     """
     out = Path(out)
     done = 0
+    for name in SET_MEMBERS:  # temporaries of per-file atomic writes killed mid-way (older versions too)
+        done += remove_stale_temps(out, name)
     for staging in _staging_dirs(out):
         if _is_ours_or_live(staging):
             continue
