@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from cje.llm.config import ProviderConfig
+from cje.llm.scrub import Scrubber
 
 
 class CallLog:
@@ -21,25 +22,25 @@ class CallLog:
 
     One line per attempt: ``ts, stage, provider, model, prompt_id, latency_s,
     prompt_tokens, completion_tokens, status`` (``ok``/``retry``/``error``/``fatal``),
-    ``retries`` (attempt index), ``error``. Never the API key (``secrets`` are
-    scrubbed from every line) and never prompts or answers unless ``debug``.
-    Each line is one ``write`` on an O_APPEND file, so shards may share the file.
+    ``retries`` (attempt index), ``reason``, ``wait_s``, the attempt's own tokens and
+    cost, ``error`` (docs/llm.md). Never the API key: every fragment of >= 8
+    characters of a registered secret (``scrubber.add``) is scrubbed from every line;
+    never prompts or answers unless ``debug``. Each line is one ``write`` on an
+    O_APPEND file, so shards may share the file.
     """
 
     def __init__(self, path: str | Path | None, debug: bool = False):
         self.path = Path(path) if path else None
         self.debug = debug
-        self.secrets: set[str] = set()
+        self.scrubber = Scrubber()
         self._lock = threading.Lock()
         if self.path:
             self.path.parent.mkdir(parents=True, exist_ok=True)
 
-    def scrub(self, text: str) -> str:
-        """Return ``text`` with every registered secret replaced by ``***``."""
-        for s in self.secrets:
-            if s and s in text:
-                text = text.replace(s, "***")
-        return text
+    def scrub(self, text: str, key_like: bool = False) -> str:
+        """``text`` without registered secrets (any fragment of >= 8 characters) and, with
+        ``key_like``, without values that look like keys (``cje.llm.scrub``)."""
+        return self.scrubber.scrub(text, key_like=key_like)
 
     def write(self, **fields: Any) -> None:
         """Append one record (a ``ts`` is added); drops ``debug_*`` fields unless debug."""
@@ -64,14 +65,21 @@ class Accounting:
         self.rows: dict[tuple[str, str], dict] = {}
 
     def add(self, stage: str, model: str, provider: ProviderConfig, ok: bool,
-            prompt_tokens: int, completion_tokens: int, retries: int) -> None:
-        """Add one finished logical call."""
+            prompt_tokens: int, completion_tokens: int, retries: int, cached: bool = False,
+            timeouts: int = 0, wait_s: float = 0.0) -> None:
+        """Add one finished logical call (``cached``: answered by the request cache, not
+        sent; its tokens are not counted again). ``wait_s``: backoff waited between its
+        attempts; ``timeouts``: attempts that timed out."""
         r = self.rows.setdefault((stage, model), dict(
             stage=stage, model=model, provider=provider.name, calls=0, ok=0, errors=0,
-            retries=0, prompt_tokens=0, completion_tokens=0, cost_usd=0.0))
+            cached=0, retries=0, timeouts=0, retry_wait_s=0.0, prompt_tokens=0,
+            completion_tokens=0, cost_usd=0.0))
         r["calls"] += 1
         r["ok" if ok else "errors"] += 1
+        r["cached"] += int(cached)
         r["retries"] += retries
+        r["timeouts"] += timeouts
+        r["retry_wait_s"] += wait_s
         r["prompt_tokens"] += prompt_tokens
         r["completion_tokens"] += completion_tokens
         r["cost_usd"] += (prompt_tokens * provider.cost_per_million_input_tokens
@@ -86,7 +94,9 @@ class Accounting:
         lines = []
         for r in self.rows.values():
             lines.append(f"{r['stage']} {r['model']} [{r['provider']}]: {r['calls']} calls "
-                         f"({r['ok']} ok, {r['errors']} errors, {r['retries']} retries), "
+                         f"({r['ok']} ok, {r['errors']} errors, {r['cached']} from the request "
+                         f"cache, {r['retries']} retries, {r['timeouts']} timeouts, "
+                         f"{r['retry_wait_s']:.1f} s backoff), "
                          f"{r['prompt_tokens']} prompt + {r['completion_tokens']} completion "
                          f"tokens, est. cost ${r['cost_usd']:.4f}")
         return "\n".join(lines) if lines else "no API calls"
@@ -102,7 +112,8 @@ def run_cost_summary(path: str | Path) -> list[dict]:
     path = Path(path)
     if not path.exists():
         return []
-    keys = ("calls", "ok", "errors", "retries", "prompt_tokens", "completion_tokens", "cost_usd")
+    keys = ("calls", "ok", "errors", "cached", "retries", "timeouts", "retry_wait_s",
+            "prompt_tokens", "completion_tokens", "cost_usd")
     total: dict[tuple[str, str], dict] = {}
     with open(path, encoding="utf-8") as fh:
         for line in fh:

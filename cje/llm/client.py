@@ -1,34 +1,41 @@
 """The one async client path for every OpenAI-compatible endpoint.
 
 ``LLMClient`` wraps ``openai.AsyncOpenAI`` (its own retries off) and adds, per
-provider: a concurrency limit (``asyncio.Semaphore``), request- and token-per-minute
-token buckets, retries with exponential backoff and full jitter that honour
-``Retry-After`` (429, 408, 409, 5xx, timeouts, dropped connections, malformed
-responses), fail-fast on 401/403/404 (``FatalAPIError`` stops the stage), no retry
-on 400/413/422 (the row is recorded as an error; but when the first
-``REFUSALS_BEFORE_STOP`` calls are all refused, the next call raises
-``FatalAPIError``: a config problem, not a bad row), a JSON-lines call log without
-secrets, and token/cost accounting per (stage, model).
+provider:
+
+- the per-request answer cache (``cje.llm.request_cache``): a call whose answer is
+  cached is not sent, costs nothing and waits for no limit; a call identical to one
+  already on its way waits for that one's answer; every ok answer is stored before
+  the call returns;
+- a concurrency limit (``asyncio.Semaphore``) and request/token rate limits
+  (``cje.llm.ratelimit``; shared across processes with a state folder);
+- the retry policy (``cje.llm.retry``): capped ``Retry-After``, a waiting budget for
+  429, timeouts counted separately, fail-fast on 401/403/404 (``FatalAPIError``
+  stops the stage), no retry on 400/413/422 (the row is an error; but when the first
+  ``REFUSALS_BEFORE_STOP`` calls are all refused, the next call raises
+  ``FatalAPIError``: a config problem, not a bad row);
+- the JSON-lines call log (one line per attempt, with what the attempt cost and
+  how long the client waited after it), scrubbed of every fragment of the key
+  (``cje.llm.scrub``), and token/cost accounting per (stage, model).
+
+The endpoint is opened lazily, at the first call that is not cached: a rerun whose
+answers are all cached starts no local server and needs no API key.
 
 Typical use inside a stage::
 
-    log = CallLog("logs/api_calls.log"); acct = Accounting()
-    with provider_endpoint(provider) as base_url:
-        async def main():
-            async with LLMClient(provider, base_url, stage="generate",
-                                 call_log=log, accounting=acct) as client:
-                res = await client.chat([{"role": "user", "content": "hi"}],
-                                        model="m", prompt_id="p1", max_tokens=16)
-                res.ok, res.value, res.error, res.usage
-        asyncio.run(main())
-    print(acct.format_summary())
+    async def body(client):
+        res = await client.chat([{"role": "user", "content": "hi"}], model="m",
+                                prompt_id="p1", max_tokens=16)
+        res.ok, res.value, res.error, res.usage, res.cached
+    run_with_client(provider, "generate:base", "logs/api_calls.log", body,
+                    request_cache="data/cache/requests", rate_limit_dir=".cje/rate_limits")
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import random
+import dataclasses
 import signal
 import sys
 import time
@@ -37,14 +44,19 @@ from pathlib import Path
 from typing import Any, Callable, Iterator
 
 import openai
+from openai.types import Completion
+from openai.types.chat import ChatCompletion
 
 from cje.errors import CJEError
 from cje.llm.calllog import Accounting, CallLog  # re-exported: part of this module's API
 from cje.llm.config import ProviderConfig
+from cje.llm.ratelimit import RateLimits
+from cje.llm.request_cache import RequestCache, provider_identity, request_key
+from cje.llm.retry import (FATAL, RATE_LIMITED, REFUSED, TIMEOUT, TRANSIENT, RateLimitedError,
+                           RetryState, classify_status)
 
-RETRYABLE_STATUS = {408, 409, 425, 429}  # plus every status >= 500
-FATAL_STATUS = {401, 403, 404}           # stop the whole stage at once
 REFUSALS_BEFORE_STOP = 5  # 4xx on the first N calls of a client, no success: stop the stage
+_RESPONSE_TYPES = {"chat": ChatCompletion, "completions": Completion}
 
 
 class FatalAPIError(CJEError):
@@ -54,11 +66,16 @@ class FatalAPIError(CJEError):
     def __init__(self, provider: str, status: int, message: str):
         self.provider, self.status, self.provider_message = provider, status, message
         super().__init__(f"provider '{provider}' answered HTTP {status}: {message} "
-                         "(stage stopped; finished records are kept in the cache)")
+                         "(stage stopped; finished answers are kept in the request cache)")
 
 
 class MalformedResponse(Exception):
-    """Raised by a response parser when the answer is unusable; the call is retried."""
+    """Raised by a response parser when the answer is unusable; the call is retried.
+    ``raw``: the answer text the parser rejected (kept in the row if the call gives up)."""
+
+    def __init__(self, message: str, raw: str | None = None):
+        super().__init__(message)
+        self.raw = raw
 
 
 @dataclass
@@ -67,7 +84,9 @@ class CallResult:
 
     ``value``: what the parser returned (chat: the message text; completions: the
     first choice) or None on failure; ``error``: final error text (no secrets);
-    ``usage``: ``{"prompt_tokens", "completion_tokens"}`` summed over attempts.
+    ``raw``: the last answer a parser rejected (None otherwise); ``usage``:
+    ``{"prompt_tokens", "completion_tokens"}`` summed over attempts (as reported);
+    ``cached``: answered from the request cache (nothing sent).
     """
 
     ok: bool
@@ -76,43 +95,8 @@ class CallResult:
     retries: int = 0
     latency_s: float = 0.0
     usage: dict = field(default_factory=lambda: {"prompt_tokens": 0, "completion_tokens": 0})
-
-
-class RateLimiter:
-    """Token bucket: ``per_minute`` units per minute, burst of ``burst_s`` seconds' worth.
-
-    ``acquire(n)`` waits until ``n`` units are available (requests: n=1; tokens:
-    the estimated prompt + max completion tokens). ``adjust(d)`` charges (d > 0) or
-    refunds (d < 0) the difference once the true usage is known.
-    """
-
-    def __init__(self, per_minute: float, burst_s: float = 1.0):
-        self.rate = float(per_minute) / 60.0
-        self.capacity = max(1.0, self.rate * burst_s)
-        self.level = self.capacity
-        self.stamp = time.monotonic()
-        self._lock = asyncio.Lock()
-
-    def _refill(self) -> None:
-        now = time.monotonic()
-        self.level = min(self.capacity, self.level + (now - self.stamp) * self.rate)
-        self.stamp = now
-
-    async def acquire(self, amount: float = 1.0) -> None:
-        """Wait until ``amount`` units (capped at the bucket size) can be taken."""
-        amount = min(float(amount), self.capacity)
-        async with self._lock:
-            while True:
-                self._refill()
-                if self.level >= amount:
-                    self.level -= amount
-                    return
-                await asyncio.sleep((amount - self.level) / self.rate)
-
-    def adjust(self, delta: float) -> None:
-        """Charge ``delta`` more units (negative: refund); the level may go below 0."""
-        self._refill()
-        self.level = min(self.capacity, self.level - delta)
+    raw: str | None = None
+    cached: bool = False
 
 
 @contextlib.contextmanager
@@ -182,26 +166,31 @@ def first_choice(resp: Any) -> Any:
 class LLMClient:
     """Async client for one provider during one stage (see module docstring).
 
-    Parameters: ``provider`` (limits, retries, costs), ``base_url`` (from
-    ``provider_endpoint``), ``stage`` (name in logs/accounting), ``call_log``,
-    ``accounting``. Use as ``async with`` (closes the HTTP pool). After a
-    ``FatalAPIError`` every further call raises it again at once.
+    Parameters: ``provider`` (limits, retries, costs), ``base_url`` (None: opened
+    at the first uncached call by ``opener()``, a blocking callable returning the
+    URL), ``stage`` (name in logs/accounting), ``call_log``, ``accounting``,
+    ``cache`` (a ``RequestCache`` or None), ``limits`` (a ``RateLimits``; default:
+    the provider's limits in this process). Use as ``async with``. After a
+    ``FatalAPIError`` or ``RateLimitedError`` every further call raises it again.
     """
 
-    def __init__(self, provider: ProviderConfig, base_url: str, stage: str,
-                 call_log: CallLog | None = None, accounting: Accounting | None = None):
+    def __init__(self, provider: ProviderConfig, base_url: str | None = None, stage: str = "",
+                 call_log: CallLog | None = None, accounting: Accounting | None = None, *,
+                 cache: RequestCache | None = None, limits: RateLimits | None = None,
+                 opener: Callable[[], str] | None = None):
         self.provider = provider
         self.stage = stage
         self.call_log = call_log or CallLog(None)
         self.accounting = accounting or Accounting()
-        key = provider.api_key()
-        self.call_log.secrets.add(key)
-        self._client = openai.AsyncOpenAI(base_url=base_url, api_key=key, max_retries=0,
-                                          timeout=provider.timeout_s)
+        self.cache = cache
+        self.limits = limits if limits is not None else RateLimits.for_provider(provider)
+        self._base_url, self._opener = base_url, opener
+        self._identity = provider_identity(provider)
+        self._client: openai.AsyncOpenAI | None = None
+        self._open_lock = asyncio.Lock()
         self._sem = asyncio.Semaphore(provider.max_concurrency)
-        self._rpm = RateLimiter(provider.requests_per_minute) if provider.requests_per_minute else None
-        self._tpm = RateLimiter(provider.tokens_per_minute) if provider.tokens_per_minute else None
-        self.fatal: FatalAPIError | None = None
+        self._inflight: dict[str, asyncio.Future] = {}  # key -> result of a request on its way
+        self.fatal: CJEError | None = None
         self.n_ok = 0
         self.n_refused_in_a_row = 0  # 4xx answers (not retried) since the last success
 
@@ -209,15 +198,27 @@ class LLMClient:
         return self
 
     async def __aexit__(self, *exc: Any) -> None:
-        await self._client.close()
+        if self._client is not None:
+            await self._client.close()
+
+    async def _open(self) -> openai.AsyncOpenAI:
+        async with self._open_lock:
+            if self._client is None:
+                key = self.provider.api_key()  # ConfigError naming the variable when unset
+                self.call_log.scrubber.add(key)
+                url = self._base_url or await asyncio.to_thread(self._opener)
+                self._client = openai.AsyncOpenAI(base_url=url, api_key=key, max_retries=0,
+                                                  timeout=self.provider.timeout_s)
+        return self._client
 
     async def chat(self, messages: list[dict], *, model: str, prompt_id: str,
                    max_tokens: int | None = None, temperature: float | None = None,
                    top_p: float | None = None, response_format: dict | None = None,
                    extra_body: dict | None = None,
                    parse: Callable[[Any], Any] = chat_text,
-                   max_parse_retries: int | None = None) -> CallResult:
-        """POST /chat/completions; ``value`` = ``parse(response)`` (default: message text)."""
+                   max_parse_retries: int | None = None, sample: Any = None) -> CallResult:
+        """POST /chat/completions; ``value`` = ``parse(response)`` (default: message text).
+        ``sample`` distinguishes independent samples of an identical request (cache key)."""
         kw: dict[str, Any] = {"model": model, "messages": messages}
         for k, v in (("max_tokens", max_tokens), ("temperature", temperature),
                      ("top_p", top_p), ("response_format", response_format),
@@ -225,8 +226,8 @@ class LLMClient:
             if v is not None:
                 kw[k] = v
         est = sum(len(str(m.get("content", ""))) for m in messages) // 4 + (max_tokens or 0)
-        return await self._call(self._client.chat.completions.create, kw, model, prompt_id,
-                                est, parse, max_parse_retries, debug_prompt=messages)
+        return await self._call("chat", kw, model, prompt_id, est, parse, max_parse_retries,
+                                messages, sample)
 
     async def complete(self, prompt: str, *, model: str, prompt_id: str,
                        max_tokens: int = 16, temperature: float | None = None,
@@ -234,7 +235,7 @@ class LLMClient:
                        logprobs: int | None = None, stop: list[str] | None = None,
                        extra_body: dict | None = None,
                        parse: Callable[[Any], Any] = first_choice,
-                       max_parse_retries: int | None = None) -> CallResult:
+                       max_parse_retries: int | None = None, sample: Any = None) -> CallResult:
         """POST /completions (``echo``/``logprobs`` for teacher forcing and yes/no
         judging); ``value`` = ``parse(response)`` (default: the first choice)."""
         kw: dict[str, Any] = {"model": model, "prompt": prompt, "max_tokens": max_tokens}
@@ -245,87 +246,133 @@ class LLMClient:
         if echo:
             kw["echo"] = True
         est = len(prompt) // 4 + max_tokens
-        return await self._call(self._client.completions.create, kw, model, prompt_id,
-                                est, parse, max_parse_retries, debug_prompt=prompt)
+        return await self._call("completions", kw, model, prompt_id, est, parse,
+                                max_parse_retries, prompt, sample)
 
-    def _backoff(self, attempt: int, retry_after: float | None) -> float:
-        ceiling = min(self.provider.retry_backoff_max_s,
-                      self.provider.retry_backoff_s * (2 ** attempt))
-        delay = random.uniform(0.0, ceiling)  # full jitter
-        return max(delay, retry_after) if retry_after is not None else delay
+    def _from_cache(self, key: str, endpoint: str, model: str,
+                    parse: Callable[[Any], Any]) -> CallResult | None:
+        entry = self.cache.get(key)
+        if entry is None:
+            return None
+        if entry.get("status") != "ok":
+            self.accounting.add(self.stage, model, self.provider, False, 0, 0, 0, cached=True)
+            return CallResult(ok=False, error=entry.get("error"), cached=True)
+        resp = _RESPONSE_TYPES[endpoint].construct(**entry["response"])
+        try:
+            value = parse(resp)
+        except MalformedResponse:  # stored under another parser; ask again
+            return None
+        pt, ct = _usage(resp)
+        self.accounting.add(self.stage, model, self.provider, True, 0, 0, 0, cached=True)
+        return CallResult(ok=True, value=value, usage={"prompt_tokens": pt, "completion_tokens": ct},
+                          cached=True)
 
-    async def _call(self, create: Callable, kw: dict, model: str, prompt_id: str,
-                    est_tokens: int, parse: Callable[[Any], Any],
-                    max_parse_retries: int | None, debug_prompt: Any) -> CallResult:
+    async def _call(self, endpoint: str, kw: dict, model: str, prompt_id: str, est_tokens: int,
+                    parse: Callable[[Any], Any], max_parse_retries: int | None,
+                    debug_prompt: Any, sample: Any) -> CallResult:
+        key = request_key(self._identity, endpoint, kw, sample) if self.cache is not None else None
+        if key is None:
+            return await self._send(endpoint, kw, model, prompt_id, est_tokens, parse,
+                                    max_parse_retries, debug_prompt, None)
+        hit = self._from_cache(key, endpoint, model, parse)
+        if hit is not None:
+            return hit
+        if key in self._inflight:  # the same request is on its way for another row: share it
+            res = await asyncio.shield(self._inflight[key])
+            self.accounting.add(self.stage, model, self.provider, res.ok, 0, 0, 0, cached=True)
+            return dataclasses.replace(res, cached=True, usage=dict(res.usage))
+        fut = asyncio.get_running_loop().create_future()
+        self._inflight[key] = fut
+        try:
+            res = await self._send(endpoint, kw, model, prompt_id, est_tokens, parse,
+                                   max_parse_retries, debug_prompt, key)
+            fut.set_result(res)
+            return res
+        except BaseException as exc:
+            fut.set_exception(exc)
+            fut.exception()  # retrieved: no "never retrieved" warning when nobody shares it
+            raise
+        finally:
+            del self._inflight[key]
+
+    async def _send(self, endpoint: str, kw: dict, model: str, prompt_id: str, est_tokens: int,
+                    parse: Callable[[Any], Any], max_parse_retries: int | None,
+                    debug_prompt: Any, key: str | None) -> CallResult:
+        """Send one request with the retry policy; store the ok answer under ``key``."""
         p = self.provider
+        if self.fatal:
+            raise self.fatal
+        client = await self._open()
+        create = client.chat.completions.create if endpoint == "chat" else client.completions.create
         total = {"prompt_tokens": 0, "completion_tokens": 0}
         t_start = time.monotonic()
-        parse_failures = 0
-        attempt = 0
+        state = RetryState(p)
+        parse_failures, attempt, waited, raw = 0, 0, 0.0, None
         while True:
             if self.fatal:
                 raise self.fatal
-            if self._rpm:
-                await self._rpm.acquire(1)
-            if self._tpm:
-                await self._tpm.acquire(est_tokens)
-            t0 = time.monotonic()
-            retry_after = None
-            status, error, value, http = "ok", None, None, None
-            async with self._sem:
+            kind, retry_after, http, error, value, resp = None, None, None, None, None, None
+            pt = ct = 0
+            async with self._sem:  # the slot is reserved by a request that is ready to go
+                await self.limits.acquire(est_tokens)
+                t0 = time.monotonic()
                 try:
                     resp = await create(**kw)
                     pt, ct = _usage(resp)
-                    total["prompt_tokens"] += pt
-                    total["completion_tokens"] += ct
-                    if self._tpm:
-                        self._tpm.adjust(pt + ct - est_tokens)
                     value = parse(resp)
                 except MalformedResponse as exc:
                     parse_failures += 1
-                    status, error = "retry", f"malformed response: {exc}"
+                    raw = exc.raw if exc.raw is not None else raw
+                    kind, error = TRANSIENT, f"malformed response: {exc}"
                     if max_parse_retries is not None and parse_failures > max_parse_retries:
-                        status = "error"
+                        kind = REFUSED  # asked often enough: the row is an error
                 except openai.APIStatusError as exc:
                     http = exc.status_code
-                    error = f"HTTP {http}: {_provider_message(exc)}"
-                    if http in FATAL_STATUS:
-                        status = "fatal"
-                    elif http in RETRYABLE_STATUS or http >= 500:
-                        status, retry_after = "retry", _retry_after(exc)
-                    else:
-                        status = "error"
+                    kind, error = classify_status(http), f"HTTP {http}: {_provider_message(exc)}"
+                    retry_after = _retry_after(exc)
                 except openai.APITimeoutError:
-                    status, error = "retry", f"timeout after {p.timeout_s} s"
+                    kind, error = TIMEOUT, f"timeout after {p.timeout_s} s"
                 except openai.APIConnectionError as exc:
                     cause = exc.__cause__ or exc
-                    status, error = "retry", f"connection error: {type(cause).__name__}: {cause}"
+                    kind, error = TRANSIENT, f"connection error: {type(cause).__name__}: {cause}"
                 except (openai.APIResponseValidationError, ValueError) as exc:
-                    status, error = "retry", f"malformed response: {type(exc).__name__}: {exc}"
+                    kind, error = TRANSIENT, f"malformed response: {type(exc).__name__}: {exc}"
             latency = time.monotonic() - t0
-            if status == "retry" and attempt >= p.max_retries:
+            total["prompt_tokens"] += pt
+            total["completion_tokens"] += ct
+            await self.limits.charge(pt + ct - est_tokens)
+            wait = None
+            if kind is None:
+                status = "ok"
+            elif kind == FATAL:
+                status = "fatal"
+            elif kind == REFUSED:
                 status = "error"
-                error = f"{error} (gave up after {attempt} retries)"
-            error = self.call_log.scrub(error) if error else None
-            debug = {"debug_prompt": debug_prompt,
-                     "debug_answer": None if value is None else str(value)} \
-                if self.call_log.debug else {}
-            self.call_log.write(stage=self.stage, provider=p.name, model=model,
-                                prompt_id=prompt_id, latency_s=round(latency, 4),
-                                prompt_tokens=total["prompt_tokens"],
-                                completion_tokens=total["completion_tokens"],
-                                status=status, retries=attempt, error=error, http_status=http,
-                                **debug)
+            else:
+                wait = state.next_wait(kind, retry_after, attempt)
+                status = "retry" if wait is not None else (
+                    "fatal" if state.rate_limit_exhausted else "error")
+                if wait is None:
+                    error = f"{error} ({state.gave_up})"
+            error = self.call_log.scrub(error, key_like=True) if error else None
+            self._log(model, prompt_id, latency, total, pt, ct, status, attempt, kind, wait,
+                      error, http, debug_prompt, value)
             if status == "fatal":
-                self.fatal = FatalAPIError(p.name, http or 0,
-                                           self.call_log.scrub(error.split(": ", 1)[-1]))
                 self.accounting.add(self.stage, model, p, False, total["prompt_tokens"],
-                                    total["completion_tokens"], attempt)
+                                    total["completion_tokens"], attempt, timeouts=state.timeouts,
+                                    wait_s=waited)
+                self.fatal = RateLimitedError(p.name, state.rate_limited_s, p.rate_limit_budget_s,
+                                              error) if kind == RATE_LIMITED else \
+                    FatalAPIError(p.name, http or 0, error.split(": ", 1)[-1])
                 raise self.fatal
             if status == "ok":
                 self.n_ok += 1
                 self.n_refused_in_a_row = 0
-            elif status == "error" and http is not None and 400 <= http < 500:
+                if key is not None:
+                    await asyncio.to_thread(self.cache.put_ok, key, resp.to_dict(),
+                                            {"endpoint": endpoint, "model": model,
+                                             "stage": self.stage, "prompt_id": prompt_id})
+            elif status == "error" and kind == REFUSED and http is not None:
                 self.n_refused_in_a_row += 1
                 if self.n_ok == 0 and self.n_refused_in_a_row >= REFUSALS_BEFORE_STOP:
                     self.fatal = FatalAPIError(
@@ -333,50 +380,76 @@ class LLMClient:
                         f"refused; last: {error.split(': ', 1)[-1]} (a config problem, e.g. an "
                         "unsupported parameter or model)")
             if status in ("ok", "error"):
-                self.accounting.add(self.stage, model, p, status == "ok",
-                                    total["prompt_tokens"], total["completion_tokens"], attempt)
+                if status == "error" and key is not None:
+                    await asyncio.to_thread(self.cache.put_error, key, error,
+                                            {"endpoint": endpoint, "model": model,
+                                             "stage": self.stage, "prompt_id": prompt_id})
+                self.accounting.add(self.stage, model, p, status == "ok", total["prompt_tokens"],
+                                    total["completion_tokens"], attempt, timeouts=state.timeouts,
+                                    wait_s=waited)
                 return CallResult(ok=status == "ok", value=value, error=error, retries=attempt,
-                                  latency_s=time.monotonic() - t_start, usage=total)
-            await asyncio.sleep(self._backoff(attempt, retry_after))
+                                  latency_s=time.monotonic() - t_start, usage=total,
+                                  raw=None if status == "ok" else raw)
+            waited += wait
+            await asyncio.sleep(wait)
             attempt += 1
+
+    def _log(self, model, prompt_id, latency, total, pt, ct, status, attempt, kind, wait, error,
+             http, debug_prompt, value) -> None:
+        p = self.provider
+        debug = {"debug_prompt": debug_prompt,
+                 "debug_answer": None if value is None else str(value)} if self.call_log.debug else {}
+        cost = (pt * p.cost_per_million_input_tokens + ct * p.cost_per_million_output_tokens) / 1e6
+        self.call_log.write(stage=self.stage, provider=p.name, model=model, prompt_id=prompt_id,
+                            latency_s=round(latency, 4), prompt_tokens=total["prompt_tokens"],
+                            completion_tokens=total["completion_tokens"], status=status,
+                            retries=attempt, reason=kind, wait_s=None if wait is None else round(wait, 3),
+                            attempt_prompt_tokens=pt, attempt_completion_tokens=ct,
+                            attempt_cost_usd=round(cost, 8), error=error, http_status=http, **debug)
 
 
 def run_with_client(provider: ProviderConfig, stage: str, api_log: str | Path | None,
-                    body: Callable[[LLMClient], Any], debug: bool = False) -> Any:
+                    body: Callable[[LLMClient], Any], debug: bool = False,
+                    request_cache: str | Path | None = None, retry_errors: bool = True,
+                    rate_limit_dir: str | Path | None = None) -> Any:
     """Run ``await body(client)`` for one stage and return its result.
 
-    Opens the provider's endpoint (starting the local server if needed), creates
-    the ``LLMClient`` with a ``CallLog(api_log)``, and on every exit path prints
-    the token/cost summary to stderr and appends it to the call log as
-    ``{"event": "stage_summary", "stage", "totals": [...]}``. SIGTERM cancels the
-    stage cleanly (the side cache is flushed) and raises ``CJEError``.
+    Creates the ``LLMClient`` with a ``CallLog(api_log)``, the request cache in
+    ``request_cache`` (None: no cache) and the provider's rate limits (shared through
+    ``rate_limit_dir`` when given); the endpoint (a local server for ``kind: local``)
+    is opened at the first uncached call and closed at the end. On every exit path
+    the token/cost summary (with cached calls) is printed to stderr and appended to
+    the call log as ``{"event": "stage_summary", "stage", "totals": [...]}``. SIGTERM
+    cancels the stage cleanly and raises ``CJEError``.
     """
     call_log = CallLog(api_log, debug=debug)
     acct = Accounting()
-
+    cache = RequestCache(request_cache, use_errors=not retry_errors) if request_cache else None
+    limits = RateLimits.for_provider(provider, rate_limit_dir)
     terminated = []
 
-    async def main() -> Any:
-        loop = asyncio.get_running_loop()
-        task = asyncio.current_task()
+    with contextlib.ExitStack() as endpoint:
+        async def main() -> Any:
+            loop = asyncio.get_running_loop()
+            task = asyncio.current_task()
 
-        def on_sigterm() -> None:  # Snakemake/SLURM cancel: flush the cache, then stop
-            terminated.append(True)
-            task.cancel()
-        with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
-            loop.add_signal_handler(signal.SIGTERM, on_sigterm)
-        async with LLMClient(provider, base_url, stage, call_log, acct) as client:
-            return await body(client)
+            def on_sigterm() -> None:  # Snakemake/SLURM cancel: stop; answers are cached
+                terminated.append(True)
+                task.cancel()
+            with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+                loop.add_signal_handler(signal.SIGTERM, on_sigterm)
+            async with LLMClient(provider, None, stage, call_log, acct, cache=cache, limits=limits,
+                                 opener=lambda: endpoint.enter_context(provider_endpoint(provider))
+                                 ) as client:
+                return await body(client)
 
-    try:
-        with provider_endpoint(provider) as base_url:
-            try:
-                return asyncio.run(main())
-            except asyncio.CancelledError:
-                if terminated:
-                    raise CJEError(f"{stage}: terminated by SIGTERM; finished rows are kept "
-                                   "in the side cache, rerun to resume") from None
-                raise
-    finally:
-        call_log.write(event="stage_summary", stage=stage, totals=acct.summary())
-        print(f"[{stage}] {acct.format_summary()}", file=sys.stderr)
+        try:
+            return asyncio.run(main())
+        except asyncio.CancelledError:
+            if terminated:
+                raise CJEError(f"{stage}: terminated by SIGTERM; finished answers are kept in "
+                               "the request cache, rerun to resume") from None
+            raise
+        finally:
+            call_log.write(event="stage_summary", stage=stage, totals=acct.summary())
+            print(f"[{stage}] {acct.format_summary()}", file=sys.stderr)

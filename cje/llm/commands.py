@@ -2,7 +2,11 @@
 
 Flags are exactly those of docs/contracts.md, plus ``--api-log`` (default
 ``logs/api_calls.log``), ``--debug-log`` (also log prompts and answers) and
-``--no-retry-errors`` (keep cached error rows instead of asking again).
+``--no-retry-errors`` (keep cached failed calls instead of asking again).
+Every API stage takes ``--request-cache DIR`` (the per-request answer cache shared
+by every stage and shard of a provider; default ``data/cache/requests``) and
+``--rate-limit-dir DIR`` (shared rate-limit state, so concurrent jobs of one
+provider hold its limits together); docs/llm.md.
 """
 
 from __future__ import annotations
@@ -20,18 +24,25 @@ def _config(path: str | None) -> dict:
     return load_config(path)
 
 
-def _api_flags(p: argparse.ArgumentParser, shards: bool = True, cache: bool = True) -> None:
+def request_cache_flags(p: argparse.ArgumentParser) -> None:
+    """``--request-cache DIR`` and ``--rate-limit-dir DIR`` (every API stage)."""
+    p.add_argument("--request-cache", default="data/cache/requests", metavar="DIR",
+                   help="per-request answer cache shared by every stage and shard of a "
+                        "provider (default data/cache/requests); a rerun sends only "
+                        "requests never answered")
+    p.add_argument("--rate-limit-dir", default=None, metavar="DIR",
+                   help="folder holding the providers' shared rate-limit state: every job "
+                        "using it keeps requests/tokens per minute together (default: "
+                        "limits hold per process)")
+
+
+def _api_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", required=True, help="workflow config YAML")
-    if shards:
-        p.add_argument("--shard", type=int, default=0, help="this job's shard index (0-based)")
-        p.add_argument("--num-shards", type=int, default=1, help="number of shards")
-    if cache:
-        p.add_argument("--cache", default=None,
-                       help="side cache for resume (default OUTPUT.cache.jsonl)")
-        p.add_argument("--batch-size", type=int, default=None,
-                       help="cache flush interval (default execution.batch_size or 20)")
-        p.add_argument("--no-retry-errors", action="store_true",
-                       help="keep cached error rows instead of retrying them")
+    p.add_argument("--shard", type=int, default=0, help="this job's shard index (0-based)")
+    p.add_argument("--num-shards", type=int, default=1, help="number of shards")
+    request_cache_flags(p)
+    p.add_argument("--no-retry-errors", action="store_true",
+                   help="keep cached failed calls instead of asking again")
     p.add_argument("--api-log", default="logs/api_calls.log", help="JSON-lines API call log")
     p.add_argument("--debug-log", action="store_true",
                    help="also write prompts and answers to the API log")
@@ -55,8 +66,8 @@ def _cmd_generate(args: argparse.Namespace) -> int:
     k = args.draws_per_prompt or int((cfg.get("fresh_draws") or {}).get("draws_per_prompt", 1))
     counts = generate_responses(cfg, args.policy, args.prompts, args.output,
                                 draws_per_prompt=k, shard=args.shard,
-                                num_shards=args.num_shards, cache=args.cache,
-                                batch_size=args.batch_size, api_log=args.api_log,
+                                num_shards=args.num_shards, request_cache=args.request_cache,
+                                rate_limit_dir=args.rate_limit_dir, api_log=args.api_log,
                                 retry_errors=not args.no_retry_errors, debug=args.debug_log)
     print(f"generate {args.policy}: {counts} -> {args.output}", file=sys.stderr)
     return 0
@@ -69,8 +80,9 @@ def _cmd_score(role: str):
         counts = score_responses(cfg, role, args.input, args.output,
                                  coverage=getattr(args, "coverage", None),
                                  seed=getattr(args, "seed", None), shard=args.shard,
-                                 num_shards=args.num_shards, cache=args.cache,
-                                 batch_size=args.batch_size, api_log=args.api_log,
+                                 num_shards=args.num_shards,
+                                 request_cache=args.request_cache,
+                                 rate_limit_dir=args.rate_limit_dir, api_log=args.api_log,
                                  retry_errors=not args.no_retry_errors, debug=args.debug_log)
         print(f"{role} {args.input}: {counts} -> {args.output}", file=sys.stderr)
         return 0

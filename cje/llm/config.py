@@ -17,6 +17,7 @@ from typing import Any
 import yaml
 
 from cje.errors import ConfigError
+from cje.paths import safe_component
 
 PROVIDER_KINDS = ("local", "openai")
 CHAT_TEMPLATES = ("gemma", "llama3", "chatml", "none")
@@ -30,8 +31,13 @@ class ProviderConfig:
     ``kind: local`` means the embedded llama.cpp server that each stage starts and
     stops (``cje.llm.local_server``); ``kind: openai`` is any OpenAI-compatible URL.
     Rate limits of ``None`` mean unlimited. Costs are USD per million tokens.
-    ``retry_backoff_s`` is the first backoff ceiling (doubled per retry, capped at
-    ``retry_backoff_max_s``, full jitter), overridable so tests can run fast.
+    Retries (``cje.llm.retry``): ``retry_backoff_s`` is the first backoff ceiling
+    (doubled per retry, capped at ``retry_backoff_max_s``, full jitter);
+    ``max_retries`` bounds transient failures (5xx, resets, malformed answers),
+    ``max_timeouts`` timeouts, ``rate_limit_budget_s`` the total waiting on HTTP 429
+    per call; a ``Retry-After`` is honoured up to ``retry_after_max_s``. Rate limits
+    hold in every sliding window of ``rate_limit_window_s`` seconds (default 60:
+    requests/tokens *per minute*).
     """
 
     name: str
@@ -47,6 +53,10 @@ class ProviderConfig:
     max_retries: int = 6
     retry_backoff_s: float = 1.0
     retry_backoff_max_s: float = 60.0
+    retry_after_max_s: float = 120.0
+    rate_limit_budget_s: float = 1800.0
+    max_timeouts: int = 2
+    rate_limit_window_s: float = 60.0
     cost_per_million_input_tokens: float = 0.0
     cost_per_million_output_tokens: float = 0.0
 
@@ -58,6 +68,7 @@ class ProviderConfig:
         """
         if self.kind == "local" or not self.api_key_env:
             return "not-needed"
+        check_api_key_env(self.name, self.api_key_env)
         key = os.environ.get(self.api_key_env)
         if not key:
             raise ConfigError(f"environment variable {self.api_key_env} is not set "
@@ -131,6 +142,21 @@ class ScorerConfig:
         return _hash(d)
 
 
+def check_api_key_env(provider: str, value: Any) -> None:
+    """``ConfigError`` unless ``api_key_env`` is an environment-variable *name*. A value
+    that looks like a key (pasted by mistake) is refused without being shown."""
+    from cje.llm.scrub import ENV_NAME, is_env_var_name
+
+    where = f"providers.{provider}.api_key_env"
+    if not isinstance(value, str) or not value:
+        raise ConfigError("must be the name of an environment variable", key=where)
+    if not is_env_var_name(value):
+        shown = f" ({value!r})" if ENV_NAME.fullmatch(value) and len(value) < 20 else ""
+        raise ConfigError(f"must be the NAME of the environment variable that holds the key{shown}; "
+                          "the value looks like a key itself, so it is not shown: remove it from "
+                          "the config file and revoke it if the file was shared", key=where)
+
+
 def _hash(obj: Any) -> str:
     return hashlib.sha256(json.dumps(obj, sort_keys=True).encode()).hexdigest()[:16]
 
@@ -168,7 +194,16 @@ def provider_config(cfg: dict, name: str) -> ProviderConfig:
     if name not in providers:
         raise ConfigError(f"provider '{name}' is not defined (have {sorted(providers)})",
                           key="providers")
+    safe_component(name, "provider name (config key 'providers')")
     p = _build(ProviderConfig, providers[name], f"providers.{name}", name=name)
+    if p.api_key_env is not None:
+        check_api_key_env(name, p.api_key_env)
+    for k in ("timeout_s", "retry_after_max_s", "rate_limit_budget_s", "rate_limit_window_s"):
+        if not isinstance(getattr(p, k), (int, float)) or not getattr(p, k) > 0:
+            raise ConfigError("must be a number > 0", key=f"providers.{name}.{k}")
+    for k in ("max_retries", "max_timeouts"):
+        if not isinstance(getattr(p, k), int) or getattr(p, k) < 0:
+            raise ConfigError("must be an integer >= 0", key=f"providers.{name}.{k}")
     if p.kind not in PROVIDER_KINDS:
         raise ConfigError(f"kind must be one of {PROVIDER_KINDS}, got {p.kind!r}",
                           key=f"providers.{name}.kind")
@@ -186,6 +221,7 @@ def policy_config(cfg: dict, name: str) -> PolicyConfig:
     if name not in policies:
         raise ConfigError(f"policy '{name}' is not defined (have {sorted(policies)})",
                           key="policies")
+    safe_component(name, "policy name (config key 'policies')")  # it becomes file names
     pol = _build(PolicyConfig, policies[name], f"policies.{name}", name=name)
     if pol.chat_template not in CHAT_TEMPLATES:
         raise ConfigError(f"must be one of {CHAT_TEMPLATES}, got {pol.chat_template!r}",
@@ -211,6 +247,3 @@ def scorer_config(cfg: dict, role: str) -> ScorerConfig:
     return sc
 
 
-def batch_size(cfg: dict) -> int:
-    """``execution.batch_size`` (side-cache flush interval), default 20."""
-    return int((cfg.get("execution") or {}).get("batch_size", 20))

@@ -21,7 +21,7 @@ import polars as pl
 
 from cje.atomic import atomic_writer
 from cje.errors import ConfigError, InputError
-from cje.llm.cache import dedupe_sorted, read_jsonl, write_jsonl_atomic
+from cje.llm.stage_io import dedupe_sorted, read_jsonl, write_jsonl_atomic
 
 log = logging.getLogger(__name__)
 MERGE_KEY = ("policy", "prompt_id", "draw_idx")

@@ -12,9 +12,13 @@ one response is sampled:
 - ``chat_template: none``: ``/v1/chat/completions`` with system + user messages;
   the provider applies its own template.
 
-Finished rows go to the side cache (flushed every ``batch_size``); the output is
-published atomically at the end, sorted by (prompt_id, draw_idx). Failed calls
-are rows with ``status: "error"``, ``response: null`` and the error text.
+Every answer is kept in the per-request cache (``--request-cache``) as it arrives;
+the cache key of a sample is its request plus ``sample = [policy, prompt_id,
+draw_idx]``: independent draws of one prompt, and of two policies with identical
+settings (a ``clone``), stay distinct samples. A rerun asks the cache first and
+sends only unanswered requests. The output is published atomically at the end,
+sorted by (prompt_id, draw_idx). Failed calls are rows with ``status: "error"``,
+``response: null`` and the error text.
 """
 
 from __future__ import annotations
@@ -24,12 +28,10 @@ import hashlib
 import logging
 from pathlib import Path
 
-from cje.llm.cache import SideCache, all_cached, default_cache_path, read_jsonl, \
-    run_resumable, write_jsonl_atomic
 from cje.llm.client import LLMClient, run_with_client
-from cje.llm.config import PolicyConfig, ProviderConfig, batch_size as cfg_batch_size, \
-    policy_config, provider_config
+from cje.llm.config import PolicyConfig, ProviderConfig, policy_config, provider_config
 from cje.llm.prompts import select_shard
+from cje.llm.stage_io import read_jsonl, run_items, write_jsonl_atomic
 
 log = logging.getLogger(__name__)
 KEY_FIELDS = ("prompt_id", "draw_idx")
@@ -70,14 +72,18 @@ async def sample_one(client: LLMClient, policy: PolicyConfig, provider: Provider
                              "seed": sample_seed(policy.name, item["prompt_id"], item["draw_idx"])}
     endpoint = req.pop("endpoint")
     finish_reason, token_ids = None, None
+    # independent draws (also of two policies with identical settings): distinct cache keys
+    sample = [policy.name, item["prompt_id"], item["draw_idx"]]
     if endpoint == "completions":
-        res = await client.complete(req.pop("prompt"), prompt_id=item["prompt_id"], **req)
+        res = await client.complete(req.pop("prompt"), prompt_id=item["prompt_id"], sample=sample,
+                                    **req)
         text = res.value.text if res.ok else None
         if res.ok:
             finish_reason = getattr(res.value, "finish_reason", None)
             token_ids = (getattr(res.value, "model_extra", None) or {}).get("token_ids")
     else:
-        res = await client.chat(req.pop("messages"), prompt_id=item["prompt_id"], **req)
+        res = await client.chat(req.pop("messages"), prompt_id=item["prompt_id"], sample=sample,
+                                **req)
         text = res.value if res.ok else None
     row = {"prompt_id": item["prompt_id"], "prompt": item["prompt"], "policy": policy.name,
            "draw_idx": item["draw_idx"], "response": text,
@@ -96,15 +102,17 @@ def sample_seed(policy: str, prompt_id: str, draw_idx: int) -> int:
 
 def generate_responses(cfg: dict, policy: str, prompts: str, output: str,
                        draws_per_prompt: int = 1, shard: int = 0, num_shards: int = 1,
-                       cache: str | None = None, batch_size: int | None = None,
+                       request_cache: str | None = None,
+                       rate_limit_dir: str | None = None,
                        api_log: str | None = "logs/api_calls.log", retry_errors: bool = True,
                        debug: bool = False) -> dict:
     """Run the ``generate`` stage for ``policy`` and write ``output`` atomically.
 
     Inputs: workflow config dict, policy name, prompts JSONL (prompt_id, prompt),
     output path, draws per prompt K, shard I of N (by sorted prompt_id position),
-    side-cache path (default ``OUTPUT.cache.jsonl``), flush interval. Output rows:
-    see docs/contracts.md (``data/responses/{policy}.jsonl``). Returns counts.
+    request-cache folder (None: no cache), rate-limit state folder (None: limits in
+    this process only). Output rows: see docs/contracts.md
+    (``data/responses/{policy}.jsonl``). Returns counts.
     """
     pol = policy_config(cfg, policy)
     prov = provider_config(cfg, pol.provider)
@@ -114,22 +122,16 @@ def generate_responses(cfg: dict, policy: str, prompts: str, output: str,
     mine = select_shard([r["prompt_id"] for r in rows], shard, num_shards)
     items = [{"prompt_id": r["prompt_id"], "prompt": r["prompt"], "draw_idx": k}
              for r in rows if r["prompt_id"] in mine for k in range(draws_per_prompt)]
-    side = SideCache(cache or default_cache_path(output), KEY_FIELDS,
-                     fingerprint=pol.fingerprint(),
-                     batch_size=batch_size or cfg_batch_size(cfg), retry_errors=retry_errors)
-    if side.n_stale:
-        log.warning("%s: ignoring %d cached rows sampled under other policy settings",
-                    side.path, side.n_stale)
+    del rows
 
-    async def body(client: LLMClient) -> dict:
-        return await run_resumable(items, side,
-                                   lambda it: sample_one(client, pol, prov, it),
-                                   desc=f"generate {policy}", workers=prov.max_concurrency)
+    async def body(client: LLMClient) -> tuple[list[dict], dict]:
+        return await run_items(items, lambda it: sample_one(client, pol, prov, it),
+                               desc=f"generate {policy}", workers=prov.max_concurrency)
 
-    counts = all_cached(items, side) or run_with_client(prov, f"generate:{policy}", api_log,
-                                                        body, debug=debug)
-    out = [side.get((it["prompt_id"], it["draw_idx"])) for it in items]
-    out = sorted((r for r in out if r is not None), key=lambda r: (r["prompt_id"], r["draw_idx"]))
+    out, counts = run_with_client(prov, f"generate:{policy}", api_log, body, debug=debug,
+                                  request_cache=request_cache, retry_errors=retry_errors,
+                                  rate_limit_dir=rate_limit_dir)
+    out.sort(key=lambda r: (r["prompt_id"], r["draw_idx"]))
     write_jsonl_atomic(output, out)
     counts["written"] = len(out)
     counts["errors_in_output"] = sum(r["status"] != "ok" for r in out)

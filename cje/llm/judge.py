@@ -20,9 +20,10 @@ Methods (``method`` in config):
 
 Scores are stored in [0, 1] (0-100 answers divided by 100). An unparseable answer
 is retried (``parse_retries``) and then stored as ``status: "error"`` with the raw
-answer -- never as a default score. The oracle labels a seeded subset:
-``round(coverage * n)`` rows chosen by ``default_rng(seed)`` over all input rows
-sorted by (prompt_id, draw_idx), identically in every shard.
+answer -- never as a default score. The oracle labels a seeded subset: each
+row independently with probability ``coverage``, decided by a hash of (seed,
+prompt_id, draw_idx), so identically in every shard and unchanged when rows are
+added (``oracle_selection``).
 """
 
 from __future__ import annotations
@@ -37,13 +38,11 @@ from pathlib import Path
 
 import numpy as np
 
-from cje.errors import ConfigError
-from cje.llm.cache import SideCache, all_cached, default_cache_path, read_jsonl, \
-    run_resumable, write_jsonl_atomic
+from cje.errors import ConfigError, InputError
 from cje.llm.client import LLMClient, MalformedResponse, chat_text, run_with_client
-from cje.llm.config import ScorerConfig, batch_size as cfg_batch_size, provider_config, \
-    scorer_config
+from cje.llm.config import ScorerConfig, provider_config, scorer_config
 from cje.llm.prompts import select_shard
+from cje.llm.stage_io import read_jsonl, run_items, write_jsonl_atomic
 
 log = logging.getLogger(__name__)
 KEY_FIELDS = ("prompt_id", "draw_idx", "input_sha")
@@ -130,20 +129,34 @@ def _yes_no(resp) -> tuple[float, str]:
     lp = getattr(choices[0], "logprobs", None) if choices else None
     tops = getattr(lp, "top_logprobs", None) if lp is not None else None
     if not tops or not isinstance(tops[0], dict):
-        raise MalformedResponse("no top_logprobs in completion")
-    return yes_probability(tops[0]), json.dumps(tops[0])
+        raise MalformedResponse("no top_logprobs in completion",
+                                raw=getattr(choices[0], "text", None) if choices else None)
+    raw = json.dumps(tops[0])
+    try:
+        return yes_probability(tops[0]), raw
+    except MalformedResponse as exc:
+        raise MalformedResponse(str(exc), raw=raw) from None
 
 
 def _chat_score(resp) -> tuple[float, str]:
     text = chat_text(resp)
-    return parse_score(text) / 100.0, text
+    try:
+        return parse_score(text) / 100.0, text
+    except MalformedResponse as exc:  # keep the unparseable answer for the error row
+        raise MalformedResponse(str(exc), raw=text) from None
 
 
 async def score_variant(client: LLMClient, sc: ScorerConfig, variant: str, prompt: str,
-                        response: str, prompt_id: str) -> tuple[float | None, str | None, str | None]:
-    """Score one (prompt, response) with one rubric variant: (score in [0,1], raw, error)."""
+                        response: str, prompt_id: str,
+                        repeat: int = 0) -> tuple[float | None, str | None, str | None]:
+    """Score one (prompt, response) with one rubric variant: (score in [0,1], raw, error).
+
+    ``repeat``: which repetition of this same variant (when ``n_rubric_samples`` exceeds
+    the number of variants); it keeps repeated samples apart in the request cache. On
+    failure ``raw`` is the last answer the parser rejected (None if there was none)."""
     text = render_rubric(variant, prompt, response)
-    common = dict(model=sc.model, prompt_id=prompt_id, max_parse_retries=sc.parse_retries)
+    common = dict(model=sc.model, prompt_id=prompt_id, max_parse_retries=sc.parse_retries,
+                  sample=repeat or None)
     if sc.method == "yes_no_logprob":
         if sc.chat_template != "none":
             from cje.llm import templates
@@ -157,17 +170,25 @@ async def score_variant(client: LLMClient, sc: ScorerConfig, variant: str, promp
                                 temperature=sc.temperature, response_format=fmt,
                                 parse=_chat_score, **common)
     if not res.ok:
-        return None, None, res.error
+        return None, res.raw, res.error
     return res.value[0], res.value[1], None
 
 
 def oracle_selection(keys: list[tuple], coverage: float, seed: int) -> set[tuple]:
-    """The seeded subset of ``keys`` to label: ``round(coverage * n)`` keys drawn
-    without replacement by ``default_rng(seed)`` from the sorted keys."""
-    keys = sorted(set(keys))
-    n_sel = int(round(coverage * len(keys)))
-    idx = np.random.default_rng(seed).choice(len(keys), size=n_sel, replace=False)
-    return {keys[i] for i in idx}
+    """The seeded subset of ``keys`` to label: every key whose hash
+    ``u = blake2b(seed, key) / 2**128`` (uniform in [0, 1)) is below ``coverage``.
+
+    Each row is labelled independently with probability ``coverage`` (a Bernoulli /
+    Poisson sample: about ``coverage * n`` rows, binomial spread; coverage 0 and 1
+    give none and all). A row's selection depends only on its own key, so it is the
+    same in every shard and never changes when rows are added or removed: adding
+    prompts never asks the oracle about old rows (a fixed-size draw would reshuffle
+    the whole subset).
+    """
+    def u(key: tuple) -> float:
+        digest = hashlib.blake2b("\x1f".join(map(str, (seed, *key))).encode(), digest_size=16)
+        return int.from_bytes(digest.digest(), "big") / 2.0**128
+    return {k for k in set(keys) if u(k) < coverage}
 
 
 def _input_sha(row: dict) -> str:
@@ -177,16 +198,20 @@ def _input_sha(row: dict) -> str:
 
 def score_responses(cfg: dict, role: str, input: str, output: str,
                     coverage: float | None = None, seed: int | None = None, shard: int = 0,
-                    num_shards: int = 1, cache: str | None = None,
-                    batch_size: int | None = None, api_log: str | None = "logs/api_calls.log",
+                    num_shards: int = 1, request_cache: str | None = None,
+                    rate_limit_dir: str | None = None,
+                    api_log: str | None = "logs/api_calls.log",
                     retry_errors: bool = True, debug: bool = False) -> dict:
     """Run the ``judge`` (role="judge") or ``oracle`` (role="oracle") stage.
 
     Input: a responses JSONL (``data/responses/P.jsonl``). Output rows (atomic):
     ``prompt_id, draw_idx, policy, {judge_score|oracle_label}, status, error, raw,
     model, rubric_hash, input_sha`` (+ ``selected`` for the oracle; unselected rows
-    have ``status: "not_selected"`` and a null label). ``coverage``/``seed`` default
-    to the oracle config (the judge scores every row). Returns counts.
+    have ``status: "not_selected"`` and a null label). ``raw`` is the scorer's answer,
+    also on error rows whose answer could not be parsed. ``coverage``/``seed`` default
+    to the oracle config (the judge scores every row). Answers come from / go to the
+    request cache (``request_cache``; None: none); ``rate_limit_dir`` shares the
+    provider's limits across jobs. Returns counts.
     """
     sc = scorer_config(cfg, role)
     prov = provider_config(cfg, sc.provider)
@@ -197,6 +222,11 @@ def score_responses(cfg: dict, role: str, input: str, output: str,
                           f"config/rubrics/{role}_score.txt)", key=f"{role}.rubric_file")
     field = "judge_score" if role == "judge" else "oracle_label"
     rows = read_jsonl(input, required=("prompt_id", "draw_idx", "status"))
+    for i, r in enumerate(rows, 1):
+        if r.get("status") == "ok" and r.get("response") is not None and \
+                not isinstance(r.get("prompt"), str):
+            raise InputError("required field is missing (a scored row needs its prompt)",
+                             path=str(input), line=i, field="prompt")
     selected = None
     if role == "oracle":
         cov = sc.coverage if coverage is None else coverage
@@ -207,9 +237,6 @@ def score_responses(cfg: dict, role: str, input: str, output: str,
     mine = select_shard([r["prompt_id"] for r in rows], shard, num_shards)
     rows = sorted((r for r in rows if r["prompt_id"] in mine),
                   key=lambda r: (r["prompt_id"], r["draw_idx"]))
-    side = SideCache(cache or default_cache_path(output), KEY_FIELDS,
-                     fingerprint=sc.fingerprint(rubric_hash),
-                     batch_size=batch_size or cfg_batch_size(cfg), retry_errors=retry_errors)
 
     def base_record(row: dict) -> dict:
         rec = {"prompt_id": row["prompt_id"], "draw_idx": row["draw_idx"],
@@ -220,43 +247,42 @@ def score_responses(cfg: dict, role: str, input: str, output: str,
             rec["selected"] = (row["prompt_id"], row["draw_idx"]) in selected
         return rec
 
-    to_call, final = [], {}
+    to_call, final = [], []
     for row in rows:
         rec = base_record(row)
-        key = (rec["prompt_id"], rec["draw_idx"], rec["input_sha"])
         if selected is not None and not rec["selected"]:
-            final[key] = {**rec, "status": "not_selected"}
+            final.append({**rec, "status": "not_selected"})
         elif row.get("status") != "ok" or row.get("response") is None:
-            final[key] = {**rec, "error": f"response unavailable (generation status "
-                                          f"{row.get('status')!r}: {row.get('error')})"}
+            final.append({**rec, "error": f"response unavailable (generation status "
+                                          f"{row.get('status')!r}: {row.get('error')})"})
         else:
-            to_call.append({**rec, "_row": row})
+            to_call.append({"rec": rec, "prompt": row["prompt"], "response": row["response"]})
+    del rows
 
     async def work(client: LLMClient, item: dict) -> dict:
-        row = item.pop("_row")
-        n = sc.n_rubric_samples
+        rec = dict(item["rec"])
+        n, nv = sc.n_rubric_samples, len(variants)
         results = await asyncio.gather(*[
-            score_variant(client, sc, variants[i % len(variants)], row["prompt"],
-                          row["response"], row["prompt_id"]) for i in range(n)])
+            score_variant(client, sc, variants[i % nv], item["prompt"], item["response"],
+                          rec["prompt_id"], repeat=i // nv) for i in range(n)])
         errors = [e for _, _, e in results if e]
         raws = [r for _, r, _ in results]
-        item["raw"] = raws[0] if n == 1 else raws
+        rec["raw"] = raws[0] if n == 1 else raws
         if errors:
-            return {**item, "status": "error", "error": "; ".join(errors)}
-        return {**item, field: float(np.mean([s for s, _, _ in results])), "status": "ok"}
+            return {**rec, "status": "error", "error": "; ".join(errors)}
+        return {**rec, field: float(np.mean([s for s, _, _ in results])), "status": "ok"}
 
-    async def body(client: LLMClient) -> dict:
-        return await run_resumable(to_call, side, lambda it: work(client, it),
-                                   desc=f"{role} {Path(input).stem}",
-                                   workers=prov.max_concurrency)
+    async def body(client: LLMClient) -> tuple[list[dict], dict]:
+        return await run_items(to_call, lambda it: work(client, it),
+                               desc=f"{role} {Path(input).stem}", workers=prov.max_concurrency)
 
-    counts = all_cached(to_call, side) or run_with_client(
-        prov, f"{role}:{Path(input).stem}", api_log, body, debug=debug)
-    for it in to_call:
-        key = (it["prompt_id"], it["draw_idx"], it["input_sha"])
-        final[key] = side.get(key)
-    out = sorted((r for r in final.values() if r is not None),
-                 key=lambda r: (r["prompt_id"], r["draw_idx"]))
+    counts = {"total": 0, "ok": 0, "error": 0}
+    if to_call:
+        scored, counts = run_with_client(prov, f"{role}:{Path(input).stem}", api_log, body,
+                                         debug=debug, request_cache=request_cache,
+                                         retry_errors=retry_errors, rate_limit_dir=rate_limit_dir)
+        final.extend(scored)
+    out = sorted(final, key=lambda r: (r["prompt_id"], r["draw_idx"]))
     write_jsonl_atomic(output, out)
     counts.update(written=len(out), scored_ok=sum(r["status"] == "ok" for r in out),
                   errors=sum(r["status"] == "error" for r in out))

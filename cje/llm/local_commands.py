@@ -1,14 +1,15 @@
 """CLI commands ``cje logprobs`` (teacher-forced log-probs stage) and ``cje serve-local``.
 
 ``cje logprobs --config C --responses data/responses/base.jsonl --policies a,b
---output-dir D [--shard I --num-shards N] [--cache-dir DIR]`` scores every base
-response under each listed policy and writes ``D/{policy}.jsonl`` (rows in
-docs/contracts.md plus ``draw_idx``, ``logprob_temperature``, ``fallback_reason``,
-``token_path``, ``response_sha256``, ``model``). It resumes from a side cache
-(``DIR/{policy}.cache.jsonl``, with ``.{I}-of-{N}`` before ``.cache.jsonl`` when
-sharded; default DIR = D), never re-paying for an ``ok`` row whose response (text
-and token ids) is unchanged, and publishes atomically. A base response whose
-generation failed gives an ``error`` row without a call. Shards are L1's
+--output-dir D [--shard I --num-shards N] [--request-cache DIR] [--rate-limit-dir DIR]``
+scores every base response under each listed policy and writes ``D/{policy}.jsonl``
+(rows in docs/contracts.md plus ``draw_idx``, ``logprob_temperature``,
+``fallback_reason``, ``token_path``, ``response_sha256``, ``model``). Every answer
+is kept in the per-request cache (``cje.llm.request_cache``), so a rerun, a new
+shard layout or a new response set re-sends only requests never answered (the
+request holds the rendered text, so an unchanged response under an unchanged policy
+is never paid twice), and the output is published atomically. A base response whose
+generation failed gives an ``error`` row without a call. Shards are
 ``select_shard`` (sorted prompt_ids, position mod N), as in ``cje generate``.
 
 Optional response-row fields it uses: ``finish_reason`` (``length``: the response
@@ -34,29 +35,21 @@ import time
 from pathlib import Path
 
 from cje.errors import ConfigError
-from cje.llm.cache import SideCache, publish_jsonl, read_jsonl
 from cje.llm.client import LLMClient, run_with_client
-from cje.llm.config import batch_size as config_batch_size
 from cje.llm.config import load_config, policy_config, provider_config
 from cje.llm.progress import Progress
 from cje.llm.prompts import select_shard
+from cje.llm.stage_io import publish_jsonl, read_jsonl
 from cje.llm.teacher_forcing import Score, refusal_reason, score_response
 
 log = logging.getLogger("cje.logprobs")
 KEY_FIELDS = ("prompt_id", "draw_idx")
-SCORING_VERSION = "tf2"  # bump when the scoring procedure changes (invalidates caches)
 
 
 def _sha(resp: dict) -> str:
     """Fingerprint of what is scored: the response text and its token ids (if any)."""
     key = json.dumps([resp.get("response") or "", resp.get("token_ids")])
     return hashlib.sha256(key.encode("utf-8")).hexdigest()[:16]
-
-
-def cache_path(cache_dir: Path, policy: str, shard: int, num_shards: int) -> Path:
-    """The side-cache file of one policy (and shard) in ``cache_dir``."""
-    suffix = f".{shard}-of-{num_shards}" if num_shards > 1 else ""
-    return cache_dir / f"{policy}{suffix}.cache.jsonl"
 
 
 def cut_by_max_tokens(resp: dict, max_tokens_of: dict[str, int]) -> bool:
@@ -83,7 +76,7 @@ def _row(resp: dict, policy, score: Score) -> dict:
     }
 
 
-async def _score_policy(client: LLMClient, policy, todo: list[dict], cache: SideCache,
+async def _score_policy(client: LLMClient, policy, todo: list[dict],
                         embedded_server: bool, progress: Progress,
                         max_tokens_of: dict[str, int]) -> dict[tuple, dict]:
     async def one(resp: dict) -> dict:
@@ -98,7 +91,6 @@ async def _score_policy(client: LLMClient, policy, todo: list[dict], cache: Side
     try:
         for fut in asyncio.as_completed(tasks):
             row = await fut
-            cache.add(row)
             out[(row["prompt_id"], row["draw_idx"])] = row
             progress.update(1)
     finally:
@@ -108,26 +100,29 @@ async def _score_policy(client: LLMClient, policy, todo: list[dict], cache: Side
 
 
 def run_logprobs(config_path: str, responses_path: str, policies: list[str], output_dir: str,
-                 shard: int = 0, num_shards: int = 1, cache_dir: str | None = None,
-                 api_log: str = "logs/api_calls.log", batch_size: int | None = None) -> dict[str, dict]:
+                 shard: int = 0, num_shards: int = 1,
+                 request_cache: str | None = None,
+                 rate_limit_dir: str | None = None,
+                 api_log: str = "logs/api_calls.log") -> dict[str, dict]:
     """Run the log-prob stage; return ``{policy: {"ok": n, "error": n, "offsets": n, "two_call": n}}``.
 
-    Inputs: workflow config path, the base responses JSONL, policy names, output
-    directory, shard selection, cache directory (default: output dir), API call
-    log path, side-cache flush interval (default ``execution.batch_size``).
-    Writes ``output_dir/{policy}.jsonl`` atomically (sorted by prompt_id, draw_idx).
+    Inputs: workflow config path, the base responses JSONL, policy names (each must be
+    a safe file name: ``cje.paths.safe_component``), output directory, shard
+    selection, request-cache folder (None: no cache), rate-limit state folder, API
+    call log path. Writes ``output_dir/{policy}.jsonl`` atomically (sorted by
+    prompt_id, draw_idx).
     """
     if not 0 <= shard < num_shards:
         raise ConfigError(f"--shard {shard} is not in [0, {num_shards})", key="--shard")
     cfg = load_config(config_path)
-    pols = [policy_config(cfg, name) for name in policies]
+    pols = [policy_config(cfg, name) for name in policies]  # names checked: they become files
     rows = read_jsonl(responses_path, required=("prompt_id", "prompt", "response"))
     mine = select_shard([r["prompt_id"] for r in rows], shard, num_shards)
     responses = [r for r in rows if r["prompt_id"] in mine]
-    out_dir, cdir = Path(output_dir), Path(cache_dir or output_dir)
+    del rows
+    out_dir = Path(output_dir)
     max_tokens_of = {name: int(spec.get("max_tokens", 256)) for name, spec in (cfg.get("policies") or {}).items()
                      if isinstance(spec, dict)}
-    n_batch = batch_size or config_batch_size(cfg)
     summary: dict[str, dict] = {}
     by_provider: dict[str, list] = {}
     for pol in pols:
@@ -137,42 +132,38 @@ def run_logprobs(config_path: str, responses_path: str, policies: list[str], out
         plans = []
         for pol in provider_pols:
             refused = refusal_reason(pol)  # no call can fix it: error rows without a server
-            cache = SideCache(cache_path(cdir, pol.name, shard, num_shards), KEY_FIELDS,
-                              fingerprint=f"{pol.fingerprint()}:{SCORING_VERSION}", batch_size=n_batch)
             final, todo = {}, []
             for r in responses:
                 key = (r["prompt_id"], r.get("draw_idx", 0))
-                cached = cache.get(key)
-                if cached and cached.get("status") == "ok" and cached.get("response_sha256") == _sha(r):
-                    final[key] = cached
-                elif r.get("status", "ok") != "ok" or r["response"] is None:
+                if r.get("status", "ok") != "ok" or r["response"] is None:
                     reason = f"base response not available: {r.get('error') or 'status ' + str(r.get('status'))}"
                     final[key] = _row(r, pol, Score(None, None, None, "error", reason))
                 elif refused:
                     final[key] = _row(r, pol, Score(None, None, None, "error", refused))
                 else:
                     todo.append(r)
-            plans.append((pol, cache, final, todo))
+            plans.append((pol, final, todo))
         if any(todo for *_, todo in plans):
             async def body(client: LLMClient, plans=plans, provider=provider) -> None:
-                for pol, cache, final, todo in plans:
-                    with cache, Progress(len(responses), f"logprobs {pol.name}",
-                                         initial=len(responses) - len(todo)) as bar:
-                        final.update(await _score_policy(client, pol, todo, cache, provider.kind == "local",
+                for pol, final, todo in plans:
+                    with Progress(len(responses), f"logprobs {pol.name}",
+                                  initial=len(responses) - len(todo)) as bar:
+                        final.update(await _score_policy(client, pol, todo, provider.kind == "local",
                                                          bar, max_tokens_of))
 
-            # L1's runner: starts/stops the local server, call log + stage_summary, SIGTERM -> CJEError
-            run_with_client(provider, "logprobs:" + ",".join(p.name for p in provider_pols), api_log, body)
-        for pol, cache, final, todo in plans:
+            # starts/stops the local server at the first uncached call, call log + stage_summary
+            run_with_client(provider, "logprobs:" + ",".join(p.name for p in provider_pols), api_log,
+                            body, request_cache=request_cache, rate_limit_dir=rate_limit_dir)
+        for pol, final, todo in plans:
             out_rows = list(final.values())
             publish_jsonl(out_dir / f"{pol.name}.jsonl", out_rows, KEY_FIELDS)
-            counts = {"ok": 0, "error": 0, "offsets": 0, "two_call": 0, "rescored": len(todo)}
+            counts = {"ok": 0, "error": 0, "offsets": 0, "two_call": 0, "scored": len(todo)}
             for row in out_rows:
                 counts["ok" if row["status"] == "ok" else "error"] += 1
                 if row["status"] == "ok":
                     counts[row["method"]] += 1
             summary[pol.name] = counts
-            log.info("logprobs %s: %d ok (%d offsets, %d two_call), %d error, %d scored now",
+            log.info("logprobs %s: %d ok (%d offsets, %d two_call), %d error, %d scored (cached or sent)",
                      pol.name, counts["ok"], counts["offsets"], counts["two_call"], counts["error"], len(todo))
             errors = sorted({str(r["error"]).split(";")[0] for r in out_rows if r["status"] != "ok"})
             for e in errors[:5]:
@@ -185,7 +176,7 @@ def _cmd_logprobs(args: argparse.Namespace) -> int:
     if not policies:
         raise ConfigError("no policy names given", key="--policies")
     summary = run_logprobs(args.config, args.responses, policies, args.output_dir, args.shard,
-                           args.num_shards, args.cache_dir, args.api_log, args.batch_size)
+                           args.num_shards, args.request_cache, args.rate_limit_dir, args.api_log)
     return 0 if summary else 1
 
 
@@ -231,9 +222,9 @@ def register(subparsers) -> None:
     p.add_argument("--output-dir", required=True, help="writes OUTPUT_DIR/{policy}.jsonl")
     p.add_argument("--shard", type=int, default=0, help="this job's shard index (default 0)")
     p.add_argument("--num-shards", type=int, default=1, help="number of shards (default 1)")
-    p.add_argument("--cache-dir", default=None, help="side-cache folder (default: output dir)")
+    from cje.llm.commands import request_cache_flags
+    request_cache_flags(p)
     p.add_argument("--api-log", default="logs/api_calls.log", help="JSON-lines API call log")
-    p.add_argument("--batch-size", type=int, default=None, help="cache flush interval (default execution.batch_size)")
     p.set_defaults(func=_cmd_logprobs)
     s = subparsers.add_parser("serve-local", help="run the embedded local model server in the foreground")
     s.add_argument("--config", default=None, help="workflow config (threads/model of the local provider)")

@@ -31,7 +31,7 @@ import numpy as np
 import polars as pl
 
 from cje.errors import ConfigError, InputError
-from cje.llm.cache import write_jsonl_atomic
+from cje.llm.stage_io import write_jsonl_atomic
 
 log = logging.getLogger(__name__)
 ARENA_COLUMNS = ("question_id", "conversation_a")

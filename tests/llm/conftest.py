@@ -14,6 +14,13 @@ from fault_server import FaultServer  # noqa: E402
 from llm_testlib import FAKE_KEY  # noqa: E402
 
 
+@pytest.fixture(autouse=True)
+def _run_in_tmp_path(tmp_path, monkeypatch):
+    """Every LLM test runs in its own folder: relative defaults (``data/cache/requests``,
+    ``logs/api_calls.log``) never land in the repository."""
+    monkeypatch.chdir(tmp_path)
+
+
 @pytest.fixture
 def fault_server():
     """A running FaultServer (no faults, no latency); tests set rules on it."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from cje.cli import main as cli_main
-from cje.llm.cache import read_jsonl
+from cje.llm.stage_io import read_jsonl
 from cje.llm.generate import generate_responses
 from cje.llm.templates import render_prompt
 from llm_testlib import make_config, write_config, write_prompts
@@ -21,7 +21,9 @@ def test_faults_are_retried_or_recorded_and_rerun_repays_only_errors(fault_serve
         Rule("drop", match="q003", times=1), Rule("malformed", match="q004", times=1),
         Rule("slow", match="q005", times=1, slow_s=1.0)])
     cfg = make_config(fault_server.url, timeout_s=0.3, max_retries=2)
-    counts = generate_responses(cfg, "base", str(prompts), str(out), api_log=None)
+    rc = tmp_path / "requests"
+    counts = generate_responses(cfg, "base", str(prompts), str(out), api_log=None,
+                                request_cache=str(rc))
     rows = read_jsonl(out)
     assert [r["prompt_id"] for r in rows] == [f"q{i:03d}" for i in range(12)]
     bad = [r for r in rows if r["status"] != "ok"]
@@ -33,8 +35,9 @@ def test_faults_are_retried_or_recorded_and_rerun_repays_only_errors(fault_serve
     before = fault_server.counts()
 
     fault_server.set_rules([])  # the provider recovered; rerun
-    counts = generate_responses(cfg, "base", str(prompts), str(out), api_log=None)
-    assert counts["cached"] == 11 and counts["ran"] == 1
+    counts = generate_responses(cfg, "base", str(prompts), str(out), api_log=None,
+                                request_cache=str(rc))
+    assert counts["ok"] == 12
     after = fault_server.counts()
     changed = {t for t in after if after[t] != before.get(t, 0)}
     assert [t[:4] for t in changed] == ["q002"]  # finished rows were not requested again

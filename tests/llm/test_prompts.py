@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from cje.errors import InputError
-from cje.llm.cache import read_jsonl
+from cje.llm.stage_io import read_jsonl
 from cje.llm.prompts import make_prompts, select_shard
 
 ARENA = Path(__file__).parent / "data" / "arena_conversations_sample.jsonl"

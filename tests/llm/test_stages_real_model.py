@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from cje.llm.cache import read_jsonl
+from cje.llm.stage_io import read_jsonl
 from cje.llm.generate import generate_responses
 from cje.llm.judge import score_responses
 from llm_testlib import REPO

@@ -1,0 +1,105 @@
+"""Secret scrubbing: no API key, whole or in part, reaches an error, a log or the call log.
+
+Two rules (issue 14.6):
+
+1. **Fragments of a registered secret.** Every run of characters that is a
+   substring of a registered key and at least ``MIN_FRAGMENT`` (8) characters
+   long is replaced by ``***``. A provider echoing the key minus its last 4
+   characters, or its middle, is therefore scrubbed as well. Implementation: the
+   set of the key's 8-character windows; a text window found in the set marks its
+   8 characters; marked runs are replaced (linear in the text length).
+2. **Values that look like keys** (:func:`scrub_key_like`, applied to error text
+   from providers and to config values that should have been a variable *name*):
+   ``Bearer <token>``, ``sk-...`` / ``fw_...``-style prefixed tokens, ``api_key=...``
+   assignments, and any run of 24+ letters/digits/``-_`` that mixes letters and
+   digits (hex keys such as Together's). This rule is not applied to structured
+   fields the stages write themselves (prompt ids may be long hex ids).
+
+``Scrubber`` holds the secrets of one process (``add``) and applies rule 1 to any
+text, rule 2 only where asked (``scrub(text, key_like=True)``).
+"""
+
+from __future__ import annotations
+
+import re
+
+MIN_FRAGMENT = 8
+MASK = "***"
+_KEY_LIKE = [
+    re.compile(r"(?i)\bbearer\s+[^\s\"',;]+"),
+    re.compile(r"\b(?:sk|pk|rk|fw|gsk|xai|hf|key|api)[-_][A-Za-z0-9_-]{12,}"),
+    re.compile(r"\bAIza[A-Za-z0-9_-]{20,}"),
+    re.compile(r"(?i)\b(?:api[-_ ]?key|access[-_ ]?token|secret|token|password|authorization)"
+               r"(\"?\s*[:=]\s*\"?)[^\s\"',;]{6,}"),
+    re.compile(r"(?<![A-Za-z0-9_-])(?=[A-Za-z_-]*\d)(?=[0-9_-]*[A-Za-z])[A-Za-z0-9_-]{24,}"),
+]
+ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
+def scrub_key_like(text: str) -> str:
+    """Replace every value of ``text`` that looks like an API key by ``***`` (rule 2)."""
+    for pattern in _KEY_LIKE:
+        if pattern.groups:  # keep the name and separator of "api_key=VALUE"
+            text = pattern.sub(lambda m: m.group(0)[:m.end(1) - m.start(0)] + MASK, text)
+        else:
+            text = pattern.sub(MASK, text)
+    return text
+
+
+def looks_like_key(value: str) -> bool:
+    """True when ``value`` would be scrubbed by rule 2 (a key-like token)."""
+    return scrub_key_like(value) != value
+
+
+def is_env_var_name(value: str) -> bool:
+    """True for a plausible environment-variable name (``[A-Za-z_][A-Za-z0-9_]*``, not key-like:
+    e.g. ``FIREWORKS_API_KEY``; a pasted key such as ``fw_3ZR...`` or ``sk-...`` is not)."""
+    return bool(ENV_NAME.fullmatch(value)) and not looks_like_key(value) and not (
+        len(value) >= 20 and any(c.isdigit() for c in value) and any(c.islower() for c in value))
+
+
+class Scrubber:
+    """The secrets of this process and the function that removes them from text."""
+
+    def __init__(self) -> None:
+        self._windows: set[str] = set()
+        self._secrets: set[str] = set()
+
+    def add(self, secret: str | None) -> None:
+        """Register ``secret``; secrets shorter than 8 characters are matched whole only."""
+        if not secret:
+            return
+        self._secrets.add(secret)
+        for i in range(len(secret) - MIN_FRAGMENT + 1):
+            self._windows.add(secret[i:i + MIN_FRAGMENT])
+
+    def __bool__(self) -> bool:
+        return bool(self._secrets)
+
+    def scrub(self, text: str, key_like: bool = False) -> str:
+        """``text`` with every registered-secret fragment of >= 8 characters (and, with
+        ``key_like``, every key-looking value) replaced by ``***``."""
+        if not isinstance(text, str):
+            text = str(text)
+        for s in self._secrets:  # short secrets (< 8 chars) can only be matched whole
+            if len(s) < MIN_FRAGMENT and s in text:
+                text = text.replace(s, MASK)
+        if self._windows and len(text) >= MIN_FRAGMENT:
+            marked = bytearray(len(text))
+            hit = False
+            for i in range(len(text) - MIN_FRAGMENT + 1):
+                if text[i:i + MIN_FRAGMENT] in self._windows:
+                    marked[i:i + MIN_FRAGMENT] = b"\1" * MIN_FRAGMENT
+                    hit = True
+            if hit:
+                out, i = [], 0
+                while i < len(text):
+                    if marked[i]:
+                        while i < len(text) and marked[i]:
+                            i += 1
+                        out.append(MASK)
+                    else:
+                        out.append(text[i])
+                        i += 1
+                text = "".join(out)
+        return scrub_key_like(text) if key_like else text
