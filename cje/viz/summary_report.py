@@ -1,19 +1,27 @@
-"""``summary.html`` and its figure: estimate vs oracle coverage per estimator, accuracy tables."""
+"""``summary.html`` and its figure: estimate vs oracle coverage per estimator, accuracy tables,
+a link to every run's dashboard, and what the run cost (``results/cost.json`` of ``cje cost``)."""
 
 from __future__ import annotations
 
+import json
+import os
 import tempfile
 from pathlib import Path
+from urllib.parse import quote
 
 import numpy as np
 import polars as pl
 
 from cje.io import atomic_write_text
-from cje.viz.html import cell, filter_controls, image_figure, page, status_badge, table
+from cje.viz.html import cell, esc, filter_controls, image_figure, page, status_badge, table
 from cje.viz.style import fmt, panel_grid, policy_colour, publish_mode, save_png
 from cje.viz.summary import accuracy_by_policy, accuracy_table
 
-__all__ = ["plot_estimates_vs_coverage", "build_summary_html", "write_summary_html", "COVERAGE_CAPTION"]
+__all__ = ["plot_estimates_vs_coverage", "build_summary_html", "write_summary_html", "COVERAGE_CAPTION",
+           "DASHBOARD_RELPATH", "runs_html", "cost_html"]
+
+# where `cje analyze --plots` puts a run's dashboard, relative to its estimates.json
+DASHBOARD_RELPATH = Path("plots") / "diagnostics_dashboard.html"
 
 COVERAGE_CAPTION = (
     "Estimate against oracle coverage, one panel per target policy and one colour per estimator: "
@@ -144,12 +152,65 @@ def _rows_html(frame: pl.DataFrame) -> str:
     return table("runs", headers, rows, filterable=True, text_columns=(0, 3, 4))
 
 
-def build_summary_html(frame: pl.DataFrame, figure_png: Path, results_dir: str) -> str:
-    """The summary page: accuracy tables (when truth is known), the coverage figure, every run's rows."""
+def runs_html(frame: pl.DataFrame, page_dir: Path | None, source_root: Path | None) -> str:
+    """One row per analysis (estimates.json): its setting, status counts and a link to its dashboard.
+
+    The link is relative to the page's folder (the page keeps working when the results
+    folder is copied or served as a whole); a run analysed without ``--plots`` has none.
+    """
+    order = {"GOOD": 0, "WARNING": 1, "CRITICAL": 2}
+    runs = (frame.group_by("source", maintain_order=True)
+            .agg(pl.col("estimator").first(), pl.col("oracle_coverage").first(), pl.col("seed").first(),
+                 pl.col("status")).sort("estimator", "oracle_coverage", "seed"))
+    rows = []
+    for r in runs.iter_rows(named=True):
+        counts = " ".join(f"{status_badge(s)} {r['status'].count(s)}" for s in order if s in r["status"])
+        link, key = "<span class='muted'>none (analysed without --plots)</span>", ""
+        if source_root is not None:
+            dashboard = source_root / Path(r["source"]).parent / DASHBOARD_RELPATH
+            if dashboard.is_file():
+                href = os.path.relpath(dashboard, page_dir) if page_dir is not None else str(dashboard)
+                link = f'<a href="{esc(quote(Path(href).as_posix()))}">dashboard</a>'
+                key = href
+        cells = (cell(r["estimator"], r["estimator"], "text") + _num_cell(r["oracle_coverage"], "g")
+                 + cell(r["seed"], r["seed"]) + cell(counts, max(order.get(s, 3) for s in r["status"]),
+                                                     raw_html=True, cls="text")
+                 + cell(r["source"], r["source"], "text") + cell(link, key, raw_html=True, cls="text"))
+        rows.append((cells, {}))
+    return table("analyses", ["estimator", "oracle coverage", "seed", "policies by status", "estimates.json",
+                              "dashboard"], rows, text_columns=(0, 3, 4, 5))
+
+
+def cost_html(cost: dict | None) -> str:
+    """The run's calls, tokens and cost per stage and provider (the ``cje cost --output`` JSON)."""
+    if not cost:
+        return ("<p class='muted'>No cost report (results/cost.json, written by the workflow's rule cost or "
+                "`cje cost --output`): analysis-only runs make no API calls.</p>")
+    parts = []
+    for what, rows in (("stage", cost.get("by_stage") or []), ("provider", cost.get("by_provider") or [])):
+        body = [(cell(r[what], r[what], "text") + cell(f"{r['calls']:,}", r["calls"])
+                 + cell(f"{r['errors']:,}", r["errors"]) + cell(f"{r['retries']:,}", r["retries"])
+                 + cell(f"{r['prompt_tokens']:,}", r["prompt_tokens"])
+                 + cell(f"{r['completion_tokens']:,}", r["completion_tokens"])
+                 + _num_cell(r["cost_usd"], ".4f"), {}) for r in rows]
+        parts.append(table(f"cost-by-{what}", [what, "calls", "errors", "retries", "prompt tokens",
+                                               "completion tokens", "cost USD"], body))
+    warnings = "".join(f'<li class="warn">{esc(w)}</li>' for w in cost.get("warnings") or [])
+    total = fmt(cost.get("total_cost_usd"), ".4f")
+    return (f"<p>Total estimated cost: <b>${total}</b> (provider prices from the config when the stages ran)."
+            f"</p>{parts[0]}{parts[1]}" + (f"<ul>{warnings}</ul>" if warnings else ""))
+
+
+def build_summary_html(frame: pl.DataFrame, figure_png: Path, results_dir: str, page_dir: Path | None = None,
+                       source_root: Path | None = None, cost: dict | None = None) -> str:
+    """The summary page: accuracy tables (when truth is known), the coverage figure, every run with a link to
+    its dashboard, the run's cost, every estimate."""
     n_files = frame["source"].n_unique()
     body = (f"<section><h2>Accuracy against ground truth</h2>{_accuracy_html(frame)}</section>"
             f"<section><h2>Estimate vs oracle coverage</h2>"
             f"{image_figure(figure_png, 'estimate vs oracle coverage per estimator', COVERAGE_CAPTION)}</section>"
+            f"<section><h2>Analyses and their dashboards</h2>{runs_html(frame, page_dir, source_root)}</section>"
+            f"<section><h2>What the run cost</h2>{cost_html(cost)}</section>"
             f"<section><h2>Every estimate</h2>{filter_controls()}{_rows_html(frame)}</section>")
     header = [f"{n_files} analyses from {results_dir}: estimators "
               f"{', '.join(frame['estimator'].unique().sort())}; oracle coverages "
@@ -159,12 +220,26 @@ def build_summary_html(frame: pl.DataFrame, figure_png: Path, results_dir: str) 
 
 
 def write_summary_html(frame: pl.DataFrame, path: str | Path, results_dir: str | Path,
-                       figure_path: str | Path | None = None) -> Path:
-    """Render the figure (to ``figure_path``, or a temporary file) and write the page atomically."""
+                       figure_path: str | Path | None = None, source_root: str | Path | None = None,
+                       cost: dict | str | Path | None = None) -> Path:
+    """Render the figure (to ``figure_path``, or a temporary file) and write the page atomically.
+
+    ``source_root``: the folder the frame's ``source`` paths are relative to (default
+    ``results_dir`` when it is a folder), used to find each run's dashboard. ``cost``: the
+    ``cje cost`` JSON (a dict or its path; default ``{source_root}/cost.json`` when present).
+    """
     path = Path(path)
+    root = Path(source_root) if source_root is not None else (
+        Path(results_dir) if Path(str(results_dir)).is_dir() else None)
+    if cost is None and root is not None and (root / "cost.json").is_file():
+        cost = root / "cost.json"
+    if isinstance(cost, (str, Path)):
+        cost = json.loads(Path(cost).read_text())
     with tempfile.TemporaryDirectory(prefix="cje-summary-") as tmp:
         figure = Path(figure_path) if figure_path else Path(tmp) / "estimates_vs_coverage.png"
         plot_estimates_vs_coverage(frame, figure)
-        atomic_write_text(path, build_summary_html(frame, figure, str(results_dir)))
+        page_dir = path.parent.resolve()
+        atomic_write_text(path, build_summary_html(frame, figure, str(results_dir), page_dir,
+                                                   root.resolve() if root is not None else None, cost))
     publish_mode(path)
     return path
