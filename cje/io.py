@@ -161,7 +161,7 @@ def _lines(raw: bytes, where: str) -> pl.DataFrame:
     except Exception:  # noqa: BLE001 - invalid UTF-8, or the unstable API changed
         text = _decode(raw, where)
         frame = pl.DataFrame({"text": text.split("\n")}).with_row_index("line", offset=1)
-    return frame.filter(pl.col("text").str.strip_chars() != "")
+    return frame.filter(pl.col("text").str.contains(r"[^ \t\r\n]"))  # JSON whitespace only = blank
 
 
 def _tokens(lines: pl.DataFrame) -> pl.DataFrame:
