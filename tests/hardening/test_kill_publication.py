@@ -118,6 +118,7 @@ def test_kills_during_publication_never_leave_a_mixed_set(tmp_path, results):
         child.send_signal(signal.SIGKILL)
         child.wait()
         interrupted += _check_folder(out, allowed)
+    print(f"{KILLS_PUBLISH} kills, {interrupted} inside a publication (staging folder left)")
     assert interrupted >= KILLS_PUBLISH // 10, interrupted
 
 
