@@ -2,7 +2,9 @@
 # summed from the stage summaries in the API call log, with a warning for every hosted
 # provider without prices and for stages killed before their summary (docs/api.md, "Cost").
 #   snakemake results/cost.json
-# Included by the Snakefile for runs with LLM stages (not in analysis-only mode).
+# Included by the Snakefile for runs with LLM stages (not in analysis-only mode). The call
+# log is a side file appended by every LLM job, not a declared output: rerun this rule
+# (snakemake -R cost results/cost.json) to refresh it after more jobs ran.
 
 
 localrules:
@@ -19,6 +21,8 @@ rule cost:
         api_log=API_LOG,
     log:
         "logs/cost.log",
+    benchmark:
+        "logs/benchmarks/cost.tsv"
     threads: 1
     resources:
         mem_mb=500,
