@@ -145,6 +145,13 @@ def test_plan_command_prints_the_table_and_writes_the_figure(arena_logged, arena
     row = pl.read_csv(csv).row(0, named=True)
     assert row["target"] == "clone" and 250 < row["labels_needed"] <= 1000
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    # --data runs the same pilot through the API first: the same plan
+    csv_data = tmp_path / "plan_data.csv"
+    assert main(["plan", "--data", str(arena_logged), "--fresh-draws-dir", str(arena_fresh), "--estimator", "direct",
+                 "--oracle-coverage", "0.25", "--half-width", "0.015", "--policy", "clone", "--output",
+                 str(csv_data)]) == 0
+    assert pl.read_csv(csv_data).row(0, named=True)["labels_needed"] == row["labels_needed"]
+    capsys.readouterr()
     assert main(["plan", "--pilot", str(pilot), "--compare", "clone", "parallel_universe_prompt", "--margin",
                  "0.01"]) == 0
     assert "clone - parallel_universe_prompt" in capsys.readouterr().out
