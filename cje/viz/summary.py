@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 from pathlib import Path
 
 import jsonschema
@@ -28,9 +29,10 @@ import polars as pl
 from tqdm import tqdm
 
 from cje.errors import InputError
+from cje.publish import current_set
 from cje.results import validate_estimates
 
-__all__ = ["SUMMARY_COLUMNS", "find_estimates", "payload_rows", "summary_frame", "load_summary",
+__all__ = ["SUMMARY_COLUMNS", "find_estimates", "source_root", "payload_rows", "summary_frame", "load_summary",
            "pairwise_ranking_accuracy", "ranking_accuracy_by_seed", "accuracy_by_policy", "accuracy_table"]
 
 SUMMARY_SCHEMA = {
@@ -47,11 +49,29 @@ log = logging.getLogger(__name__)
 
 
 def find_estimates(results_dir: str | Path) -> list[Path]:
-    """Every ``estimates.json`` below ``results_dir`` (any depth), sorted by path."""
+    """Every ``estimates.json`` below ``results_dir`` (any depth), sorted by path.
+
+    For interactive use (``cje summarize --results-dir``); the workflow passes its
+    declared files instead (``--inputs``, :func:`load_summary` ``paths``), so folders
+    it did not ask for never reach its summary.
+    """
     results_dir = Path(results_dir)
     if not results_dir.is_dir():
         raise InputError("results folder not found", path=str(results_dir))
     return sorted(results_dir.rglob("estimates.json"))
+
+
+def source_root(paths: list[Path]) -> Path:
+    """The folder ``source`` names are relative to when only files are given: the
+    common parent of the files' ``{estimator}`` folders (``results/`` for a sweep laid
+    out as ``results/{estimator}/coverage_{c}/[seed_{s}/]estimates.json``)."""
+    bases = []
+    for path in paths:
+        folder = path.parent
+        while folder.name.startswith(("coverage_", "seed_")) and folder.parent != folder:
+            folder = folder.parent
+        bases.append(str(folder.parent))
+    return Path(os.path.commonpath(bases))
 
 
 def payload_rows(payload: dict, source: str) -> list[dict]:
@@ -100,24 +120,43 @@ def summary_frame(rows: list[dict]) -> pl.DataFrame:
     return frame.sort(key)
 
 
-def load_summary(results_dir: str | Path) -> pl.DataFrame:
-    """Read and validate every estimates.json under ``results_dir`` into the summary frame.
+def load_summary(results_dir: str | Path | None = None,
+                 paths: list[str | Path] | None = None) -> pl.DataFrame:
+    """Read and validate estimates.json files into the summary frame.
 
-    The ``source`` column holds each file's path relative to ``results_dir``.
+    ``paths`` given: exactly those files (duplicates read once), in that set, nothing
+    else; ``results_dir`` is then only the folder ``source`` names are relative to
+    (default :func:`source_root` of the files). ``paths`` absent: every
+    estimates.json below ``results_dir`` (:func:`find_estimates`).
+
+    The ``source`` column holds each file's path relative to that folder (the
+    path as given when the file lies outside it).
 
     Raises :class:`InputError` naming the file (and the JSON field for schema
-    errors) when a file is malformed, or when no estimates.json exists.
+    errors) when a file is missing or malformed, or when there is no file at all.
     """
-    results_dir = Path(results_dir)
-    paths = find_estimates(results_dir)
-    if not paths:
-        raise InputError("no estimates.json found below this folder (expected "
-                         "{estimator}/coverage_{c}/[seed_{s}/]estimates.json)", path=str(results_dir))
+    if paths is not None:
+        paths = sorted({Path(p) for p in paths})
+        if not paths:
+            raise InputError("no estimates.json given", field="--inputs")
+        for path in paths:
+            if not path.is_file():
+                raise InputError("estimates file not found", path=str(path))
+        results_dir = Path(results_dir) if results_dir is not None else source_root(paths)
+    else:
+        if results_dir is None:
+            raise InputError("give the results folder or the estimates.json files", field="--inputs")
+        results_dir = Path(results_dir)
+        paths = find_estimates(results_dir)
+        if not paths:
+            raise InputError("no estimates.json found below this folder (expected "
+                             "{estimator}/coverage_{c}/[seed_{s}/]estimates.json)", path=str(results_dir))
     rows: list[dict] = []
     # Reading is fast (~1 ms a file); show progress only for large sweeps.
     for path in tqdm(paths, desc="reading estimates.json", unit="file", disable=len(paths) < 200):
         try:
-            payload = json.loads(path.read_text())
+            # an unfinished publication's new estimates.json sits in its staging folder (cje.publish)
+            payload = json.loads((current_set(path.parent)["estimates.json"] or path).read_text())
         except json.JSONDecodeError as exc:
             raise InputError(f"malformed JSON ({exc.msg} at column {exc.colno})", path=str(path),
                              line=exc.lineno) from None
@@ -126,7 +165,8 @@ def load_summary(results_dir: str | Path) -> pl.DataFrame:
         except jsonschema.ValidationError as exc:
             where = ".".join(str(p) for p in exc.absolute_path) or "(top level)"
             raise InputError(f"not a valid estimates.json: {exc.message}", path=str(path), field=where) from None
-        rows.extend(payload_rows(payload, path.relative_to(results_dir).as_posix()))
+        source = path.relative_to(results_dir) if path.is_relative_to(results_dir) else path
+        rows.extend(payload_rows(payload, source.as_posix()))
     return summary_frame(rows)
 
 
