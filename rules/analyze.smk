@@ -2,6 +2,12 @@
 #   results/{estimator}/coverage_{coverage}/estimates.json          first seed of analysis.seeds
 #   results/{estimator}/coverage_{coverage}/seed_{seed}/estimates.json  any replicate seed
 # Sweep: `snakemake results/{e}/coverage_{c}/estimates.json ...` for many e, c in ONE call.
+# The fresh-draw folder the stage reads is the folder of the declared fresh-draw
+# inputs (scripts/analyze.py), so storage plugins see every file it reads.
+# `--plots` is passed when the rule declares a plots/ output (analysis.plots): not a
+# param, so switching plots off reruns nothing, and switching them on reruns the
+# analyses whose plots/ rule `all` asks for.
+# Small jobs: profiles/slurm groups them (group "analyses") into few cluster jobs.
 
 
 rule analyze:
@@ -11,9 +17,7 @@ rule analyze:
         **analysis_outputs("results/{estimator}/coverage_{coverage}"),
     params:
         seed=config["analysis"]["seeds"][0],
-        fresh_draws_dir=FRESH_DRAWS_DIR,
         probe_coverage=config["analysis"]["probe_coverage"],
-        plots=config["analysis"]["plots"],
         refuse_unreliable=config["analysis"]["refuse_unreliable"],
         allow_missing_fresh_draws=config["analysis"]["allow_missing_fresh_draws"],
         code=code_hash("analysis"),
@@ -26,7 +30,7 @@ rule analyze:
         mem_mb=4000,
         runtime=30,
     conda:
-        "../envs/cje.yaml"
+        "../envs/analysis.yaml"
     script:
         "../scripts/analyze.py"
 
@@ -36,9 +40,7 @@ use rule analyze as analyze_replicate with:
         **analysis_outputs("results/{estimator}/coverage_{coverage}/seed_{seed}"),
     params:
         seed=lambda w: int(w.seed),
-        fresh_draws_dir=FRESH_DRAWS_DIR,
         probe_coverage=config["analysis"]["probe_coverage"],
-        plots=config["analysis"]["plots"],
         refuse_unreliable=config["analysis"]["refuse_unreliable"],
         allow_missing_fresh_draws=config["analysis"]["allow_missing_fresh_draws"],
         code=code_hash("analysis"),

@@ -1,6 +1,7 @@
 # Stage 6: join responses, log-probs, judge scores and oracle labels into the
 # logged dataset (data/cje_dataset.jsonl, base policy rows) and the fresh-draw
-# files of the target policies (cje dataset).
+# files of the target policies (cje dataset). The stage's folders are those of the
+# declared inputs/outputs (scripts/dataset.py), so storage plugins stage them.
 
 
 rule dataset:
@@ -24,6 +25,6 @@ rule dataset:
         mem_mb=2000,
         runtime=30,
     conda:
-        "../envs/cje.yaml"
+        "../envs/llm.yaml"
     script:
         "../scripts/dataset.py"

@@ -4,23 +4,25 @@
 
 rule judge:
     input:
-        unpack(judge_input),
+        responses="data/responses/{policy}.jsonl",
+        **rubric_input("judge"),
     output:
         "data/shards/judge/{policy}/{shard}-of-{nshards}.jsonl",
     params:
         scorer_spec=lambda w: scorer_spec("judge", w.policy),
-        cache_dir=lambda w: f"data/cache/judge/{w.policy}",
+        runtime=llm_runtime(),
         code=code_hash("llm"),
     log:
         "logs/judge/{policy}/{shard}-of-{nshards}.log",
     benchmark:
         "logs/benchmarks/judge/{policy}/{shard}-of-{nshards}.tsv"
-    threads: provider_threads(config["judge"]["provider"])
+    threads: provider_threads(provider_of("judge"))
     resources:
         mem_mb=2000,
         runtime=240,
+        **provider_resources("judge"),
     conda:
-        "../envs/cje.yaml"
+        llm_conda_env("judge")
     script:
         "../scripts/judge.py"
 
@@ -45,6 +47,6 @@ rule merge_judge:
         mem_mb=1000,
         runtime=10,
     conda:
-        "../envs/cje.yaml"
+        "../envs/llm.yaml"
     script:
         "../scripts/merge.py"

@@ -5,24 +5,24 @@
 
 rule logprobs:
     input:
-        unpack(logprobs_input),
+        responses=f"data/responses/{BASE}.jsonl",
     output:
         "data/shards/logprobs/{policy}/{shard}-of-{nshards}/{policy}.jsonl",
     params:
         policy_spec=lambda w: policy_spec(w.policy),
-        output_dir=lambda w: f"data/shards/logprobs/{w.policy}/{w.shard}-of-{w.nshards}",
-        cache_dir=lambda w: f"data/cache/logprobs/{w.policy}",
+        runtime=llm_runtime(),
         code=code_hash("llm"),
     log:
         "logs/logprobs/{policy}/{shard}-of-{nshards}.log",
     benchmark:
         "logs/benchmarks/logprobs/{policy}/{shard}-of-{nshards}.tsv"
-    threads: lambda w: provider_threads(config["policies"][w.policy]["provider"])
+    threads: lambda w: provider_threads(provider_of("logprobs", w.policy))
     resources:
         mem_mb=2000,
         runtime=240,
+        **provider_resources("logprobs"),
     conda:
-        "../envs/cje.yaml"
+        llm_conda_env("logprobs")
     script:
         "../scripts/logprobs.py"
 
@@ -49,6 +49,6 @@ rule merge_logprobs:
         mem_mb=1000,
         runtime=10,
     conda:
-        "../envs/cje.yaml"
+        "../envs/llm.yaml"
     script:
         "../scripts/merge.py"

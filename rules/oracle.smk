@@ -1,16 +1,19 @@
 # Stage 5: the expensive oracle labels a seeded share of every policy's rows
 # (oracle.coverage of the logged rows, oracle.fresh_draw_coverage of the fresh draws),
 # one job per (policy, shard) (cje oracle), gathered into data/oracle/{policy}.jsonl.
+# Each policy's params carry only the share that applies to it, so changing
+# oracle.fresh_draw_coverage leaves the base policy's oracle jobs alone.
 
 
 rule oracle:
     input:
-        unpack(oracle_input),
+        responses="data/responses/{policy}.jsonl",
+        **rubric_input("oracle"),
     output:
         "data/shards/oracle/{policy}/{shard}-of-{nshards}.jsonl",
     params:
         scorer_spec=lambda w: scorer_spec("oracle", w.policy),
-        cache_dir=lambda w: f"data/cache/oracle/{w.policy}",
+        runtime=llm_runtime(),
         code=code_hash("llm"),
         coverage=lambda w: oracle_coverage_for(w.policy),
         seed=config["oracle"]["seed"],
@@ -18,12 +21,13 @@ rule oracle:
         "logs/oracle/{policy}/{shard}-of-{nshards}.log",
     benchmark:
         "logs/benchmarks/oracle/{policy}/{shard}-of-{nshards}.tsv"
-    threads: provider_threads(config["oracle"]["provider"])
+    threads: provider_threads(provider_of("oracle"))
     resources:
         mem_mb=2000,
         runtime=240,
+        **provider_resources("oracle"),
     conda:
-        "../envs/cje.yaml"
+        llm_conda_env("oracle")
     script:
         "../scripts/oracle.py"
 
@@ -48,6 +52,6 @@ rule merge_oracle:
         mem_mb=1000,
         runtime=10,
     conda:
-        "../envs/cje.yaml"
+        "../envs/llm.yaml"
     script:
         "../scripts/merge.py"

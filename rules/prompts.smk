@@ -20,6 +20,6 @@ rule prompts:
         mem_mb=1000,
         runtime=10,
     conda:
-        "../envs/cje.yaml"
+        "../envs/llm.yaml"
     script:
         "../scripts/prompts.py"

@@ -1,6 +1,9 @@
 # Stage 8: the sweep summary over the configured grid (cje summarize):
 # results/summary.csv (one row per estimator x coverage x seed x policy) and
-# results/summary.html. `snakemake --report report.html` collects these and the plots.
+# results/summary.html. It reads exactly its declared inputs (the estimates.json of
+# the configured grid, passed as a file list), never a glob over results/: other
+# folders there (other estimators, a stale coverage_0.50) are not in the summary.
+# `snakemake --report report.html` collects these and the plots.
 
 
 localrules:
@@ -9,7 +12,7 @@ localrules:
 
 rule summary:
     input:
-        analysis_targets(),
+        estimates=analysis_targets(),
     output:
         csv=report(
             "results/summary.csv",
@@ -24,7 +27,6 @@ rule summary:
             labels={"table": "summary.html"},
         ),
     params:
-        results_dir=lambda w, output: os.path.dirname(output.csv),
         code=code_hash("analysis"),
     log:
         "logs/summary.log",
@@ -35,6 +37,6 @@ rule summary:
         mem_mb=2000,
         runtime=10,
     conda:
-        "../envs/cje.yaml"
+        "../envs/analysis.yaml"
     script:
         "../scripts/summarize.py"

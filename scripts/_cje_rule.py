@@ -2,6 +2,12 @@
 
 Imported by the thin ``scripts/<stage>.py`` files (Snakemake puts this folder on
 ``sys.path``). Nothing here knows about statistics or LLMs.
+
+The ``cje`` package the stages run is the one next to these scripts when the
+workflow ships its source (this repository, a clone, a local module), else the
+installed one (``pip install cje-arena``): the same files the rules' code hashes
+read (rules/common.smk, ``PACKAGE_ROOT``). So a conda env needs only the
+dependencies (envs/*.yaml), never an editable install of a relative path.
 """
 
 from __future__ import annotations
@@ -12,8 +18,15 @@ import shlex
 import sys
 from pathlib import Path
 
+_SOURCE_ROOT = Path(__file__).resolve().parent.parent
+if (_SOURCE_ROOT / "cje" / "__init__.py").is_file():
+    sys.path.insert(0, str(_SOURCE_ROOT))
+    # child processes (the local model server) import the same package
+    os.environ["PYTHONPATH"] = os.pathsep.join(
+        [str(_SOURCE_ROOT), *filter(None, [os.environ.get("PYTHONPATH")])])
 
-def run_cje(argv: list[str], log: str) -> None:
+
+def run_cje(argv: list, log: str) -> None:
     """Run ``cje <argv>`` in this process with stdout/stderr (file descriptors 1 and 2,
     so child processes too) sent to ``log``; exit with the stage's code on failure."""
     from cje.cli import main
@@ -44,29 +57,20 @@ def effective_config(sm) -> str:
     """
     import yaml
 
+    from cje.io import atomic_write_text
+
     text = yaml.safe_dump(dict(sm.config), sort_keys=True)
     key = hashlib.sha256(text.encode()).hexdigest()[:16]
     path = Path(".snakemake") / "cje" / f"config.{key}.yaml"
     if not path.exists():
-        from cje.atomic import atomic_write_text
-
         atomic_write_text(path, text)
     return str(path)
 
 
-def cache_file(cache_dir: str, name: str, inputs: list[str], spec: str) -> str:
-    """Side-cache path for one job: ``cache_dir/name.<key>.cache.jsonl``.
-
-    The key hashes the content of the job's inputs and its spec (policy / scorer
-    config), so a rerun with the same inputs resumes from the cache, while changed
-    inputs or a changed spec start a fresh cache instead of reusing stale records.
-    The cache lives outside Snakemake's declared outputs, so a failed or killed job
-    keeps it (docs/workflow.md, "Resume").
-    """
-    digest = hashlib.sha256(spec.encode())
-    for path in inputs:
-        with open(path, "rb") as fh:
-            for block in iter(lambda: fh.read(1 << 20), b""):
-                digest.update(block)
-    Path(cache_dir).mkdir(parents=True, exist_ok=True)
-    return os.path.join(cache_dir, f"{name}.{digest.hexdigest()[:12]}.cache.jsonl")
+def llm_flags(sm) -> list:
+    """Flags every LLM stage gets from ``params.runtime`` (rules/common.smk, ``llm_runtime``):
+    the per-request API cache and the cross-job rate limiter's state (storage-aware
+    folders shared by every job of a run) and the API call log."""
+    rt = sm.params.runtime
+    return ["--request-cache", rt.request_cache_dir, "--rate-limit-dir", rt.rate_limit_dir,
+            "--api-log", rt.api_log]

@@ -6,11 +6,13 @@ from _cje_rule import run_cje
 
 sm = snakemake  # noqa: F821 (injected by Snakemake)
 p = sm.params
-argv = ["analyze", "--data", sm.input.dataset, "--fresh-draws-dir", p.fresh_draws_dir,
-        "--estimator", sm.wildcards.estimator, "--oracle-coverage", sm.wildcards.coverage,
-        "--seed", p.seed, "--probe-coverage", p.probe_coverage,
-        "--output-dir", os.path.dirname(sm.output.estimates)]
-if p.plots:
+argv = ["analyze", "--data", sm.input.dataset, "--estimator", sm.wildcards.estimator,
+        "--oracle-coverage", sm.wildcards.coverage, "--seed", p.seed,
+        "--probe-coverage", p.probe_coverage, "--output-dir", os.path.dirname(sm.output.estimates)]
+if sm.input.fresh_draws:
+    # the folder of the declared fresh-draw files (a storage plugin's local copies)
+    argv += ["--fresh-draws-dir", os.path.dirname(sm.input.fresh_draws[0])]
+if "plots" in sm.output.keys():  # analysis.plots: the rule declares plots/
     argv.append("--plots")
 if p.refuse_unreliable:
     argv.append("--refuse-unreliable")

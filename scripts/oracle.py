@@ -1,11 +1,9 @@
-"""Rule oracle: one shard of one policy's rows labelled by the oracle (cje oracle), resumable."""
+"""Rule oracle: one shard of one policy's rows labelled by the oracle (cje oracle)."""
 
-from _cje_rule import cache_file, effective_config, run_cje
+from _cje_rule import effective_config, llm_flags, run_cje
 
 sm = snakemake  # noqa: F821 (injected by Snakemake)
 w = sm.wildcards
-inputs = [sm.input.responses] + ([sm.input.rubric] if "rubric" in sm.input.keys() else [])
-cache = cache_file(sm.params.cache_dir, f"{w.shard}-of-{w.nshards}", inputs, sm.params.scorer_spec)
 run_cje(["oracle", "--config", effective_config(sm), "--input", sm.input.responses,
          "--output", sm.output[0], "--coverage", sm.params.coverage, "--seed", sm.params.seed,
-         "--shard", w.shard, "--num-shards", w.nshards, "--cache", cache], sm.log[0])
+         "--shard", w.shard, "--num-shards", w.nshards, *llm_flags(sm)], sm.log[0])

@@ -1,12 +1,18 @@
-"""Config errors fail at DAG-build time, naming the config key, before any job runs."""
+"""Config errors fail when the DAG is built, naming the config key, before any job runs.
+
+Strict schema: an unknown key at any depth is named (with the closest known key);
+``--config`` values are typed by the schema; every requested (oracle coverage, seed)
+must leave >= 10 calibration labels; target paths spell coverages one way only.
+"""
 
 from __future__ import annotations
 
-import os
-
 import pytest
 
-from .wfutil import load_yaml, run_snakemake, write_config
+from cje.calibration import MIN_ORACLE_LABELS
+
+from .wfutil import (REPO, analysis_only_config, load_yaml, planned_jobs, run_snakemake,
+                     write_config)
 
 
 def _default(workflow_dir):
@@ -29,6 +35,14 @@ def _remove(cfg, dotted):
     del node[last]
 
 
+def _rename(cfg, dotted, new):
+    *parents, last = dotted.split(".")
+    node = cfg
+    for key in parents:
+        node = node[key]
+    node[new] = node.pop(last)
+
+
 CASES = [
     ("unknown estimator", lambda c: _set(c, "analysis.estimators", ["calibrated-ips", "magic-ips"]),
      ["analysis.estimators[1]", "'magic-ips' is not one of"]),
@@ -43,13 +57,35 @@ CASES = [
     ("base policy not a policy", lambda c: _set(c, "base_policy", "logger"),
      ["base_policy", "'logger' is not an entry of policies"]),
     ("typo in a section name", lambda c: c.update(analysys={"seeds": [1]}),
-     ["<top level>", "'analysys' was unexpected"]),
+     ["config key 'analysys': unknown key (did you mean 'analysis'?"]),
+    # the issue's nested typos: each is named with its full key and the intended one
+    ("typo in a policy key", lambda c: _rename(c, "policies.cool.temperature", "temprature"),
+     ["config key 'policies.cool.temprature': unknown key (did you mean 'temperature'?"]),
+    ("typo in an oracle key", lambda c: _rename(c, "oracle.coverage", "coverge"),
+     ["config key 'oracle.coverge': unknown key (did you mean 'coverage'?"]),
+    ("typo in a judge key", lambda c: _rename(c, "judge.rubric_file", "rubric_flie"),
+     ["config key 'judge.rubric_flie': unknown key (did you mean 'rubric_file'?"]),
+    ("typo in a provider key", lambda c: _rename(c, "providers.local.n_threads", "n_thread"),
+     ["config key 'providers.local.n_thread': unknown key (did you mean 'n_threads'?"]),
+    ("judge-only key on the judge", lambda c: _set(c, "judge.coverage", 0.5),
+     ["config key 'judge.coverage': unknown key"]),
+    ("removed key", lambda c: _set(c, "execution.batch_size", 10),
+     ["config key 'execution.batch_size': no longer used", "request_cache_dir"]),
     ("shards not a number", lambda c: _set(c, "execution.shards", "four"),
      ["execution.shards", "'four' is not of type 'integer'"]),
     ("missing rubric file", lambda c: _set(c, "judge.rubric_file", "config/rubrics/nope.txt"),
      ["judge.rubric_file", "file not found"]),
     ("half of analysis-only mode", lambda c: _set(c, "analysis.dataset", "data/x.jsonl"),
      ["analysis.fresh_draws_dir", "analysis-only mode needs both"]),
+    ("probes without labelled fresh draws", lambda c: _set(c, "oracle.fresh_draw_coverage", 0.0),
+     ["analysis.probe_coverage", "oracle.fresh_draw_coverage is 0"]),
+    # 40 prompts x 0.05 = 2 labels (the README sweep that used to fail after 10 minutes)
+    ("too few calibration labels", lambda c: _set(c, "analysis.oracle_coverages", [0.5, 0.05]),
+     ["analysis.oracle_coverages[1]", "leaves 2 calibration labels", "round(0.05 x 40 prompts)",
+      ">= 0.24 for 40 prompts"]),
+    # coverage 1 of the logged rows, but the oracle labels only 20% of them: 8 labels
+    ("oracle labels too few rows", lambda c: _set(c, "oracle.coverage", 0.2),
+     ["analysis.oracle_coverages[0]", "leaves 8 calibration labels", "oracle.coverage 0.2"]),
 ]
 
 
@@ -60,59 +96,74 @@ def test_bad_config_fails_at_dag_build_naming_the_key(workflow_dir, name, edit, 
     write_config(workflow_dir, "bad.yaml", cfg)
     proc = run_snakemake(workflow_dir, "--configfile", "bad.yaml", "--cores", "1", check=False)
     out = proc.stdout + proc.stderr
-    assert proc.returncode != 0, out
+    assert proc.returncode == 2, out
     assert "invalid workflow config" in out, out
+    assert "Traceback" not in out and 'File "' not in out, out  # one line per bad key
     for needle in needles:
         assert needle in out, (needle, out)
     # failed before any job: nothing was built, no API call logged
-    assert not (workflow_dir / "data" / "prompts.jsonl").exists()
-    assert not (workflow_dir / "logs" / "api_calls.log").exists()
+    assert sorted(p.name for p in (workflow_dir / "data").iterdir()) == ["default_prompts.jsonl"]
+    assert not (workflow_dir / "logs").exists()
     assert not (workflow_dir / "results").exists()
 
 
-def _arena_env(**keys):
-    env = {k: v for k, v in os.environ.items() if k not in ("FIREWORKS_API_KEY", "OPENAI_API_KEY")}
-    env.update(keys)
-    return env
+def test_every_typo_of_one_config_is_reported_at_once(workflow_dir):
+    cfg = _default(workflow_dir)
+    _rename(cfg, "policies.cool.temperature", "temprature")
+    _rename(cfg, "oracle.coverage", "coverge")
+    write_config(workflow_dir, "bad.yaml", cfg)
+    proc = run_snakemake(workflow_dir, "-n", "--configfile", "bad.yaml", check=False)
+    lines = [l for l in proc.stderr.splitlines() if l.startswith("invalid workflow config")]
+    assert [l.split("'")[1] for l in lines] == ["oracle.coverge", "policies.cool.temprature"], proc.stderr
 
 
-def _run_arena(workflow_dir, env, *targets):
-    # subprocess env: start from a copy without the keys (run_snakemake updates os.environ copy)
-    import subprocess
+def test_command_line_values_take_the_schema_types(workflow_dir):
+    """--config nests values as strings (YAML base loader); they are typed by the schema."""
+    jobs = planned_jobs(workflow_dir, "--config",
+                        "analysis={oracle_coverages: [0.25, 0.5], seeds: [0, 3], plots: false}")
+    assert jobs["analyze"] == 3 * 2 and jobs["analyze_replicate"] == 3 * 2
+    proc = run_snakemake(workflow_dir, "-n", "--config", "analysis={oracle_coverages: [0.05]}",
+                         check=False)
+    # not "'0.05' is not of type 'number'": the coverage is read as a number and checked
+    assert proc.returncode == 2 and "leaves 2 calibration labels" in proc.stderr, proc.stderr
+    proc = run_snakemake(workflow_dir, "-n", "--config", "analysis={plots: maybe}", check=False)
+    assert proc.returncode == 2 and "config key 'analysis.plots': 'maybe' is not of type 'boolean'" \
+        in proc.stderr, proc.stderr
 
-    from .wfutil import SNAKEMAKE
-    return subprocess.run([SNAKEMAKE, *targets, "-n", "--configfile", "config/arena.yaml"],
-                          cwd=workflow_dir, env=env, text=True, capture_output=True, timeout=300)
+
+def test_label_minimum_is_the_calibrations():
+    text = (REPO / "rules" / "config.smk").read_text()
+    assert f"MIN_CALIBRATION_LABELS = {MIN_ORACLE_LABELS}\n" in text
 
 
-def test_missing_api_key_fails_before_any_call(workflow_dir):
-    """The hosted config without FIREWORKS_API_KEY fails at DAG build, naming the key."""
-    proc = _run_arena(workflow_dir, _arena_env(OPENAI_API_KEY="set-but-unused"))
+@pytest.mark.parametrize("target,needles", [
+    ("results/magic-ips/coverage_0.1/estimates.json", ["unknown estimator 'magic-ips'"]),
+    ("results/raw-ips/coverage_1.5/estimates.json", ["oracle coverage 1.5 in target path"]),
+    # one spelling per coverage: 0.10, .1 and 1e-1 would be three jobs writing one result
+    ("results/raw-ips/coverage_0.10/estimates.json", ["write 'coverage_0.1'"]),
+    ("results/raw-ips/coverage_.1/estimates.json", ["write 'coverage_0.1'"]),
+    ("results/raw-ips/coverage_1e-1/estimates.json", ["write 'coverage_0.1'"]),
+    ("results/raw-ips/coverage_1.0/seed_2/estimates.json", ["write 'coverage_1'"]),
+    # 200 logged rows x 0.04 = 8 labels, counted on the dataset itself
+    ("results/raw-ips/coverage_0.04/estimates.json",
+     ["config key 'analysis.oracle_coverages'", "leaves 8 calibration labels"]),
+])
+def test_bad_target_path_fails_at_dag_build(workflow_dir, target, needles):
+    write_config(workflow_dir, "ao.yaml", analysis_only_config())
+    proc = run_snakemake(workflow_dir, target, "-n", "--configfile", "ao.yaml", check=False)
     out = proc.stdout + proc.stderr
     assert proc.returncode != 0, out
-    assert "providers.fireworks.api_key_env" in out and "FIREWORKS_API_KEY" in out, out
-    assert not (workflow_dir / "logs" / "api_calls.log").exists()
-
-    # only the keys the requested targets need are checked: the judge of base needs OpenAI
-    proc = _run_arena(workflow_dir, _arena_env(FIREWORKS_API_KEY="set-but-unused"),
-                      "data/judge/base.jsonl")
-    out = proc.stdout + proc.stderr
-    assert proc.returncode != 0 and "providers.openai.api_key_env" in out, out
-    proc = _run_arena(workflow_dir, _arena_env(FIREWORKS_API_KEY="set-but-unused"),
-                      "data/responses/premium.jsonl")
-    assert proc.returncode == 0, proc.stdout + proc.stderr
-
-    # with both keys set the hosted config builds its DAG (dry run: no call)
-    proc = _run_arena(workflow_dir, _arena_env(FIREWORKS_API_KEY="x", OPENAI_API_KEY="y"))
-    assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert "dataset" in proc.stdout
+    for needle in needles:
+        assert needle in out, (needle, out)
 
 
-@pytest.mark.parametrize("target,needle", [
-    ("results/magic-ips/coverage_0.1/estimates.json", "unknown estimator 'magic-ips'"),
-    ("results/raw-ips/coverage_1.5/estimates.json", "oracle coverage 1.5 in target path"),
-])
-def test_bad_target_path_fails_at_dag_build(workflow_dir, target, needle):
-    proc = run_snakemake(workflow_dir, target, "-n", check=False)
-    out = proc.stdout + proc.stderr
-    assert proc.returncode != 0 and needle in out, out
+def test_canonical_targets_build(workflow_dir):
+    write_config(workflow_dir, "ao.yaml", analysis_only_config())
+    assert planned_jobs(workflow_dir, "results/raw-ips/coverage_0.1/estimates.json",
+                        "results/raw-ips/coverage_1/seed_2/estimates.json",
+                        "results/raw-ips/coverage_0.05/estimates.json",
+                        "--configfile", "ao.yaml") == {"analyze": 2, "analyze_replicate": 1}
+    # seed_007 is not a replicate path (it would duplicate seed_7)
+    proc = run_snakemake(workflow_dir, "results/raw-ips/coverage_0.1/seed_007/estimates.json",
+                         "-n", "--configfile", "ao.yaml", check=False)
+    assert proc.returncode != 0

@@ -31,7 +31,7 @@ def test_cold_target_builds_the_full_chain(workflow_dir):
     cfg = load_yaml(workflow_dir / "config" / "config.yaml")
     cfg["execution"]["shards"] = 3
     write_config(workflow_dir, "cold.yaml", cfg)
-    jobs = planned_jobs(workflow_dir, "results/dr-cpo/coverage_0.1/estimates.json",
+    jobs = planned_jobs(workflow_dir, "results/dr-cpo/coverage_0.5/estimates.json",
                         "--configfile", "cold.yaml")
     expected = llm_chain(len(cfg["policies"]), 3)
     expected["analyze"] = 1
@@ -50,15 +50,20 @@ def test_default_target_builds_the_configured_grid(workflow_dir):
     assert jobs == expected
 
 
+SWEEP_ESTIMATORS = ("calibrated-ips", "raw-ips", "dr-cpo", "mrdr", "tmle")
+
+
 def test_sweep_estimators_by_coverages_is_one_call(workflow_dir):
     """The 5 x 4 coverage x estimator sweep is one snakemake call: 20 analysis jobs."""
     targets = [f"results/{e}/coverage_{c}/estimates.json"
-               for e in ("calibrated-ips", "raw-ips", "dr-cpo", "mrdr", "tmle")
-               for c in ("0.05", "0.1", "0.2", "0.5")]
+               for e in SWEEP_ESTIMATORS for c in ("0.05", "0.1", "0.2", "0.5")]
     write_config(workflow_dir, "ao.yaml", analysis_only_config())
     jobs = planned_jobs(workflow_dir, *targets, "--configfile", "ao.yaml")
     assert jobs == Counter({"analyze": 20})
-    # the same sweep on the LLM path shares one data chain
+    # the README's sweep on the default config (40 prompts: coverages that leave >= 10
+    # calibration labels) shares one data chain
+    targets = [f"results/{e}/coverage_{c}/estimates.json"
+               for e in SWEEP_ESTIMATORS for c in ("0.25", "0.5", "0.75", "1")]
     jobs = planned_jobs(workflow_dir, *targets)
     cfg = load_yaml(workflow_dir / "config" / "config.yaml")
     expected = llm_chain(len(cfg["policies"]), cfg["execution"]["shards"])
@@ -146,3 +151,42 @@ def test_lint_is_clean(workflow_dir):
     """snakemake --lint exits 0 (log, conda, benchmark on every rule; no lint)."""
     proc = run_snakemake(workflow_dir, "--lint", check=False)
     assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_settings_that_change_no_result_rerun_nothing(workflow_dir):
+    """Cache folders are not rerun triggers; the fresh-draw labelling share reruns only
+    the targets' oracle (the base policy's oracle labels the logged rows, whose share
+    did not change), and the flush interval of earlier versions is gone."""
+    cfg = load_yaml(workflow_dir / "config" / "config.yaml")
+    policies = list(cfg["policies"])
+    shards = cfg["execution"]["shards"]
+    grid = len(cfg["analysis"]["estimators"]) * len(cfg["analysis"]["oracle_coverages"])
+    mark_complete(workflow_dir)
+    cfg["execution"].update(request_cache_dir="elsewhere/requests", rate_limit_dir="elsewhere/limits")
+    write_config(workflow_dir, "moved.yaml", cfg)
+    assert planned_jobs(workflow_dir, "--configfile", "moved.yaml") == Counter()
+
+    cfg["oracle"]["fresh_draw_coverage"] = 0.5
+    write_config(workflow_dir, "share.yaml", cfg)
+    jobs = planned_jobs(workflow_dir, "--configfile", "share.yaml")
+    targets = len(policies) - 1
+    assert jobs == Counter({"oracle": targets * shards, "merge_oracle": targets, "dataset": 1,
+                            "analyze": grid, "summary": 1, "all": 1})
+    proc = run_snakemake(workflow_dir, "-n", "--configfile", "share.yaml")
+    assert f"data/shards/oracle/{cfg['base_policy']}/" not in proc.stdout
+
+
+def test_switching_plots_on_reruns_the_analyses(workflow_dir):
+    """analysis.plots false -> true: every analysis of the grid lacks its plots/ and reruns;
+    true -> false: nothing to do (the plots stay)."""
+    cfg = analysis_only_config(estimators=["calibrated-ips", "raw-ips"], oracle_coverages=[0.25, 0.5])
+    write_config(workflow_dir, "off.yaml", cfg)
+    mark_complete(workflow_dir, "--configfile", "off.yaml")
+    assert planned_jobs(workflow_dir, "--configfile", "off.yaml") == Counter()
+    cfg["analysis"]["plots"] = True
+    write_config(workflow_dir, "on.yaml", cfg)
+    assert planned_jobs(workflow_dir, "--configfile", "on.yaml") == Counter(
+        {"analyze": 4, "summary": 1, "all": 1})
+    mark_complete(workflow_dir, "--configfile", "on.yaml")
+    assert planned_jobs(workflow_dir, "--configfile", "on.yaml") == Counter()
+    assert planned_jobs(workflow_dir, "--configfile", "off.yaml") == Counter()

@@ -1,5 +1,7 @@
 """SIGKILL snakemake (and its job) during generation; the rerun completes without
-duplicate rows and without repeating finished calls (real local model)."""
+duplicate rows and without repeating finished calls (real local model): every
+answered request is in the request cache (execution.request_cache_dir) the moment it
+arrives, and Snakemake deletes the killed job's partial output, not the cache."""
 
 from __future__ import annotations
 
@@ -24,10 +26,15 @@ def _jsonl(path):
 
 
 def _cached_ok(workdir):
-    """prompt_ids whose generation is finished in the side caches (status ok)."""
+    """prompt_ids whose generation is answered in the request cache (status ok)."""
     done = set()
-    for cache in (workdir / "data" / "cache" / "responses" / "base").glob("*.cache.jsonl"):
-        done |= {r["prompt_id"] for r in _jsonl(cache) if r.get("status") == "ok"}
+    for entry in (workdir / "data" / "cache" / "requests").rglob("*.json"):
+        try:
+            rec = json.loads(entry.read_text())
+        except ValueError:  # being written right now (temp names are not *.json)
+            continue
+        if rec.get("status") == "ok" and str(rec.get("stage", "")).startswith("generate"):
+            done.add(rec["prompt_id"])
     return done
 
 
@@ -42,7 +49,7 @@ def test_sigkill_during_generation_then_resume(workflow_dir):
     cfg = load_yaml(workflow_dir / ".test" / "config" / "config.yaml")
     cfg["prompts"]["n_samples"] = N_PROMPTS
     cfg["policies"]["base"]["max_tokens"] = 24
-    cfg["execution"].update(shards=2, batch_size=1)
+    cfg["execution"].update(shards=2)
     write_config(workflow_dir, "kill.yaml", cfg)
     target = "data/responses/base.jsonl"
     env = dict(os.environ)
@@ -79,8 +86,8 @@ def test_sigkill_during_generation_then_resume(workflow_dir):
     assert not {c["prompt_id"] for c in new_calls} & cached
     assert len(new_calls) == N_PROMPTS - len(cached)
     # and what was cached is what was published
-    for cache in (workflow_dir / "data" / "cache" / "responses" / "base").glob("*.cache.jsonl"):
-        for r in _jsonl(cache):
-            if r["status"] == "ok":
-                assert {"prompt_id": r["prompt_id"], "response": r["response"]} in [
-                    {"prompt_id": x["prompt_id"], "response": x["response"]} for x in rows]
+    published = {r["prompt_id"]: r["response"] for r in rows}
+    for entry in (workflow_dir / "data" / "cache" / "requests").rglob("*.json"):
+        rec = json.loads(entry.read_text())
+        if rec.get("status") == "ok" and str(rec.get("stage", "")).startswith("generate"):
+            assert rec["prompt_id"] in published

@@ -28,3 +28,18 @@ def test_kubernetes_profile_selects_its_executor(workflow_dir, tmp_path):
     out = proc.stdout + proc.stderr
     assert "Using profile profiles/kubernetes" in out
     assert "(in storage)" in out or "storage" in out
+
+
+def test_slurm_profile_groups_analyses_and_limits_providers(workflow_dir):
+    """profiles/slurm: the 60 small analyses of config/arena.yaml (5 estimators x 4
+    coverages x 3 seeds) go out as 12 group jobs of 5; every LLM job claims one unit of
+    its provider's resource (api_fireworks / api_openai), which the profile caps."""
+    proc = run_snakemake(workflow_dir, "-n", "--profile", "profiles/slurm",
+                         "--configfile", "config/arena.yaml")
+    out = proc.stdout + proc.stderr
+    assert out.count("Group job analyses") == 60 // 5, out[-3000:]
+    llm_jobs = 5 * 8 * 4  # 5 policies x 8 shards x (generate, logprobs, judge, oracle)
+    claims = out.count("api_fireworks=1, api_openai=0") + out.count("api_fireworks=0, api_openai=1")
+    assert claims == llm_jobs
+    profile = load_yaml(workflow_dir / "profiles" / "slurm" / "config.v8+.yaml")
+    assert profile["resources"] == ["api_fireworks=16", "api_openai=16"]

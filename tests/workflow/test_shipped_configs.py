@@ -8,7 +8,7 @@ from snakemake.utils import validate
 
 from cje.llm.config import load_config, policy_config, provider_config, scorer_config
 
-from .wfutil import ARENA_SAMPLE, run_snakemake
+from .wfutil import run_snakemake
 
 CONFIGS = ["config/config.yaml", "config/arena.yaml", ".test/config/config.yaml",
            ".test/config/analysis_only.yaml"]
@@ -16,11 +16,6 @@ CONFIGS = ["config/config.yaml", "config/arena.yaml", ".test/config/config.yaml"
 
 @pytest.mark.parametrize("configfile", CONFIGS)
 def test_shipped_config_builds_and_stages_accept_it(workflow_dir, configfile):
-    if configfile == ".test/config/analysis_only.yaml":
-        # the arena sample lives next to the checkout; the copy is elsewhere
-        text = (workflow_dir / configfile).read_text()
-        (workflow_dir / configfile).write_text(
-            text.replace("../shared/data/arena_sample", str(ARENA_SAMPLE)))
     env = {"FIREWORKS_API_KEY": "dry-run", "OPENAI_API_KEY": "dry-run"}
     proc = run_snakemake(workflow_dir, "-n", "--configfile", configfile, env=env)
     assert "Job stats" in proc.stdout, proc.stdout + proc.stderr
@@ -37,3 +32,15 @@ def test_shipped_config_builds_and_stages_accept_it(workflow_dir, configfile):
         assert policy_config(cfg, name).model == cfg["policies"][name]["model"]
     for role in ("judge", "oracle"):
         scorer_config(cfg, role)
+
+
+def test_test_folder_is_self_contained(workflow_dir):
+    """.test/ reads only files inside the repository (the module/CI data is shipped)."""
+    for configfile in (".test/config/config.yaml", ".test/config/analysis_only.yaml"):
+        cfg = load_config(workflow_dir / configfile)
+        paths = [cfg.get("prompts", {}).get("source"), cfg["analysis"].get("dataset"),
+                 cfg["analysis"].get("fresh_draws_dir"),
+                 *(cfg.get(role, {}).get("rubric_file") for role in ("judge", "oracle"))]
+        for path in filter(None, paths):
+            assert not path.startswith(("/", "..")), (configfile, path)
+            assert (workflow_dir / path).exists(), (configfile, path)

@@ -1,7 +1,8 @@
 """The analysis-only workflow on a real SLURM cluster (started by .ci/run).
 
-Runs the arena-sample analysis through ``--profile profiles/slurm-ci``
-(snakemake-executor-plugin-slurm, sbatch per job) to completion. Fails, not
+Runs the analysis of the shipped simulated dataset (.test/data) through
+``--profile profiles/slurm-ci`` (snakemake-executor-plugin-slurm, sbatch per job;
+the small analysis jobs grouped, group "analyses") to completion. Fails, not
 skips, under ``CI=true`` when no cluster answers.
 """
 
@@ -46,14 +47,16 @@ def test_analysis_only_workflow_runs_on_slurm(slurm_cluster, workflow_dir):
     proc = run_snakemake(workflow_dir, "--profile", "profiles/slurm-ci", "--configfile", "ao.yaml",
                          timeout=600)
     log = proc.stdout + proc.stderr
-    # both analyses went through sbatch; the summary ran locally (localrule)
-    assert log.count("has been submitted with SLURM jobid") == 2, log
+    # both analyses went through sbatch as ONE group job (profile: groups, group-components);
+    # the summary ran locally (localrule)
+    assert log.count("has been submitted with SLURM jobid") == 1, log
+    assert log.count("Group job analyses") == 1, log
     for estimator in ("calibrated-ips", "raw-ips"):
         result = json.loads((workflow_dir / "results" / estimator / "coverage_0.5" /
                              "estimates.json").read_text())
         assert result["metadata"]["estimator"] == estimator
         assert result["metadata"]["oracle_coverage"] == 0.5
-        assert len(result["estimates"]) == len(result["metadata"]["target_policies"]) == 3
+        assert len(result["estimates"]) == len(result["metadata"]["target_policies"]) == 3  # .test/data
     assert (workflow_dir / "results" / "summary.csv").read_text().count("\n") >= 2 * 3
     # complete: nothing left to do, also when asked through the same profile
     assert planned_jobs(workflow_dir, "--profile", "profiles/slurm-ci",

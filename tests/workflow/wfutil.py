@@ -7,6 +7,7 @@ so runs never touch the checkout's data/, results/ or .snakemake/.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -19,7 +20,10 @@ import yaml
 
 REPO = Path(__file__).resolve().parents[2]
 SNAKEMAKE = str(Path(sys.executable).with_name("snakemake"))
-ARENA_SAMPLE = (REPO.parent / "shared" / "data" / "arena_sample").resolve()
+# The small simulated dataset shipped in the repository (.test/data/make.py).
+TEST_DATA = REPO / ".test" / "data"
+SERVERS = REPO / "tests" / "servers"
+FAKE_KEY_ENV = "CJE_WORKFLOW_TEST_KEY"
 # What a workflow copy needs: the workflow itself, its configs and the cje sources
 # (the code-hash params read them).
 COPY_ITEMS = ["Snakefile", "rules", "scripts", "schemas", "config", "envs", "report",
@@ -52,22 +56,68 @@ def load_yaml(path: Path) -> dict:
 
 
 def analysis_only_config(**analysis) -> dict:
-    """Analysis-only config on the real arena sample (absolute paths), plots off."""
-    cfg = {"analysis": {"dataset": str(ARENA_SAMPLE / "logged_data.jsonl"),
-                        "fresh_draws_dir": str(ARENA_SAMPLE / "fresh_draws"),
+    """Analysis-only config on the shipped simulated dataset (200 prompts, 3 targets;
+    .test/data, absolute paths), plots off."""
+    cfg = {"analysis": {"dataset": str(TEST_DATA / "logged_data.jsonl"),
+                        "fresh_draws_dir": str(TEST_DATA / "fresh_draws"),
                         "estimators": ["calibrated-ips"], "oracle_coverages": [0.5],
                         "seeds": [0], "plots": False}}
     cfg["analysis"].update(analysis)
     return cfg
 
 
+def write_prompts(path: Path, n: int, start: int = 0) -> Path:
+    """Write prompts ``q{start}..q{start+n-1}`` (prompt_id, prompt) to ``path`` (replacing it)."""
+    with open(path, "w") as fh:
+        for i in range(start, start + n):
+            fh.write(json.dumps({"prompt_id": f"q{i:03d}",
+                                 "prompt": f"q{i:03d}: say something about {i}"}) + "\n")
+    return path
+
+
+def api_config(url: str, prompts: str = "prompts.jsonl", provider: str = "fake", **execution) -> dict:
+    """A workflow config whose one hosted provider (``kind: openai``) is a local fake
+    server at ``url`` (tests/servers), key from ``$CJE_WORKFLOW_TEST_KEY``: the whole
+    LLM chain in seconds. Two policies, yes/no judge and a 2-rubric oracle."""
+    policy = {"provider": provider, "model": "fake-model", "chat_template": "chatml",
+              "system_prompt": "You are a helpful assistant.", "temperature": 1.0, "max_tokens": 16}
+    return {
+        "prompts": {"source": prompts, "n_samples": None, "seed": 1},
+        "providers": {provider: {"kind": "openai", "base_url": url, "api_key_env": FAKE_KEY_ENV,
+                                 "max_concurrency": 4, "timeout_s": 10, "max_retries": 2,
+                                 "retry_backoff_s": 0.01, "retry_backoff_max_s": 0.05}},
+        "base_policy": "base",
+        "policies": {"base": policy, "short": {**policy, "system_prompt": "Answer in one sentence."}},
+        "judge": {"provider": provider, "model": "judge-model", "method": "yes_no_logprob",
+                  "rubric_file": "config/rubrics/judge.txt"},
+        "oracle": {"provider": provider, "model": "oracle-model", "method": "yes_no_logprob",
+                   "rubric_file": "config/rubrics/oracle.txt", "n_rubric_samples": 2,
+                   "coverage": 1.0, "fresh_draw_coverage": 1.0, "seed": 7},
+        "fresh_draws": {"draws_per_prompt": 1},
+        "execution": {"shards": 2, **execution},
+        "analysis": {"estimators": ["calibrated-ips"], "oracle_coverages": [0.5], "seeds": [0],
+                     "probe_coverage": 0.25, "plots": False},
+    }
+
+
+def key_env(present: bool = True) -> dict:
+    """Environment for snakemake with the fake provider's key set, or without it."""
+    env = {k: v for k, v in os.environ.items() if k != FAKE_KEY_ENV}
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
+    if present:
+        env[FAKE_KEY_ENV] = "sk-workflow-test-not-a-real-key"
+    return env
+
+
 def run_snakemake(workdir: Path, *args: str, env: dict | None = None, timeout: int = 600,
-                  check: bool = True) -> subprocess.CompletedProcess:
-    """Run ``snakemake args`` in ``workdir``; raise with its output if it fails and check."""
-    full_env = dict(os.environ)
-    full_env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{full_env.get('PATH', '')}"
+                  check: bool = True, replace_env: bool = False) -> subprocess.CompletedProcess:
+    """Run ``snakemake args`` in ``workdir``; raise with its output if it fails and check.
+
+    ``env`` updates this process's environment, or replaces it with ``replace_env``."""
+    full_env = {} if replace_env else dict(os.environ)
     if env is not None:
         full_env.update(env)
+    full_env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{full_env.get('PATH', '')}"
     proc = subprocess.run([SNAKEMAKE, *args], cwd=workdir, env=full_env, text=True,
                           capture_output=True, timeout=timeout)
     if check and proc.returncode != 0:
