@@ -18,7 +18,9 @@ import numpy as np
 from cje import __version__
 from cje.context import AnalysisContext, AnalysisOptions, build_context
 from cje.data import FreshDraws, LoggedData, load_fresh_draws_dir, load_logged_data
-from cje.diagnostics import bhattacharyya_overlap, out_of_range_mass, policy_status, transport_audit, weight_diagnostics
+from cje.calibration import MIN_ORACLE_LABELS
+from cje.checks import assumption_ledger, audit_verdict, policy_checks
+from cje.diagnostics import bhattacharyya_overlap, out_of_range_mass, policy_status, weight_diagnostics
 from cje.errors import ConfigError
 from cje.estimators import get_estimator
 from cje.estimators.base import Estimator, PolicyEstimate
@@ -72,10 +74,18 @@ def _overlap_diagnostics(ctx: AnalysisContext, policy: str, rows: np.ndarray | N
            "fresh_draws_mean_judge": float(view.judge.mean()) if view.judge.size else None}
     if rows is not None and weights is not None:
         out["judge_overlap_weighted"] = bhattacharyya_overlap(view.judge, ctx.data.judge_scores[rows], weights)
-    if view.probe.any():
-        out["transport"] = transport_audit(view.oracle[view.probe], view.R[view.probe],
-                                           margin=ctx.options.transport_margin, level=ctx.options.level)
     return out
+
+
+def _transport_for(checks: dict, se: float | None) -> dict | None:
+    """The audit this estimate is judged by: probes when the target has them, else the weighted
+    labelled logged rows; with this estimate's SE in the equivalence margin."""
+    audit = checks["probe_audit"] or checks["label_audit"]
+    if audit is None:
+        return None
+    block = audit.to_dict(audit_verdict(audit, se))
+    block["n_probe" if audit.source == "probes" else "n_labels"] = audit.n
+    return block
 
 
 def _ground_truth(ctx: AnalysisContext, policy: str, result: PolicyResult) -> dict | None:
@@ -131,19 +141,40 @@ def _policy_result(ctx: AnalysisContext, estimator: Estimator, policy: str,
     weighted_rows = None
     if est is not None and est.weights is not None:
         weighted_rows = rows if est.weight_rows is None else est.weight_rows
+    ci = None
+    if est is not None and np.isfinite(est.estimate):
+        ci = interval(est.estimate, est.influence, est.jackknife, level=ctx.options.level, parts=est.df_parts)
+    checks = policy_checks(ctx, policy)
+    transport = _transport_for(checks, None if ci is None else ci.se)
     diag = {"weights_raw": raw_diag, "weights_used": used_diag,
-            **_overlap_diagnostics(ctx, policy, weighted_rows, est.weights if est is not None else None)}
-    status = policy_status(weight_role=estimator.weight_role, raw_weights=raw_diag,
-                           overlap=diag.get("judge_overlap"), transport=diag.get("transport"),
-                           drop_fraction=drop_fraction, uses_calibration=estimator.uses_calibration,
+            **_overlap_diagnostics(ctx, policy, weighted_rows, est.weights if est is not None else None),
+            "transport": transport, "label_audit": None if checks["label_audit"] is None else
+            checks["label_audit"].to_dict(audit_verdict(checks["label_audit"], None if ci is None else ci.se)),
+            "checks": checks["checks"]}
+    if checks["notes"]:
+        diag["check_notes"] = list(checks["notes"])
+    rests_on = [] if est is None else est.rests_on
+    judge_audit = checks["judge_audit"]
+    if judge_audit is not None:
+        judge_audit = judge_audit.to_dict(audit_verdict(judge_audit, None if ci is None else ci.se))
+    ledger = assumption_ledger(rests_on, {} if est is None else est.notes, transport=transport,
+                               raw_weights=raw_diag, checks=checks["checks"], judge_audit=judge_audit)
+    effective = None if est is None else est.details.get("label_effective_n")
+    if failure is None and effective is not None and effective < MIN_ORACLE_LABELS:
+        failure = (f"the label term rests on {effective:.1f} effective labels (< {MIN_ORACLE_LABELS}, Kish ESS of "
+                   "the importance weights of the labelled rows): its variance cannot be estimated")
+    status = policy_status(assumptions=ledger, overlap=diag.get("judge_overlap"), drop_fraction=drop_fraction,
                            failure=failure)
     reasons = list(status.reasons)
-    if est is None or not np.isfinite(est.estimate):
+    if transport is not None and transport["status"] == "FAIL" and "transport" not in rests_on:
+        reasons.append(f"transport audit FAIL ({transport['source']}: mean residual {transport['delta']:+.3f} on "
+                       f"{transport['n']} labels): the base-policy calibration does not hold for this target; "
+                       "this estimate does not rest on it (it corrects with labels)")
+    if ci is None:
         values = dict(estimate=None, se=None, ci_lower=None, ci_upper=None, se_without_oua=None,
                       oracle_variance=None, df=None)
         n_used = 0
     else:
-        ci = interval(est.estimate, est.influence, est.jackknife, level=ctx.options.level)
         values = dict(estimate=ci.estimate, se=ci.se, ci_lower=ci.ci_lower, ci_upper=ci.ci_upper,
                       se_without_oua=ci.se_without_oua, oracle_variance=ci.oracle_variance, df=ci.df)
         n_used = est.n_used
@@ -154,8 +185,7 @@ def _policy_result(ctx: AnalysisContext, estimator: Estimator, policy: str,
     result = PolicyResult(**values, ess=None if ess_source is None else ess_source["ess"],
                           max_weight=None if ess_source is None else ess_source["max_weight"],
                           status=status.status, reliable=status.reliable, reasons=reasons, n_used=n_used,
-                          n_dropped_by_reason=dropped,
-                          assumptions=[] if est is None else est.assumptions,
+                          n_dropped_by_reason=dropped, assumptions=ledger, checks=checks["checks"],
                           details={} if est is None else est.details)
     arrays = {"raw": raw_w, "used": None if est is None else est.weights}
     return result, diag, est, arrays
@@ -229,7 +259,10 @@ def analyze_context(ctx: AnalysisContext, estimator: Estimator, refuse_unreliabl
             truths[policy] = truth
     base_block, base_est = _base_policy(ctx)
     comparisons = []
-    named = [("base", base_est)] + [(p, estimates[p]) for p in data.target_policies if p in estimates]
+    # a withheld estimate (--refuse-unreliable) is not compared either: its difference from the
+    # base would give it away
+    named = [("base", base_est)] + [(p, estimates[p]) for p in data.target_policies
+                                    if p in estimates and policies[p].estimate is not None]
     for (a, ea), (b, eb) in combinations(named, 2):
         if ea is base_est:
             a, ea, b, eb = b, eb, a, ea

@@ -92,7 +92,15 @@ class FreshView:
 
 @dataclass
 class AnalysisContext:
-    """Everything estimators share; built once per analysis by :func:`build_context`."""
+    """Everything estimators share; built once per analysis by :func:`build_context`.
+
+    R : the rewards estimators average: f(S) below 100% oracle coverage, Y at 100%.
+    R_fold, R_oof : R recomputed with f^(-k) (K x n) and out of fold (equal to R at 100%).
+    f_oof, f_fold : the calibrator's own out-of-fold and per-fold predictions f^(oof)(S),
+        f^(-k)(S) on every logged row, at every coverage (the label residuals Y - f^(oof)(S)
+        of the transport audit and of tr-cpo's label term use them).
+    oua : whether R carries a fitted calibrator (False at 100% coverage).
+    """
 
     data: LoggedData
     options: AnalysisOptions
@@ -105,7 +113,14 @@ class AnalysisContext:
     R_fold: np.ndarray
     oua: bool
     fresh: dict[str, FreshView]
+    f_oof: np.ndarray | None = None
+    f_fold: np.ndarray | None = None
     _cache: dict = field(default_factory=dict)
+
+    @property
+    def rewards_are_labels(self) -> bool:
+        """True at 100% oracle coverage: R = Y on every scored logged row (no calibrator in R)."""
+        return not self.oua
 
     @property
     def n_folds(self) -> int:
@@ -197,6 +212,7 @@ def build_context(data: LoggedData, fresh: dict[str, FreshDraws], options: Analy
     R = calibration.predict(judge, covariates)
     R_fold = np.vstack([calibration.predict_fold(k, judge, covariates) for k in range(options.n_folds)])
     R_oof = R_fold[folds, np.arange(data.n)]
+    f_fold, f_oof = R_fold.copy(), R_oof.copy()
     full_labels = bool(labelled[scored].all())
     if full_labels:
         R = np.where(scored, data.oracle_labels, R)
@@ -209,5 +225,5 @@ def build_context(data: LoggedData, fresh: dict[str, FreshDraws], options: Analy
                                         (float(loglen.mean()), float(sd)))
     return AnalysisContext(data=data, options=options, folds=folds, mask=mask, calibration=calibration,
                            covariates=covariates, R=R, R_oof=R_oof, R_fold=R_fold, oua=not full_labels,
-                           fresh=views)
+                           fresh=views, f_oof=f_oof, f_fold=f_fold)
 

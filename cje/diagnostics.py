@@ -13,13 +13,14 @@ transport audit              --          FAIL
 rows dropped for the policy  > 10%       > 50%
 ===========================  ==========  ===========
 
-Weight rules apply to estimators whose estimate is a weighted average (IPS);
-for doubly robust estimators the weights only enter a correction term, so poor
-weights cap the status at WARNING. The overlap rule applies to every estimator
-(a target whose responses score unlike the logged ones is outside what the
-logged data and judge were checked on); the transport rule to every estimator
-that transports the base-policy calibration. ``naive`` is never better than
-WARNING: it is not on the oracle scale.
+The rows marked ESS, Hill and transport act through the estimate's assumption
+ledger (:mod:`cje.checks`): weight rules only for estimates that rest on the
+weights ('overlap'), the transport audit only for estimates that rest on
+transport, and any assumption an estimate rests on that was not checked caps it
+at WARNING (GOOD means checked). The overlap rule applies to every estimator (a
+target whose responses score unlike the logged ones is outside what the logged
+data and judge were checked on). ``naive`` rests on "the judge is the metric",
+which nothing checks, so it is never better than WARNING.
 """
 
 from __future__ import annotations
@@ -74,7 +75,7 @@ def hill_tail_index(weights: np.ndarray, k: int | None = None) -> float:
         return float("nan")
     logs = np.log(w[:k] / w[k])
     m = logs.mean()
-    return float(1.0 / m) if m > 0 else float("inf")
+    return float(1.0 / m) if m > 1e-12 else float("inf")  # (near-)equal top weights: no tail
 
 
 def hellinger_affinity(weights: np.ndarray) -> float:
@@ -108,23 +109,19 @@ def out_of_range_mass(target_scores: np.ndarray, score_range: tuple[float, float
 
 
 def transport_audit(oracle_labels: np.ndarray, calibrated: np.ndarray, margin: float = 0.05,
-                    level: float = 0.95) -> dict:
-    """Does the base-policy calibration transport to this target?
+                    level: float = 0.95, se_estimate: float | None = None) -> dict:
+    """Does the base-policy calibration transport to this target? (probe labels, audit (a)).
 
-    delta = mean(Y - f(S')) over the target's probe-labelled fresh draws, with a
-    t interval; FAIL when the interval excludes 0 and |delta| > margin.
+    delta = mean(Y - f(S')) over the target's probe-labelled fresh draws, with a t
+    interval; the verdict is :func:`cje.checks.audit_verdict` (FAIL: CI excludes 0 and
+    |delta| > margin; PASS: CI inside +-min(margin, ``se_estimate``); else UNTESTED).
     """
-    r = np.asarray(oracle_labels, float) - np.asarray(calibrated, float)
-    n = r.size
-    if n < 2:
-        return {"status": "NOT_RUN", "n_probe": int(n), "reason": "fewer than 2 probe labels"}
-    delta = float(r.mean())
-    se = float(r.std(ddof=1) / np.sqrt(n))
-    q = float(special.stdtrit(n - 1, 0.5 + level / 2))
-    lo, hi = delta - q * se, delta + q * se
-    fail = (lo > 0 or hi < 0) and abs(delta) > margin
-    return {"status": "FAIL" if fail else "PASS", "n_probe": int(n), "delta": delta, "se": se,
-            "ci_lower": lo, "ci_upper": hi, "margin": margin}
+    from cje.checks import audit_verdict, probe_audit
+
+    audit = probe_audit(oracle_labels, calibrated, margin, level)
+    if audit is None:
+        return {"status": "NOT_RUN", "n_probe": int(np.size(oracle_labels)), "reason": "fewer than 2 probe labels"}
+    return {**audit.to_dict(audit_verdict(audit, se_estimate)), "n_probe": audit.n}
 
 
 def weight_diagnostics(weights: np.ndarray) -> dict:
@@ -146,10 +143,19 @@ class Status:
         return self.status != "CRITICAL"
 
 
-def policy_status(*, weight_role: str, raw_weights: dict | None, overlap: float | None,
-                  transport: dict | None, drop_fraction: float, uses_calibration: bool,
+def policy_status(*, assumptions: list[dict], overlap: float | None, drop_fraction: float,
                   failure: str | None = None) -> Status:
-    """Apply the ladder. ``weight_role`` is 'primary' (IPS), 'correction' (DR) or 'none'."""
+    """Apply the ladder (statistics.md 7, revised: GOOD is a claim that the assumptions were checked).
+
+    assumptions : the estimate's ledger (:func:`cje.checks.assumption_ledger`): an entry that
+        FAILs makes the policy CRITICAL; one that is UNTESTED caps it at WARNING, with the
+        reason and the fix. Weight rules (ESS, Hill) enter through the 'overlap' entry, so
+        weights that contribute nothing to an estimate never lower its status.
+    overlap : judge-score overlap (Bhattacharyya) of fresh draws and logged rows (every estimator).
+    drop_fraction : share of rows dropped for the policy; failure : a per-policy failure message.
+    """
+    from cje.checks import FIXES
+
     level, reasons = 0, []
 
     def bump(to: str, why: str) -> None:
@@ -163,28 +169,21 @@ def policy_status(*, weight_role: str, raw_weights: dict | None, overlap: float 
         bump("CRITICAL", f"{drop_fraction:.0%} of rows dropped for invalid log-probs or scores")
     elif drop_fraction > 0.1:
         bump("WARNING", f"{drop_fraction:.0%} of rows dropped for invalid log-probs or scores")
-    if raw_weights is not None and weight_role != "none":
-        cap = "CRITICAL" if weight_role == "primary" else "WARNING"
-        ess, hill = raw_weights["ess"], raw_weights["hill_index"]
-        if ess < ESS_WARN:
-            bump(cap, f"raw-weight ESS {ess:.1%} < {ESS_WARN:.0%}: almost no overlap between the "
-                      "policies' responses")
-        elif ess < ESS_GOOD:
-            bump("WARNING", f"raw-weight ESS {ess:.1%} < {ESS_GOOD:.0%}")
-        if np.isfinite(hill) and hill < HILL_CRIT:
-            bump(cap, f"Hill tail index {hill:.2f} < {HILL_CRIT:g}: weight tail has infinite mean")
-        elif np.isfinite(hill) and hill < HILL_WARN:
-            bump("WARNING", f"Hill tail index {hill:.2f} < {HILL_WARN:g}: weight tail has infinite variance")
-    if not uses_calibration:
-        bump("WARNING", "uncalibrated: the raw judge mean is not on the oracle scale (reference only)")
     if overlap is not None and np.isfinite(overlap):
         if overlap < OVERLAP_CRIT:
             bump("CRITICAL", f"judge-score overlap {overlap:.2f} < {OVERLAP_CRIT}: the target's responses "
                              "score unlike the logged ones, so the calibration may not transport")
         elif overlap < OVERLAP_GOOD:
             bump("WARNING", f"judge-score overlap {overlap:.2f} < {OVERLAP_GOOD}")
-    if uses_calibration and transport is not None and transport.get("status") == "FAIL":
-        bump("CRITICAL", f"transport audit FAIL: mean residual {transport['delta']:+.3f} on "
-                         f"{transport['n_probe']} probe labels")
+    for a in assumptions:
+        if a["status"] == "FAIL":
+            bump("CRITICAL", f"assumption '{a['id']}' FAILED: {a['evidence']}")
+        elif a["status"] == "UNTESTED" and a["id"] == "judge_is_metric":
+            bump("CRITICAL", "naive is a reference only: the raw judge mean is not on the oracle scale unless an "
+                             f"audit shows it ({a['evidence']}); use a calibrated estimator")
+        elif a["status"] == "UNTESTED":
+            fix = FIXES.get(a["id"])
+            bump("WARNING", f"assumption '{a['id']}' not checked ({a['evidence']})"
+                            + (f"; to check it: {fix}" if fix else ""))
     name = {v: k for k, v in STATUS_ORDER.items()}[level]
     return Status(name, reasons)

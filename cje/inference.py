@@ -10,7 +10,8 @@
   (sampling) and K - 1 (oracle) -- the jackknife variance rests on K folds only,
   and a normal quantile would over-state its precision at low oracle coverage.
 * Paired comparison: the difference of aligned influence functions plus the OUA
-  of the difference of the jackknife estimates.
+  of the difference of the jackknife estimates (a side without a jackknife, e.g. R = Y
+  at 100% coverage, counts as constant, so the other side's oracle variance stays).
 
 Reference: Efron & Stein (1981) for the jackknife; Welch (1947) for the df.
 """
@@ -22,7 +23,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import special
 
-__all__ = ["Interval", "se_from_influence", "oua_variance", "satterthwaite_df", "interval",
+__all__ = ["Interval", "se_from_influence", "oua_variance", "satterthwaite_df", "welch_satterthwaite", "interval",
            "align_influence", "paired_comparison"]
 
 
@@ -70,22 +71,44 @@ def satterthwaite_df(var_base: float, df_base: float, var_oracle: float | None, 
 
 
 def interval(estimate: float, influence: np.ndarray, jackknife_estimates: np.ndarray | None,
-             level: float = 0.95, use_oua: bool = True) -> Interval:
+             level: float = 0.95, use_oua: bool = True,
+             parts: list[tuple[np.ndarray, float]] | None = None) -> Interval:
     """Combine the influence-function SE and the OUA jackknife into a t interval.
 
-    Inputs: point estimate; per-cluster influence values; psi^(-k) per fold (or None
-    at 100% oracle coverage, where OUA is skipped); confidence level.
-    Output: :class:`Interval` (its ``df`` is the t degrees of freedom used).
+    Inputs: point estimate; per-cluster influence values; psi^(-k) per fold (or None when
+    no fitted calibrator enters the estimate); confidence level; optional ``parts``: pieces
+    of ``influence`` that average over few units (tr-cpo's label term over the labelled
+    rows, a probe-label correction over the probes), each with its degrees of freedom. They
+    change only the df: Welch-Satterthwaite over the rest of the IF (n - 1), each part and
+    the oracle jackknife (K - 1). Output: :class:`Interval` (``df`` is the t df used).
     """
     se_base = se_from_influence(influence)
     var_oracle = oua_variance(jackknife_estimates) if use_oua else None
     total = float(np.sqrt(se_base ** 2 + (var_oracle or 0.0)))
     n_folds = 0 if jackknife_estimates is None else int(np.isfinite(jackknife_estimates).sum())
-    df = satterthwaite_df(se_base ** 2, len(influence) - 1, var_oracle, max(n_folds - 1, 1))
+    components = []
+    rest = np.asarray(influence, float)
+    for part, df_part in parts or []:
+        part = np.asarray(part, float)
+        rest = rest - part
+        components.append((np.var(part, ddof=1) / part.size, df_part))
+    components.append((np.var(rest, ddof=1) / max(rest.size, 1) if rest.size > 1 else 0.0, len(influence) - 1))
+    if var_oracle:
+        components.append((var_oracle, max(n_folds - 1, 1)))
+    df = welch_satterthwaite(components)
     q = float(special.stdtrit(df, 0.5 + level / 2)) if np.isfinite(df) else float(special.ndtri(0.5 + level / 2))
     return Interval(estimate=float(estimate), se=total, se_without_oua=se_base, oracle_variance=var_oracle,
                     ci_lower=float(estimate - q * total), ci_upper=float(estimate + q * total),
                     df=df, level=level)
+
+
+def welch_satterthwaite(components: list[tuple[float, float]]) -> float:
+    """df of a sum of independent variance estimates: (sum v)^2 / sum (v^2 / df) (Welch, 1947)."""
+    num = sum(v for v, _ in components) ** 2
+    den = sum(v * v / max(d, 1) for v, d in components if v > 0)
+    if den <= 0:
+        return float(components[-1][1]) if components else float("inf")
+    return float(num / den)
 
 
 def align_influence(ids_a: np.ndarray, phi_a: np.ndarray, ids_b: np.ndarray,
@@ -120,8 +143,14 @@ def paired_comparison(estimate_a: float, ids_a: np.ndarray, phi_a: np.ndarray, j
     """
     pa, pb = align_influence(ids_a, phi_a, ids_b, phi_b)
     jack = None
-    if jack_a is not None and jack_b is not None and len(jack_a) == len(jack_b):
-        jack = np.asarray(jack_a, float) - np.asarray(jack_b, float)
+    if jack_a is not None or jack_b is not None:
+        # an estimate without a jackknife applies no calibrator: its psi^(-k) is constant, so
+        # the difference keeps the other side's oracle variance (never silently dropped)
+        k = len(jack_a if jack_a is not None else jack_b)
+        ja = np.full(k, estimate_a) if jack_a is None else np.asarray(jack_a, float)
+        jb = np.full(k, estimate_b) if jack_b is None else np.asarray(jack_b, float)
+        if ja.size == jb.size:
+            jack = ja - jb
     res = interval(estimate_a - estimate_b, pa - pb, jack, level=level)
     t = res.estimate / res.se if res.se > 0 else float("inf")
     p = float(2 * special.stdtr(res.df, -abs(t))) if np.isfinite(t) else 0.0

@@ -33,14 +33,15 @@ t_{n_c - 1} * SE_b however many labels: then only more prompts help.
   Sample Size Calculations in Clinical Research, 2008, ch. 3), SE_ab from the comparison.
 * Probe labels per target, for the transport audit: an equivalence test that
   passes when its CI delta_hat +- w_k lies inside +-e, e = min(margin, SE(m)) (the
-  estimate's SE at the plan). With k probes, w_k = t_{k-1} sigma_r / sqrt(k), sigma_r
-  the residual SD (the pilot's audit se * sqrt(n_probe); without probes in the pilot,
-  the calibration's out-of-fold RMSE). When the transport holds, delta_hat = mean(Y -
-  f(S')) still carries the calibration's own error on that target, whose variance is
-  the estimate's V_o(m) = V_o m0 / m, so delta_hat ~ N(0, V_o(m) + sigma_r^2 / k) and
-  P(pass) = 2 Phi((e - w_k) / s_k) - 1, s_k^2 = V_o(m) + sigma_r^2 / k. The plan is the
-  smallest k with P(pass) >= probe power; when even k -> infinity cannot reach it
-  (e <= z sqrt(V_o(m))) no probe count helps until more oracle labels shrink V_o(m).
+  estimate's SE at the plan). When the transport holds, delta_hat = mean(Y - f(S'))
+  carries the probe noise and the calibration's own error on that target, whose variance
+  is the estimate's V_o(m) = V_o m0 / m, so delta_hat ~ N(0, s_k^2), s_k^2 = V_o(m) +
+  sigma_r^2 / k (sigma_r the residual SD: the pilot's audit ``se_labels`` * sqrt(n_probe);
+  without probes in the pilot, the calibration's out-of-fold RMSE). The audit's interval
+  counts both parts, w_k = t_df s_k (df Welch-Satterthwaite of k - 1 and K - 1), and
+  P(pass) = 2 Phi((e - w_k) / s_k) - 1. The plan is the smallest k with P(pass) >= probe
+  power; when even k -> infinity cannot reach it (e < (t + z) sqrt(V_o(m))) no probe
+  count helps until more oracle labels shrink V_o(m).
 """
 
 from __future__ import annotations
@@ -250,13 +251,17 @@ def _solve(parts: VarianceParts, ok, m0: float, n: int, n_folds: int, level: flo
     return hi
 
 
-def _probe_count(vo_m: float, sigma: float, e: float, level: float, power: float) -> int | None:
+def _probe_count(vo_m: float, sigma: float, e: float, level: float, power: float,
+                 n_folds: int = 5) -> int | None:
     """Smallest k with P(audit passes) >= power under transport (module docstring), None if no k does."""
+    from cje.inference import welch_satterthwaite
+
     z = float(special.ndtri(0.5 + power / 2))
 
     def ok(k: int) -> bool:
-        w = float(_t(k - 1, 0.5 + level / 2)) * sigma / math.sqrt(k)
-        return e - w >= z * math.sqrt(vo_m + sigma ** 2 / k)
+        s_k = math.sqrt(vo_m + sigma ** 2 / k)
+        df = welch_satterthwaite([(sigma ** 2 / k, k - 1)] + ([(vo_m, n_folds - 1)] if vo_m > 0 else []))
+        return e - float(_t(df, 0.5 + level / 2)) * s_k >= z * s_k
 
     lo, hi = 2, 10 ** 9
     if not ok(hi):
@@ -279,8 +284,9 @@ def _probes(payloads: list[dict], policy: str, parts: VarianceParts, m: int, m0:
     for p in payloads:
         audit = (p["metadata"]["diagnostics"].get(policy) or {}).get("transport") or {}
         from_probes = audit.get("source", "probes") == "probes"  # not the weighted-label audit of logged rows
-        if from_probes and audit.get("se") is not None and audit.get("n_probe"):
-            sds.append(audit["se"] * math.sqrt(audit["n_probe"]))
+        se_labels = audit.get("se_labels", audit.get("se"))  # the probe-noise part only
+        if from_probes and se_labels is not None and audit.get("n_probe"):
+            sds.append(se_labels * math.sqrt(audit["n_probe"]))
             source = "residual SD from the pilot's probe labels"
     if not sds:
         rmse = [p["metadata"]["calibration"].get("oof_rmse") for p in payloads]
@@ -290,7 +296,7 @@ def _probes(payloads: list[dict], policy: str, parts: VarianceParts, m: int, m0:
         return None, "no residual SD in the pilot"
     hw, df = half_width_curve(parts, [m], m0, n_folds, level)
     e = min(margin, float(hw[0] / _t(df[0], 0.5 + level / 2)))
-    k = _probe_count(parts.oracle_variance * m0 / m, float(np.mean(sds)), e, level, power)
+    k = _probe_count(parts.oracle_variance * m0 / m, float(np.mean(sds)), e, level, power, n_folds)
     if k is None:
         return None, ("the audit cannot pass at this oracle budget for some targets (blank): the calibration "
                       "error sqrt(oracle_variance) is too large against min(margin, SE); more oracle labels first")

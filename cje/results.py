@@ -57,7 +57,12 @@ def to_jsonable(value: Any) -> Any:
 
 @dataclass
 class PolicyResult:
-    """One target policy's result (the ``metadata.policies[name]`` block)."""
+    """One target policy's result (the ``metadata.policies[name]`` block).
+
+    assumptions : one entry per assumption the estimate rests on, {"id", "statement",
+        "status" (PASS / FAIL / UNTESTED / DESIGN), "evidence"} (:func:`cje.checks.assumption_ledger`).
+    checks : the disagreement checks run for the policy (:func:`cje.checks.disagreement`).
+    """
 
     estimate: float | None
     se: float | None
@@ -73,7 +78,8 @@ class PolicyResult:
     reasons: list[str]
     n_used: int
     n_dropped_by_reason: dict[str, int]
-    assumptions: list[str] = field(default_factory=list)
+    assumptions: list[dict] = field(default_factory=list)
+    checks: list[dict] = field(default_factory=list)
     details: dict = field(default_factory=dict)
 
 

@@ -31,10 +31,15 @@ class PolicyEstimate:
     n_used : rows (prompts) the estimate averages over.
     weights : the importance weights used (over the used rows), if any.
     details : estimator-specific numbers recorded in the output.
-    assumptions : plain-language assumptions the estimate rests on.
+    rests_on : ids of the assumptions the estimate rests on (keys of :data:`cje.checks.ASSUMPTIONS`);
+        the analysis checks each and records it in ``metadata.policies[p].assumptions``.
+    notes : {assumption id: extra text} specific to this estimate (e.g. why a DR correction is zero).
     dropped : extra {reason: count} drops made by the estimator (e.g. missing fresh draws).
     weight_rows : logged row indices ``weights`` refer to, when not ``ctx.rows(policy)``
         (e.g. DR rows dropped for missing fresh draws).
+    df_parts : [(part of ``influence``, its df)] for pieces that average over few units (label
+        term, probe correction); they set the interval's Welch-Satterthwaite df
+        (:func:`cje.inference.interval`).
     """
 
     estimate: float
@@ -44,16 +49,19 @@ class PolicyEstimate:
     n_used: int
     weights: np.ndarray | None = None
     details: dict = field(default_factory=dict)
-    assumptions: list[str] = field(default_factory=list)
+    rests_on: list[str] = field(default_factory=list)
+    notes: dict = field(default_factory=dict)
     dropped: dict = field(default_factory=dict)
     weight_rows: np.ndarray | None = None
+    df_parts: list = field(default_factory=list)
 
 
 class Estimator:
     """Base class. Subclasses set the class attributes and implement :meth:`estimate`.
 
     weight_role : 'primary' (the estimate is a weighted mean), 'correction' (weights
-        enter a correction term) or 'none'; decides how weight diagnostics affect status.
+        enter a correction term) or 'none' (a recorded label; the status follows the
+        assumptions the estimate actually rests on, ``PolicyEstimate.rests_on``).
     needs_fresh_draws : the estimator cannot run without fresh draws.
     uses_calibration : the estimate transports the base-policy calibration to the target.
     """

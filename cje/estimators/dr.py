@@ -1,194 +1,92 @@
 """Doubly robust estimators: ``dr-cpo``, ``mrdr``, ``oc-dr-cpo``, ``tr-cpo`` (statistics.md 5-7b).
 
-Notation over the used rows i (logged prompts valid for the policy, with a judge
-score and fresh draws), W_i the mean-1 importance weights (SIMCal-W calibrated
-by default), R_i = f(S_i), g^(-k) the outcome model fitted without fold k,
-g_i = g^(-fold(i))(S_i), and gbar_i = mean_j g^(-fold(i))(S'_ij) over prompt i's
-fresh draws (several draws per prompt are averaged per prompt):
+Notation over the used rows i (:mod:`cje.estimators.dr_inputs`): W_i the mean-1
+correction weights (SIMCal-W calibrated by default), W_raw,i the Hajek weights,
+R_i the reward (f(S_i) below 100% oracle coverage, Y_i at 100%), g^(-k) the outcome
+model fitted without fold k, g_i = g^(-fold(i))(S_i), gbar_i = mean_j g^(-fold(i))(S'_ij)
+over prompt i's fresh draws, f^(oof) the calibrator out of fold, L_i = 1 for a
+labelled row:
 
 * dr-cpo:    psi = mean_i gbar_i + mean_i W_i (R_i - g_i)
-* mrdr:      as dr-cpo, with g fitted with sample weights omega(W) (default
-             omega = W; ``omega="w2"`` uses W^2) so that the weighted residual
-             W (R - g), the variance of the correction, is small where W is large
-             (Farajtabar et al., 2018, "More Robust Doubly Robust OPE").
-* oc-dr-cpo: dr-cpo + mean_i (W_i - m_i) (R_i - f^(oof)(S_i)), m = E[W | S]
-             cross-fitted: the orthogonalising term for the calibration step.
-* tr-cpo:    oc-dr-cpo + mean_i (L_i / pi_L(S_i)) m_i (Y_i - R_i), the label term;
-             pi_L = P(L = 1 | S) cross-fitted, clipped to [1e-3, 1]. Computed fully
-             cross-fitted in the labels (R_i = f^(-fold(i))(S_i), outcome model
-             refitted per fold on f^(-k) rewards), so the orthogonalising term is 0
-             and the label term is an honest residual; its IF carries the oracle
-             uncertainty, so its jackknife is constant (see :func:`tr_cpo`).
+* mrdr:      as dr-cpo, with g fitted with sample weights omega(W) (default omega = W;
+             ``omega="w2"`` uses W^2) (Farajtabar et al., 2018).
+* oc-dr-cpo: dr-cpo + mean_i (W_raw,i - m_i) (R_i - f^(oof)(S_i)), m = E[W_raw | S]
+             cross-fitted: the orthogonalising term for the calibration step (with the
+             calibrated weights W - m(S) would be ~0 and the term would do nothing).
+* tr-cpo:    dr-cpo + delta_L, the label term
+             delta_L = sum_i L_i W_raw,i (Y_i - f^(oof)(S_i)) / sum_i L_i W_raw,i,
+             weighted by the FULL importance weight. E_base[W (Y - f(S))] =
+             E_target[Y] - E_target[f(S)] is exactly the transport bias of the calibrated
+             part, so tr-cpo is consistent when EITHER the calibration transports OR the
+             weights are right. (A label term weighted by m(S) = E[W | S] would be
+             identically uninformative: E_base[(Y - f(S)) | S] = 0.) Labels are the seeded
+             uniform coverage subset, so the labelling probability is known and the
+             self-normalised (Hajek) form needs no propensity model.
 
-Influence function per prompt: phi_i = (gbar_i - mean gbar) + W_i (R_i - g_i - c)
-+ (t_i - mean t), c = mean W (R - g) (Hajek form), t_i the extra terms.
-OUA jackknife: psi^(-k) recomputes everything with f^(-k) in place of f
-(R -> ``ctx.R_fold[k]``; the outcome model is refitted on those rewards), weights
-and m held fixed. When a target has probe labels (``--probe-coverage``), the
-direct method's residual correction mean(Y - f^(oof)(S')) is added (it is what
-removes a surrogacy failure, statistics.md 7b).
+When R = f(S) and g is a function of S alone, R - g = 0: dr-cpo, mrdr and tmle are then
+exactly the direct method. That is correct arithmetic, not robustness; the output says
+so in the estimate's ``transport`` assumption (statistics.md 5).
+
+Influence per prompt: phi_i = (gbar_i - mean gbar) + W_i (R_i - g_i - c) + (t_i - mean t),
+c = mean W (R - g), t_i the extra terms; tr-cpo adds the label term's
+L_i W_raw,i (e_i - delta_L) / mean(L W_raw). OUA jackknife: psi^(-k) recomputes
+everything with f^(-k) in place of f (R -> R^(-k), the outcome model refitted on it,
+and tr-cpo's label residuals Y - f^(-k)(S)), weights and m held fixed; tr-cpo's
+variance is its own influence function plus that jackknife, never an assumed constant.
+
+Probe labels (``--probe-coverage``): the direct method's residual correction
+mean(Y - f^(oof)(S')) on the target's labelled fresh draws is added to dr-cpo, mrdr,
+tmle and oc-dr-cpo (it removes a surrogacy failure, statistics.md 7b). tr-cpo already
+estimates that bias with its label term; with probes the probe estimate, which needs no
+weights, replaces it (the label term stays in the details as a cross-check).
 
 Injection (for double-robustness checks and experiments): every class takes
 ``outcome_model`` (any :class:`~cje.estimators.outcome.OutcomeModel`, default
-cross-fitted isotonic) and ``weights`` ('calibrated' default, 'raw', 'clipped',
-or a callable ``(ctx, policy) -> array over ctx.rows(policy)``).
+cross-fitted isotonic) and ``weights`` ('calibrated' default, 'raw', 'clipped', or a
+callable ``(ctx, policy) -> array over ctx.rows(policy)``).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Callable, Union
+from typing import Callable
 
 import numpy as np
 
-from cje.context import AnalysisContext, FreshView
 from cje.estimators.base import Estimator, PolicyEstimate, register
-from cje.estimators.direct import fresh_rows, residual_correction
-from cje.estimators.outcome import (CrossFit, IsotonicOutcomeModel, OutcomeModel, cross_fit,
-                                    cross_fit_label_propensity, cross_fit_weight_model)
-from cje.weights import WeightError
+from cje.estimators.direct import residual_correction
+from cje.estimators.dr_inputs import DRInputs, WeightSource, prepare_dr
+from cje.estimators.outcome import CrossFit, IsotonicOutcomeModel, OutcomeModel
 
-__all__ = ["DRInputs", "DRResult", "prepare_dr", "dr_cpo", "mrdr", "oc_dr_cpo", "tr_cpo", "finish",
-           "DRCPOEstimator", "MRDREstimator", "OCDRCPOEstimator", "TRCPOEstimator", "DREstimatorBase",
-           "WeightSource", "BASE_ASSUMPTIONS"]
+__all__ = ["DRInputs", "DRResult", "prepare_dr", "assemble", "dr_cpo", "mrdr", "oc_dr_cpo", "tr_cpo", "finish",
+           "with_probes", "family_assumptions", "DRCPOEstimator", "MRDREstimator", "OCDRCPOEstimator",
+           "TRCPOEstimator", "DREstimatorBase", "WeightSource", "INACTIVE_TOLERANCE"]
 
-WeightSource = Union[str, Callable[[AnalysisContext, str], np.ndarray]]
-BASE_ASSUMPTIONS = [
-    "fresh draws are a sample from the target policy",
-    "double robustness: either the outcome model g(S) or the importance weights are right",
-    "surrogacy: E[Y | S] under the target equals the base-policy calibration f(S); the correction "
-    "W (R - g) uses R = f(S), so it cannot detect a surrogacy failure (check with --probe-coverage)",
-]
-
-
-@dataclass
-class DRInputs:
-    """One policy's aligned arrays over the used rows U (n_u of them) and its fresh draws.
-
-    rows : logged row indices U; S, R, R_oof, folds, W, L (labelled), Y (0 where unlabelled)
-    over U; R_fold : K x n_u; per fresh draw: fpos (position in U), fS (judge), ffolds.
-    """
-
-    ctx: AnalysisContext
-    policy: str
-    view: FreshView
-    rows: np.ndarray
-    S: np.ndarray
-    R: np.ndarray
-    R_fold: np.ndarray
-    R_oof: np.ndarray
-    folds: np.ndarray
-    W: np.ndarray
-    L: np.ndarray
-    Y: np.ndarray
-    fpos: np.ndarray
-    fS: np.ndarray
-    ffolds: np.ndarray
-    n_draws: np.ndarray
-    dropped: dict
-    weights_source: str
-    cache: dict = field(default_factory=dict)
-
-    @property
-    def n(self) -> int:
-        return int(self.rows.size)
-
-    def row_mean(self, per_draw: np.ndarray) -> np.ndarray:
-        """Average a per-draw array over each used prompt's fresh draws."""
-        return np.bincount(self.fpos, weights=per_draw, minlength=self.n) / self.n_draws
-
-    def outcome(self, model: OutcomeModel, k: int | None = None, omega: str | None = None) -> CrossFit:
-        """Cross-fitted outcome model on R (k None) or on f^(-k) rewards R_fold[k] (cached).
-
-        omega: None (unweighted), 'w' (sample weights W) or 'w2' (W^2).
-        """
-        key = ("outcome", id(model), k, omega)
-        if key not in self.cache:
-            targets = self.R if k is None else self.R_fold[k]
-            sw = None if omega is None else (self.W if omega == "w" else self.W ** 2)
-            self.cache[key] = (model, cross_fit(model, self.S, targets, self.folds, self.ctx.n_folds,
-                                                self.fS, self.ffolds, sample_weight=sw))
-        return self.cache[key][1]
-
-    def weight_model(self) -> CrossFit:
-        """m(S) = E[W | S], cross-fitted (cached)."""
-        if "m" not in self.cache:
-            self.cache["m"] = cross_fit_weight_model(self.S, self.W, self.folds, self.ctx.n_folds,
-                                                     self.fS, self.ffolds)
-        return self.cache["m"]
-
-    def label_propensity(self) -> np.ndarray:
-        """pi_L(S) over U, cross-fitted and clipped to [1e-3, 1] (cached)."""
-        if "pi_L" not in self.cache:
-            self.cache["pi_L"] = cross_fit_label_propensity(self.S, self.L, self.folds, self.ctx.n_folds)
-        return self.cache["pi_L"]
-
-
-def _weights(ctx: AnalysisContext, policy: str, source: WeightSource) -> tuple[np.ndarray, str]:
-    if callable(source):
-        return np.asarray(source(ctx, policy), float), getattr(source, "__name__", "custom")
-    if source == "calibrated":
-        return ctx.calibrated_weights(policy).weights, source
-    if source == "raw":
-        return ctx.raw_weights(policy), source
-    if source == "clipped":
-        return ctx.clipped_weights(policy), source
-    raise ValueError(f"unknown weight source {source!r}; use 'calibrated', 'raw', 'clipped' or a callable")
-
-
-def prepare_dr(ctx: AnalysisContext, policy: str, weights: WeightSource = "calibrated") -> DRInputs:
-    """Align logged rows, weights and fresh draws of ``policy`` (cached per weight source).
-
-    Used rows: valid for the policy, scored, with fresh draws (a prompt without
-    fresh draws is an error unless ``allow_missing_fresh_draws``; see
-    :func:`cje.estimators.direct.fresh_rows`). The weights are restricted to the
-    used rows and renormalised to mean 1. Raises WeightError when unusable.
-    """
-    key = ("dr-inputs", policy, weights if isinstance(weights, str) else id(weights))
-    if key in ctx._cache:
-        return ctx._cache[key][1]
-    view, fresh_ok, dropped = fresh_rows(ctx, policy)
-    valid = ctx.rows(policy)
-    W_all, source = _weights(ctx, policy, weights)
-    if W_all.shape != valid.shape:
-        raise WeightError(f"weights for '{policy}' have {W_all.size} entries, expected {valid.size} "
-                          "(one per row valid for the policy)")
-    has = np.zeros(ctx.data.n, bool)
-    has[fresh_ok] = True
-    keep = has[valid]
-    rows, W = valid[keep], W_all[keep]
-    if rows.size < 2 or not np.all(np.isfinite(W)) or W.sum() <= 0:
-        raise WeightError(f"policy '{policy}': {rows.size} usable rows with fresh draws; the weights "
-                          "over them are empty, zero or non-finite")
-    W = W / W.mean()
-    pos = np.full(ctx.data.n, -1)
-    pos[rows] = np.arange(rows.size)
-    fpos = pos[view.row]
-    sel = fpos >= 0
-    labelled = ctx.labelled[rows] & np.isfinite(ctx.data.oracle_labels[rows])
-    inputs = DRInputs(ctx=ctx, policy=policy, view=view, rows=rows, S=ctx.data.judge_scores[rows],
-                      R=ctx.R[rows], R_fold=ctx.R_fold[:, rows], R_oof=ctx.R_oof[rows],
-                      folds=ctx.folds[rows], W=W, L=labelled,
-                      Y=np.where(labelled, ctx.data.oracle_labels[rows], 0.0), fpos=fpos[sel],
-                      fS=view.judge[sel], ffolds=ctx.folds[view.row[sel]],
-                      n_draws=np.bincount(fpos[sel], minlength=rows.size), dropped=dropped,
-                      weights_source=source)
-    ctx._cache[key] = (weights, inputs)  # holding ``weights`` keeps its id from being reused
-    return inputs
+# |R - g| below this everywhere: the weighted correction W (R - g) contributes nothing.
+INACTIVE_TOLERANCE = 1e-6
+# a weighted term whose spread is below this share of the influence function's does not make the
+# estimate rest on the weights (their diagnostics then do not lower its status)
+MATTERS_SHARE = 0.1
 
 
 @dataclass
 class DRResult:
-    """One DR component: estimate, per-prompt IF over ``inputs.rows``, jackknife, details, assumptions,
-    and the per-row weighted residual of its correction (for the orthogonality score)."""
+    """One DR component: estimate, per-prompt IF over ``inputs.rows``, jackknife (or None),
+    details, the assumption ids it rests on (+ notes), and the per-row weighted residual of
+    its correction (for the orthogonality score). ``label_term``: tr-cpo's (delta, IF, jackknife);
+    ``label_influence``: the part of the IF that is oracle-label noise (tr-cpo below 100% coverage),
+    the same randomness as the other components' calibration error (stacked-dr needs to know)."""
 
     estimate: float
     influence: np.ndarray
     jackknife: np.ndarray | None
     details: dict
-    assumptions: list[str]
-    residual: np.ndarray  # W (R - g) per row, g the outcome model of the correction
-    oracle_channel: tuple | None = None  # (influence, jackknife) with the oracle part as a jackknife
+    rests_on: list[str]
+    residual: np.ndarray
+    notes: dict = field(default_factory=dict)
+    label_term: tuple | None = None
+    label_influence: np.ndarray | None = None  # the oracle-label sampling part of ``influence``
+    df_parts: list = field(default_factory=list)  # [(part of influence, df)] (cje.inference.interval)
 
 
 def _score_ci(values: np.ndarray, z: float = 1.959964) -> dict:
@@ -225,45 +123,70 @@ def _jackknife(inp: DRInputs, psi_with: Callable[[int], float]) -> np.ndarray | 
     return np.array([psi_with(k) for k in range(inp.ctx.n_folds)])
 
 
+def _matters(term: np.ndarray, phi: np.ndarray) -> bool:
+    """Does a weighted term materially enter the estimate? Its spread above 10% of the IF's."""
+    return bool(term.size > 1 and np.std(term) > MATTERS_SHARE * np.std(phi))
+
+
+def family_assumptions(inp: DRInputs, gap: float, correction: np.ndarray, phi: np.ndarray) -> tuple[list[str], dict]:
+    """What dr-cpo / mrdr / tmle / oc-dr-cpo rest on, given max |R - g| (``gap``) and the
+    per-row weighted correction W (R - g) against the estimate's influence ``phi``.
+
+    With R = Y (100% coverage) and raw weights, the correction is the textbook DR one:
+    right when either the outcome model (with transport) or the weights are. Otherwise the
+    calibrated part rests on transport; the weights add 'overlap' only when the correction
+    materially enters the estimate (:func:`_matters`), and a zero correction is said to be the
+    direct method, so weights that contribute nothing never lower the status.
+    """
+    if inp.ctx.rewards_are_labels and inp.weights_source in ("raw", "clipped"):
+        return ["fresh_draws", "transport_or_overlap"], {}
+    if gap <= INACTIVE_TOLERANCE:
+        return ["fresh_draws", "transport"], {"transport": (
+            f"R = f(S) and the outcome model g(S) are both functions of the judge score, so the weighted "
+            f"correction W (R - g) is zero (max |R - g| = {gap:.1e}): this estimate is the direct method and "
+            "rests on transport exactly as direct does; double robustness buys nothing here")}
+    if not _matters(correction, phi):
+        return ["fresh_draws", "transport"], {"transport": (
+            "the weighted correction W (R - g) barely enters the estimate (its spread is under "
+            f"{MATTERS_SHARE:.0%} of the influence function's), so this is nearly the direct method and rests on "
+            "transport as direct does")}
+    return ["fresh_draws", "transport", "overlap"], {"transport": (
+        "the correction W (R - g) with weights that are a function of S (SIMCal-W) corrects the outcome model "
+        "at the judge-score level only, so transport is still needed")}
+
+
 def _dr_family(inp: DRInputs, model: OutcomeModel, omega: str | None, orthogonal: bool) -> DRResult:
     """The shared computation of dr-cpo / mrdr / oc-dr-cpo."""
-    m = inp.weight_model().logged if orthogonal else None
+    m = inp.weight_model(raw=True).logged if orthogonal else None
 
     def extra(R: np.ndarray) -> dict:
-        return {"orthogonalising_term": (inp.W - m) * (R - inp.R_oof)} if orthogonal else {}
+        return {"orthogonalising_term": (inp.W_raw - m) * (R - inp.f_oof)} if orthogonal else {}
 
     g = inp.outcome(model, None, omega)
     psi, phi, parts = assemble(inp, g, inp.R, extra(inp.R))
     jack = _jackknife(inp, lambda k: assemble(inp, inp.outcome(model, k, omega), inp.R_fold[k],
                                               extra(inp.R_fold[k]))[0])
+    gap = float(np.max(np.abs(inp.R - g.logged))) if inp.n else 0.0
     details = {**parts, "orthogonality_score": _score_ci(inp.W * (inp.R - g.logged)),
-               "outcome_model": _model_name(model)}
+               "outcome_model": _model_name(model), "max_abs_reward_minus_outcome": gap}
     if omega:
         details["mrdr_omega"] = omega
-    assumptions = list(BASE_ASSUMPTIONS)
-    if orthogonal:
-        assumptions.append("m(S) = E[W | S] is estimated consistently (orthogonalising term)")
-    return DRResult(psi, phi, jack, details, assumptions, inp.W * (inp.R - g.logged))
+    rests_on, notes = family_assumptions(inp, gap, inp.W * (inp.R - g.logged), phi)
+    label_term = None
+    if orthogonal and inp.ctx.rewards_are_labels:
+        # R = Y: E_base[(W_raw - m(S)) (Y - f(S))] = E_target[Y - f(S)], the transport bias
+        rests_on, notes = ["fresh_draws", "transport_or_overlap"], {"transport_or_overlap": (
+            "with R = Y the orthogonalising term (W_raw - m(S)) (Y - f(S)) estimates the transport bias "
+            "with the full weights")}
+        t = extra(inp.R)["orthogonalising_term"]
+        label_term = (float(t.mean()), t - t.mean(), None)
+    elif orthogonal and _matters(extra(inp.R)["orthogonalising_term"], phi) and "overlap" not in rests_on:
+        rests_on.append("overlap")
+    return DRResult(psi, phi, jack, details, rests_on, inp.W * (inp.R - g.logged), notes, label_term)
 
 
 def _model_name(model: OutcomeModel) -> str:
     return getattr(model, "name", type(model).__name__)
-
-
-def label_cross_fitted_outcome(inp: DRInputs, model: OutcomeModel) -> CrossFit:
-    """g^(k) fitted on the rows outside fold k with the rewards f^(-k)(S), applied to fold k.
-
-    No prediction for fold k depends on fold k's oracle labels (at 100% coverage,
-    where R = Y, this is the ordinary cross-fitted outcome model).
-    """
-    if not inp.ctx.oua:
-        return inp.outcome(model)
-    logged, fresh = np.empty(inp.n), np.empty(inp.fS.size)
-    for k in range(inp.ctx.n_folds):
-        fit = inp.outcome(model, k)
-        sel, fsel = inp.folds == k, inp.ffolds == k
-        logged[sel], fresh[fsel] = fit.logged[sel], fit.fresh[fsel]
-    return CrossFit(logged=logged, fresh=fresh)
 
 
 def dr_cpo(inp: DRInputs, model: OutcomeModel) -> DRResult:
@@ -279,97 +202,135 @@ def mrdr(inp: DRInputs, model: OutcomeModel, omega: str = "w") -> DRResult:
 
 
 def oc_dr_cpo(inp: DRInputs, model: OutcomeModel) -> DRResult:
-    """oc-dr-cpo: dr-cpo + mean (W - m(S)) (R - f^(oof)(S))."""
+    """oc-dr-cpo: dr-cpo + mean (W_raw - m(S)) (R - f^(oof)(S))."""
     return _dr_family(inp, model, None, orthogonal=True)
 
 
-def label_term_jackknife(inp: DRInputs, psi: float, t: np.ndarray, variance: float) -> np.ndarray:
-    """Jackknife-form pseudo-values of the label-term mean, for stacking.
+def _kish_df(weights: np.ndarray) -> float:
+    """Kish effective sample size minus one: the df of a weighted mean over these rows."""
+    w = np.asarray(weights, float)
+    return max(float(w.sum() ** 2 / np.sum(w ** 2)) - 1.0, 1.0) if w.size and np.sum(w ** 2) > 0 else 1.0
 
-    Delete-a-fold means psi - mean(t) + mean_{i not in fold k} t_i give the fold
-    pattern; their spread is rescaled so that (K-1)/K sum_k (psi_k - mean)^2 equals
-    ``variance`` (tr-cpo passes var(phi)/n - var(phi - t)/n, so that the IF without
-    the label term plus this jackknife reproduce its SE exactly). The raw
-    delete-a-fold spread is inflated: each fold's residuals share that fold's
-    calibrator error, which the fold's direct part cancels in the estimate but not
-    in t alone (measured 1.5x).
-    """
-    k = inp.ctx.n_folds
-    sums = np.bincount(inp.folds, weights=t, minlength=k)
-    counts = np.bincount(inp.folds, minlength=k)
-    raw = (t.sum() - sums) / np.maximum(inp.n - counts, 1)
-    dev = raw - raw.mean()
-    spread = (k - 1) / k * float(np.sum(dev ** 2))
-    scale = np.sqrt(max(variance, 0.0) / spread) if spread > 0 else 0.0
-    return psi + dev * scale
+
+def _label_delta(inp: DRInputs, residual: np.ndarray) -> float:
+    L = inp.L
+    return float(np.sum(inp.W_raw[L] * residual[L]) / np.sum(inp.W_raw[L]))
 
 
 def tr_cpo(inp: DRInputs, model: OutcomeModel) -> DRResult:
-    """tr-cpo, fully cross-fitted in the oracle labels (double machine learning).
+    """tr-cpo = dr-cpo + delta_L, the full-weight label term (module docstring).
 
-    psi = mean gbar^(k) + mean W (R^oof - g^(k)) + mean t,  t = (L / pi_L(S)) m(S) (Y - R^oof),
-    where for a prompt in fold k every nuisance is fitted without fold k's labels:
-    R^oof = f^(-k)(S), g^(k) from :func:`label_cross_fitted_outcome`. The
-    orthogonalising term (W - m)(R - f^(oof)) vanishes because R = f^(oof) here.
-    The estimate is Neyman-orthogonal to the calibration (d/df of the direct part,
-    E_0[m h], cancels that of the label term, -E_0[(L / pi_L) m h]), so its oracle
-    uncertainty is the label term's own sampling variance, which its influence
-    function phi already contains: its jackknife is constant (Var_oracle = 0; a
-    varying one would count it twice; measured coverage 0.94-0.96 at 5-25% labels),
-    which also lets a paired comparison with the base policy keep the base's OUA. For stacked-dr, ``oracle_channel`` gives the same
-    variance in jackknife form (IF without the label term + :func:`label_term_jackknife`),
-    so that it can be combined with the other components' jackknifes.
-    Assumes labels missing at random given S.
+    IF: dr-cpo's plus L W_raw (e - delta_L) / mean(L W_raw), e = Y - f^(oof)(S); OUA
+    jackknife: dr-cpo's with f^(-k) plus delta_L recomputed with e^(-k) = Y - f^(-k)(S).
+    Fewer than 2 labelled rows (or no weight on them): no label term, and the estimate
+    rests on transport like dr-cpo.
     """
-    m = inp.weight_model().logged
-    pi_L = inp.label_propensity()
-    g = label_cross_fitted_outcome(inp, model)
-    label = inp.L / pi_L * m * (inp.Y - inp.R_oof)
-    psi, phi, parts = assemble(inp, g, inp.R_oof, {"label_term": label})
-    channel, jack = None, None
-    if inp.ctx.oua:
-        # A constant jackknife: Var_oracle = 0 for the estimate itself (its IF holds the
-        # oracle part), while a paired comparison with a jackknife estimator (the base
-        # policy) still gets that estimator's oracle variance instead of dropping it.
-        jack = np.full(inp.ctx.n_folds, psi)
-        sampling = phi - (label - label.mean())
-        oracle_var = (np.var(phi, ddof=1) - np.var(sampling, ddof=1)) / inp.n
-        channel = (sampling, label_term_jackknife(inp, psi, label, oracle_var))
-    details = {**parts, "orthogonality_score": _score_ci(inp.W * (inp.R_oof - g.logged)),
-               "outcome_model": _model_name(model), "n_labels": int(inp.L.sum()),
-               "label_propensity_mean": float(pi_L.mean()),
-               "label_term_se": float(label.std(ddof=1) / np.sqrt(inp.n)),
-               "oracle_uncertainty": "in the influence function (label term); OUA jackknife constant"}
-    assumptions = list(BASE_ASSUMPTIONS) + [
-        "oracle labels are missing at random given the judge score (label propensity pi_L(S))",
-        "m(S) = E[W | S] is estimated consistently (label term)"]
-    return DRResult(psi, phi, jack, details, assumptions, inp.W * (inp.R_oof - g.logged), channel)
+    base = dr_cpo(inp, model)
+    if inp.ctx.rewards_are_labels:
+        return _tr_cpo_all_labelled(inp, model, base)
+    L = inp.L
+    sw = float(inp.W_raw[L].sum()) if L.any() else 0.0
+    if L.sum() < 2 or sw <= 0:
+        details = {**base.details, "n_labels": int(L.sum()), "label_term": 0.0,
+                   "label_term_note": "fewer than 2 labelled rows: no label term"}
+        return DRResult(base.estimate, base.influence, base.jackknife, details, base.rests_on, base.residual,
+                        base.notes)
+    e = np.where(L, inp.Y - inp.f_oof, 0.0)
+    delta = _label_delta(inp, e)
+    phi_label = np.where(L, inp.W_raw * (e - delta), 0.0) / (sw / inp.n)
+    jack_label = None
+    if base.jackknife is not None or inp.ctx.rewards_are_labels:
+        jack_label = np.array([_label_delta(inp, np.where(L, inp.Y - inp.f_fold[k], 0.0))
+                               for k in range(inp.ctx.n_folds)])
+    psi = base.estimate + delta
+    phi = base.influence + phi_label
+    base_jack = base.jackknife if base.jackknife is not None else np.full(inp.ctx.n_folds, base.estimate)
+    jack = None if jack_label is None else base_jack + jack_label
+    details = {**base.details, "label_term": delta, "n_labels": int(L.sum()),
+               "label_effective_n": _kish_df(inp.W_raw[L]) + 1.0,
+               "label_term_se": float(np.sqrt(np.var(phi_label, ddof=1) / inp.n)),
+               "label_weights": "raw (Hajek) importance weights",
+               "oracle_uncertainty": "label-term influence function + OUA jackknife over f^(-k)"}
+    return DRResult(psi, phi, jack, details, ["fresh_draws", "transport_or_overlap", "random_labels"],
+                    base.residual, {}, label_term=(delta, phi_label, jack_label), label_influence=phi_label,
+                    df_parts=[(phi_label, _kish_df(inp.W_raw[L]))])
+
+
+def _tr_cpo_all_labelled(inp: DRInputs, model: OutcomeModel, base: DRResult) -> DRResult:
+    """tr-cpo at 100% oracle coverage: every row is labelled and R = Y, so the label term and
+    the correction merge into the full-weight correction, psi = mean gbar + mean W_raw (Y - g).
+
+    Reported as dr-cpo plus the label term delta_L = mean W_raw (Y - g) - mean W (Y - g). No
+    calibrator enters (no OUA): recomputing the label residuals with f^(-k) while the outcome
+    model stays fitted on Y counted the calibration error twice (measured coverage 0.99-1.0).
+    """
+    g = inp.outcome(model)
+    r = inp.R - g.logged
+    corr_raw, corr_cal = float(np.mean(inp.W_raw * r)), float(np.mean(inp.W * r))
+    delta = corr_raw - corr_cal
+    phi_label = inp.W_raw * (r - corr_raw) - inp.W * (r - corr_cal)
+    details = {**base.details, "label_term": delta, "n_labels": int(inp.L.sum()),
+               "label_term_se": float(np.sqrt(np.var(phi_label, ddof=1) / inp.n)),
+               "label_weights": "raw (Hajek) importance weights (all rows labelled: the full-weight correction)"}
+    return DRResult(base.estimate + delta, base.influence + phi_label, None, details,
+                    ["fresh_draws", "transport_or_overlap"], base.residual, {}, label_term=(delta, phi_label, None))
+
+
+def with_probes(inp: DRInputs, result: DRResult) -> DRResult:
+    """Apply the target's probe labels (if any) to one component.
+
+    dr-cpo / mrdr / tmle / oc-dr-cpo: add the residual correction delta_P =
+    mean(Y - f^(oof)(S')) over the probe-labelled fresh draws (its IF and jackknife too);
+    the estimate no longer rests on transport. tr-cpo (``label_term`` set): the probes,
+    which need no weights, replace its label term.
+    """
+    delta_p, phi_p, jack_p, n_probe = residual_correction(inp.ctx, inp.view, inp.rows)
+    if not n_probe:
+        return result
+    details = {**result.details, "residual_correction": delta_p, "n_probe_labels": n_probe}
+    K = inp.ctx.n_folds
+    jack = None if result.jackknife is None else result.jackknife
+    df_probe = (phi_p, max(n_probe - 1, 1))
+    if result.label_term is None:
+        psi, phi = result.estimate + delta_p, result.influence + phi_p
+        jack = np.full(K, result.estimate) + jack_p if jack is None else jack + jack_p
+        rests_on = [a for a in result.rests_on if a != "transport"] + ["random_labels"]
+        notes = {"random_labels": f"the residual correction on {n_probe} probe labels of the target's fresh "
+                                  "draws removes calibration transport (surrogacy) bias"}
+        return DRResult(psi, phi, jack, details, list(dict.fromkeys(rests_on)), result.residual, notes,
+                        df_parts=result.df_parts + [df_probe])
+    # tr-cpo (or oc-dr-cpo at 100% coverage): its label term and the probes estimate the same
+    # transport bias. The probes need no weights, so they replace the label term (kept in the
+    # details as a cross-check). An inverse-variance blend of the two, with the weights and the
+    # agreement pre-test chosen on the same data, covered 0.91 in the gaming scenario.
+    delta_l, phi_l, jack_l = result.label_term
+    psi = result.estimate - delta_l + delta_p
+    phi = result.influence - phi_l + phi_p
+    jack_l_arr = np.full(K, delta_l) if jack_l is None else jack_l
+    jack = (np.full(K, result.estimate) if jack is None else jack) - jack_l_arr + jack_p
+    details.update(label_term_replaced_by_probes=delta_l, transport_bias_estimate=delta_p)
+    rests_on = [a for a in result.rests_on if a not in ("transport_or_overlap", "transport")] + ["random_labels"]
+    notes = {"random_labels": f"the transport bias is estimated from {n_probe} probe labels of the target's fresh "
+                              f"draws ({delta_p:+.4f}); the weighted-label estimate ({delta_l:+.4f}) is a cross-check"}
+    return DRResult(psi, phi, jack, details, list(dict.fromkeys(rests_on)), result.residual, notes,
+                    df_parts=[df_probe])
 
 
 def finish(inp: DRInputs, result: DRResult) -> PolicyEstimate:
-    """Add the probe-label residual correction (if any) and wrap as a :class:`PolicyEstimate`.
+    """Wrap a component (probe labels already applied) as a :class:`PolicyEstimate`.
 
-    Also records the direct-vs-IPS split: ``ips_estimate_same_weights`` = mean W R
-    next to the DR ``direct_part``; far apart means the weights and the outcome
-    model disagree (read the orthogonality score and the weight diagnostics).
+    Also records the direct-vs-IPS split: ``ips_estimate_same_weights`` = mean W R next
+    to the DR ``direct_part``; far apart means the weights and the outcome model disagree.
     """
     ctx = inp.ctx
-    delta, phi_delta, jack_delta, n_probe = residual_correction(ctx, inp.view, inp.rows)
-    psi, phi, jack = result.estimate, result.influence, result.jackknife
     details = {**result.details, "weights": inp.weights_source, "n_fresh_draws": int(inp.fpos.size),
                "fresh_draws_per_prompt": float(inp.n_draws.mean()),
                "ips_estimate_same_weights": float(np.mean(inp.W * inp.R))}
-    assumptions = list(result.assumptions)
-    if n_probe:
-        psi, phi = psi + delta, phi + phi_delta
-        jack = None if jack is None else jack + jack_delta
-        details.update(residual_correction=delta, n_probe_labels=n_probe)
-        assumptions = [a for a in assumptions if not a.startswith("surrogacy")]
-        assumptions.append(f"residual correction on {n_probe} probe labels of the target's fresh draws "
-                           "removes calibration transport (surrogacy) bias")
-    return PolicyEstimate(estimate=float(psi), influence=phi, cluster_ids=ctx.data.prompt_ids[inp.rows],
-                          jackknife=jack, n_used=inp.n, weights=inp.W, details=details,
-                          assumptions=assumptions, dropped=dict(inp.dropped), weight_rows=inp.rows)
+    return PolicyEstimate(estimate=float(result.estimate), influence=result.influence,
+                          cluster_ids=ctx.data.prompt_ids[inp.rows], jackknife=result.jackknife, n_used=inp.n,
+                          weights=inp.W, details=details, rests_on=list(result.rests_on),
+                          notes=dict(result.notes), dropped=dict(inp.dropped), weight_rows=inp.rows,
+                          df_parts=list(result.df_parts))
 
 
 class DREstimatorBase(Estimator):
@@ -390,9 +351,13 @@ class DREstimatorBase(Estimator):
     def compute(self, inp: DRInputs) -> DRResult:  # pragma: no cover - abstract
         raise NotImplementedError
 
-    def estimate(self, ctx: AnalysisContext, policy: str) -> PolicyEstimate:
+    def compute_with_probes(self, inp: DRInputs) -> DRResult:
+        """The component with the target's probe labels applied (:func:`with_probes`)."""
+        return with_probes(inp, self.compute(inp))
+
+    def estimate(self, ctx, policy: str) -> PolicyEstimate:
         inp = prepare_dr(ctx, policy, self.weights)
-        return finish(inp, self.compute(inp))
+        return finish(inp, self.compute_with_probes(inp))
 
 
 @register
@@ -432,7 +397,7 @@ class OCDRCPOEstimator(DREstimatorBase):
 
 @register
 class TRCPOEstimator(DREstimatorBase):
-    """tr-cpo: oc-dr-cpo plus the oracle-label term."""
+    """tr-cpo: dr-cpo plus the full-importance-weight oracle-label term."""
 
     name = "tr-cpo"
 

@@ -1,13 +1,24 @@
 """Importance-sampling estimators on the logged data (statistics.md 4-5).
 
 psi = sum_i W_i R_i / sum_i W_i = mean_i W_i R_i (weights have mean 1), over the
-rows valid for the policy, with R = f(S) the calibrated reward. Influence
-function phi_i = W_i (R_i - psi); the OUA jackknife recomputes psi with
-R^(-k) = f^(-k)(S), weights held fixed.
+rows valid for the policy, with R the reward (f(S) below 100% oracle coverage, Y at
+100%). The OUA jackknife recomputes psi with R^(-k) = f^(-k)(S), weights held fixed
+(skipped at 100% coverage, where no calibrator enters R).
 
-* raw-ips: Hajek weights clipped at ``clip`` (default 100) and renormalised.
-* calibrated-ips: SIMCal-W weights (monotone in the calibrated score, stacked,
-  variance-capped).
+* raw-ips: Hajek weights clipped at ``clip`` (default 100) and renormalised;
+  influence phi_i = W_i (R_i - psi).
+* calibrated-ips: SIMCal-W weights W_cal = m^(S), an estimate of m(S) = E[W | S]
+  (:func:`cje.weights.simcal_weights`). The weights are fitted, so the influence
+  function of psi = E[m(S) R] is not W_cal (R - psi) (that treats the fit as known and
+  was measured at SE 0.0076 against a Monte-Carlo sd of 0.019 under strong shift). With
+  g(S) = E[R | S], the first-order term of the estimated m adds (W - m(S)) g(S), so
+
+      phi_i = W_cal,i (R_i - g(S_i)) + W_raw,i (g(S_i) - psi)
+
+  (the orthogonalised IF; W_raw the Hajek weights). Below 100% coverage R = f(S) is a
+  function of S, g = R and phi = W_raw (R - psi): the raw-weight IF. At 100% coverage
+  R = Y and g = f^(oof)(S), so the oracle noise Y - g is weighted by the calibrated
+  weight, which is where SIMCal-W lowers the variance.
 """
 
 from __future__ import annotations
@@ -19,21 +30,25 @@ from cje.estimators.base import Estimator, PolicyEstimate, register
 
 __all__ = ["RawIPSEstimator", "CalibratedIPSEstimator", "ips_estimate"]
 
-IPS_ASSUMPTIONS = ["the target's responses are covered by the logged ones (overlap; see ESS)",
-                   "surrogacy: E[Y | S] under the target equals the base-policy calibration f(S)"]
 
+def ips_estimate(ctx: AnalysisContext, policy: str, weights: np.ndarray, details: dict,
+                 rests_on: list[str], raw_weights: np.ndarray | None = None) -> PolicyEstimate:
+    """Self-normalised IPS with the given mean-1 weights over ``ctx.rows(policy)``.
 
-def ips_estimate(ctx: AnalysisContext, policy: str, weights: np.ndarray, details: dict) -> PolicyEstimate:
-    """Self-normalised IPS with the given mean-1 weights over ``ctx.rows(policy)``."""
+    ``raw_weights`` (mean 1, same rows): when the weights were fitted (SIMCal-W), the
+    orthogonalised influence function of the module docstring; else W (R - psi).
+    """
     rows = ctx.rows(policy)
     rewards = ctx.R[rows]
     psi = float(np.mean(weights * rewards))
-    jack = None
-    if ctx.oua:
-        jack = (ctx.R_fold[:, rows] * weights).mean(axis=1)
-    return PolicyEstimate(estimate=psi, influence=weights * (rewards - psi),
-                          cluster_ids=ctx.data.prompt_ids[rows], jackknife=jack, n_used=int(rows.size),
-                          weights=weights, details=details, assumptions=list(IPS_ASSUMPTIONS))
+    if raw_weights is None:
+        influence = weights * (rewards - psi)
+    else:
+        g = ctx.f_oof[rows] if ctx.rewards_are_labels else rewards
+        influence = weights * (rewards - g) + raw_weights * (g - psi)
+    jack = (ctx.R_fold[:, rows] * weights).mean(axis=1) if ctx.oua else None
+    return PolicyEstimate(estimate=psi, influence=influence, cluster_ids=ctx.data.prompt_ids[rows], jackknife=jack,
+                          n_used=int(rows.size), weights=weights, details=details, rests_on=list(rests_on))
 
 
 @register
@@ -44,19 +59,25 @@ class RawIPSEstimator(Estimator):
     weight_role = "primary"
 
     def estimate(self, ctx: AnalysisContext, policy: str) -> PolicyEstimate:
-        return ips_estimate(ctx, policy, ctx.clipped_weights(policy), {"clip": ctx.options.clip})
+        rests_on = ["overlap"] if ctx.rewards_are_labels else ["overlap", "transport"]
+        return ips_estimate(ctx, policy, ctx.clipped_weights(policy), {"clip": ctx.options.clip}, rests_on)
 
 
 @register
 class CalibratedIPSEstimator(Estimator):
-    """SNIPS with SIMCal-W calibrated weights."""
+    """SNIPS with SIMCal-W calibrated weights and the orthogonalised influence function."""
 
     name = "calibrated-ips"
     weight_role = "primary"
 
     def estimate(self, ctx: AnalysisContext, policy: str) -> PolicyEstimate:
         sim = ctx.calibrated_weights(policy)
-        return ips_estimate(ctx, policy, sim.weights,
-                            {"simcal_stacking_weights": sim.stacking_weights, "blend_gamma": sim.blend_gamma,
-                             "rho": ctx.options.rho, "variance_raw_weights": sim.variance_raw,
-                             "variance_calibrated_weights": sim.variance_calibrated})
+        raw = ctx.raw_weights(policy)
+        details = {"simcal_choice": sim.choice, "simcal_stacking_weights": sim.stacking_weights,
+                   "simcal_oof_mse": sim.oof_mse, "blend_gamma": sim.blend_gamma, "rho": ctx.options.rho,
+                   "variance_raw_weights": sim.variance_raw, "variance_calibrated_weights": sim.variance_calibrated,
+                   "influence_function": "orthogonalised: W_cal (R - E[R|S]) + W_raw (E[R|S] - psi)"}
+        # the projection on S makes even R = Y rest on transport: E[m(S) Y] = E[W Y] only if
+        # E_target[Y - E_base[Y | S]] = 0
+        return ips_estimate(ctx, policy, sim.weights, details, ["overlap", "monotone_weights", "transport"],
+                            raw_weights=raw / raw.mean())

@@ -27,8 +27,8 @@ from scipy.optimize import brentq
 from scipy.special import expit, logit
 
 from cje.estimators.base import register
-from cje.estimators.dr import (BASE_ASSUMPTIONS, DREstimatorBase, DRInputs, DRResult, _jackknife, _score_ci,
-                               assemble)
+from cje.estimators.dr import (DREstimatorBase, DRInputs, DRResult, _jackknife, _score_ci, assemble,
+                               family_assumptions)
 from cje.estimators.outcome import CrossFit, OutcomeModel
 
 __all__ = ["TMLEEstimator", "tmle", "solve_fluctuation", "Q_CLIP"]
@@ -90,9 +90,10 @@ def tmle(inp: DRInputs, model: OutcomeModel) -> DRResult:
                "orthogonality_score_untargeted": _score_ci(inp.W * (inp.R - Q.logged)),
                "clever_covariate": "m(S) = E[W | S], cross-fitted isotonic",
                "outcome_model": getattr(model, "name", type(model).__name__)}
-    assumptions = list(BASE_ASSUMPTIONS) + ["the logistic fluctuation along m(S) = E[W | S] targets the "
-                                            "outcome model (TMLE)"]
-    return DRResult(psi, phi, jack, details, assumptions, inp.W * (inp.R - Q_star.logged))
+    gap = float(np.max(np.abs(inp.R - Q.logged))) if inp.n else 0.0
+    details["max_abs_reward_minus_outcome"] = gap
+    rests_on, notes = family_assumptions(inp, gap, inp.W * (inp.R - Q_star.logged), phi)
+    return DRResult(psi, phi, jack, details, rests_on, inp.W * (inp.R - Q_star.logged), notes)
 
 
 @register

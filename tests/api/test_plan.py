@@ -95,27 +95,29 @@ def test_planned_separation_delivers_the_promised_power():
     assert np.mean(detected) >= power - 3 * sd, np.mean(detected)
 
 
-def test_planned_probe_labels_give_the_audit_its_pass_rate():
-    """With the planned probes, the equivalence audit (CI inside +-min(margin, SE)) passes at the planned rate
-    when the transport holds (surrogacy): the audit's spread includes the calibration's own error V_o(m)."""
+def test_probe_plan_counts_the_calibration_error_in_the_audit():
+    """The probe audit's interval counts the calibration's own error on the target (its jackknife,
+    V_o(m)) as well as the probe noise, so an equivalence PASS within +-min(margin, SE(m)) needs
+    e >= (t + z) sqrt(V_o(m)): no number of probes reaches it while the calibration error is a
+    large share of the estimate's variance, and the plan says so instead of promising a count.
+    (Estimates that apply the probe correction themselves do not need the audit to pass.)"""
     n, draws, policies, probe_power = 2000, 8, {"base": 0.0, "better": 0.25}, 0.5
     pilots = [_run(n, s, policies, "direct", 0.05, draws=draws) for s in range(N_PILOTS)]
     plan = plan_labels(pilots, half_width=0.010, policies=["better"], probe_power=probe_power)
     t = plan.targets[0]
-    m, k = t.labels_needed, t.probe_labels
-    assert m is not None and k is not None and k < 0.95 * n * draws, (m, k)
-    hw, df = half_width_curve(t.parts, [m], plan.pilot_labels, plan.n_folds, plan.level)
+    assert t.labels_needed is not None and t.probe_labels is None
+    assert "cannot pass at this oracle budget" in t.probe_note
+    hw, df = half_width_curve(t.parts, [t.labels_needed], plan.pilot_labels, plan.n_folds, plan.level)
     from scipy import special
 
     e = min(0.05, hw[0] / special.stdtrit(df[0], 0.975))
-    passed = []
-    for s in range(N_REPLICATES):
-        audit = _run(n, 30_000 + s, policies, "direct", m / n, probe=k / (n * draws),
-                     draws=draws)["metadata"]["diagnostics"]["better"]["transport"]
-        assert audit["n_probe"] == k
-        passed.append(-e < audit["ci_lower"] and audit["ci_upper"] < e)
-    sd = math.sqrt(probe_power * (1 - probe_power) / N_REPLICATES)
-    assert abs(np.mean(passed) - probe_power) <= 3 * sd, np.mean(passed)
+    vo_m = t.parts.oracle_variance * plan.pilot_labels / t.labels_needed
+    z = special.ndtri(0.5 + probe_power / 2)
+    assert e < (1.96 + z) * np.sqrt(vo_m)  # the stated reason holds
+    # the audits of the pilots really do carry that error: their se exceeds the probe-noise part
+    audits = [p["metadata"]["diagnostics"]["better"]["transport"] for p in
+              [_run(n, 40_000 + s, policies, "direct", 0.2, probe=0.1, draws=draws) for s in range(3)]]
+    assert all(a["oracle_variance"] and a["se"] > a["se_labels"] for a in audits)
 
 
 def test_unreachable_targets_say_so_and_bad_targets_are_config_errors():

@@ -51,9 +51,28 @@ def test_probe_labels_make_the_transport_audit_fail_for_unhelpful(arena_logged, 
     assert diag["unhelpful"]["transport"]["n_probe"] == 50
     assert any("transport audit FAIL" in r for r in payload["metadata"]["policies"]["unhelpful"]["reasons"])
     for policy in HONEST_POLICIES:
-        assert diag[policy]["transport"]["status"] == "PASS"
+        # 50 probes cannot show the calibration equivalent within the estimate's own SE (the
+        # revised PASS rule), but nothing fails; direct applies the probe correction itself, so it
+        # no longer rests on transport and its assumptions are all checked or by design: GOOD
+        assert diag[policy]["transport"]["status"] in ("PASS", "UNTESTED")
+        block = payload["metadata"]["policies"][policy]
+        assert block["status"] == "GOOD", block["reasons"]
+        assert {a["id"]: a["status"] for a in block["assumptions"]} == {"fresh_draws": "DESIGN",
+                                                                        "random_labels": "DESIGN"}
+        truth = payload["metadata"]["ground_truth"][policy]
+        assert block["ci_lower"] <= truth["truth"] <= block["ci_upper"]
     # probes are not ground truth: 500 labels minus 50 probes remain
     assert payload["metadata"]["ground_truth"]["unhelpful"]["n_labels"] == 450
+
+
+def test_without_probes_no_estimate_resting_on_transport_is_good(arena_logged, arena_fresh):
+    """statistics.md 7 (revised): GOOD means the assumptions were checked; 250 weighted labels
+    cannot show transport within the SE of a direct estimate, so it is at most WARNING, with the fix."""
+    payload = _run(arena_logged, arena_fresh, "direct", 0.25, 0)
+    for policy in HONEST_POLICIES:
+        block = payload["metadata"]["policies"][policy]
+        assert block["status"] == "WARNING"
+        assert any("'transport' not checked" in r and "--probe-coverage" in r for r in block["reasons"])
 
 
 def test_ips_flags_poor_overlap(arena_logged, arena_fresh):

@@ -1,0 +1,149 @@
+"""Aligned inputs of the doubly robust family: one policy's used rows, weights and fresh draws.
+
+Used rows U: valid for the policy, scored, with fresh draws (a prompt without fresh
+draws is an error unless ``allow_missing_fresh_draws``; see
+:func:`cje.estimators.direct.fresh_rows`). Everything an estimator of the family
+needs is restricted to U once, here, and cached on the context per weight source.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable, Union
+
+import numpy as np
+
+from cje.context import AnalysisContext, FreshView
+from cje.estimators.direct import fresh_rows
+from cje.estimators.outcome import CrossFit, OutcomeModel, cross_fit, cross_fit_weight_model
+from cje.weights import WeightError
+
+__all__ = ["DRInputs", "prepare_dr", "WeightSource"]
+
+WeightSource = Union[str, Callable[[AnalysisContext, str], np.ndarray]]
+
+
+@dataclass
+class DRInputs:
+    """One policy's aligned arrays over the used rows U (n_u of them) and its fresh draws.
+
+    rows : logged row indices U; over U: S, R (the reward: f(S), or Y at 100% coverage),
+    R_fold (K x n_u, R with f^(-k)), R_oof, folds, W (the correction weights, mean 1;
+    SIMCal-W by default), W_raw (Hajek weights, mean 1), L (labelled), Y (0 where
+    unlabelled), f_oof / f_fold (the calibrator out of fold / per fold, at every coverage).
+    Per fresh draw: fpos (position in U), fS (judge), ffolds.
+    """
+
+    ctx: AnalysisContext
+    policy: str
+    view: FreshView
+    rows: np.ndarray
+    S: np.ndarray
+    R: np.ndarray
+    R_fold: np.ndarray
+    R_oof: np.ndarray
+    folds: np.ndarray
+    W: np.ndarray
+    W_raw: np.ndarray
+    L: np.ndarray
+    Y: np.ndarray
+    f_oof: np.ndarray
+    f_fold: np.ndarray
+    fpos: np.ndarray
+    fS: np.ndarray
+    ffolds: np.ndarray
+    n_draws: np.ndarray
+    dropped: dict
+    weights_source: str
+    cache: dict = field(default_factory=dict)
+
+    @property
+    def n(self) -> int:
+        return int(self.rows.size)
+
+    def row_mean(self, per_draw: np.ndarray) -> np.ndarray:
+        """Average a per-draw array over each used prompt's fresh draws."""
+        return np.bincount(self.fpos, weights=per_draw, minlength=self.n) / self.n_draws
+
+    def outcome(self, model: OutcomeModel, k: int | None = None, omega: str | None = None) -> CrossFit:
+        """Cross-fitted outcome model on R (k None) or on f^(-k) rewards R_fold[k] (cached).
+
+        omega: None (unweighted), 'w' (sample weights W) or 'w2' (W^2).
+        """
+        try:  # equal frozen models (the default isotonic one) share fits across estimators
+            hash(model)
+            ident = model
+        except TypeError:
+            ident = id(model)
+        key = ("outcome", ident, k, omega)
+        if key not in self.cache:
+            targets = self.R if k is None else self.R_fold[k]
+            sw = None if omega is None else (self.W if omega == "w" else self.W ** 2)
+            self.cache[key] = (model, cross_fit(model, self.S, targets, self.folds, self.ctx.n_folds,
+                                                self.fS, self.ffolds, sample_weight=sw))
+        return self.cache[key][1]
+
+    def weight_model(self, raw: bool = False) -> CrossFit:
+        """m(S) = E[W | S] (or E[W_raw | S] with ``raw``), cross-fitted monotone regression (cached)."""
+        key = ("m", raw)
+        if key not in self.cache:
+            self.cache[key] = cross_fit_weight_model(self.S, self.W_raw if raw else self.W, self.folds,
+                                                     self.ctx.n_folds, self.fS, self.ffolds)
+        return self.cache[key]
+
+
+def _weights(ctx: AnalysisContext, policy: str, source: WeightSource) -> tuple[np.ndarray, str]:
+    if callable(source):
+        return np.asarray(source(ctx, policy), float), getattr(source, "__name__", "custom")
+    if source == "calibrated":
+        return ctx.calibrated_weights(policy).weights, source
+    if source == "raw":
+        return ctx.raw_weights(policy), source
+    if source == "clipped":
+        return ctx.clipped_weights(policy), source
+    raise ValueError(f"unknown weight source {source!r}; use 'calibrated', 'raw', 'clipped' or a callable")
+
+
+def _mean_one(w: np.ndarray, policy: str, what: str) -> np.ndarray:
+    if w.size < 2 or not np.all(np.isfinite(w)) or w.sum() <= 0:
+        raise WeightError(f"policy '{policy}': {w.size} usable rows with fresh draws; the {what} weights "
+                          "over them are empty, zero or non-finite")
+    return w / w.mean()
+
+
+def prepare_dr(ctx: AnalysisContext, policy: str, weights: WeightSource = "calibrated") -> DRInputs:
+    """Align logged rows, weights and fresh draws of ``policy`` (cached per weight source).
+
+    The weights are restricted to the used rows and renormalised to mean 1. Raises
+    WeightError when unusable.
+    """
+    key = ("dr-inputs", policy, weights if isinstance(weights, str) else id(weights))
+    if key in ctx._cache:
+        return ctx._cache[key][1]
+    view, fresh_ok, dropped = fresh_rows(ctx, policy)
+    valid = ctx.rows(policy)
+    W_all, source = _weights(ctx, policy, weights)
+    if W_all.shape != valid.shape:
+        raise WeightError(f"weights for '{policy}' have {W_all.size} entries, expected {valid.size} "
+                          "(one per row valid for the policy)")
+    has = np.zeros(ctx.data.n, bool)
+    has[fresh_ok] = True
+    keep = has[valid]
+    rows = valid[keep]
+    W = _mean_one(W_all[keep], policy, source)
+    W_raw = _mean_one(ctx.raw_weights(policy)[keep], policy, "raw")
+    pos = np.full(ctx.data.n, -1)
+    pos[rows] = np.arange(rows.size)
+    fpos = pos[view.row]
+    sel = fpos >= 0
+    labelled = ctx.labelled[rows] & np.isfinite(ctx.data.oracle_labels[rows])
+    inputs = DRInputs(ctx=ctx, policy=policy, view=view, rows=rows, S=ctx.data.judge_scores[rows],
+                      R=ctx.R[rows], R_fold=ctx.R_fold[:, rows], R_oof=ctx.R_oof[rows],
+                      folds=ctx.folds[rows], W=W, W_raw=W_raw, L=labelled,
+                      Y=np.where(labelled, ctx.data.oracle_labels[rows], 0.0),
+                      f_oof=ctx.f_oof[rows], f_fold=ctx.f_fold[:, rows], fpos=fpos[sel],
+                      fS=view.judge[sel], ffolds=ctx.folds[view.row[sel]],
+                      n_draws=np.bincount(fpos[sel], minlength=rows.size), dropped=dropped,
+                      weights_source=source)
+    ctx._cache[key] = (weights, inputs)  # holding ``weights`` keeps its id from being reused
+    return inputs
