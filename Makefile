@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 export CMAKE_BUILD_PARALLEL_LEVEL ?= 2
 CORES ?= 2
 
-.PHONY: venv test test-fast run bench lint clean
+.PHONY: venv test test-fast run bench montecarlo lint clean
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -39,6 +39,10 @@ run: venv
 ## make bench: speed and scale benchmarks; prints a table, writes benchmarks/results/*.json
 bench: venv
 	$(BIN)/python -m benchmarks.run
+
+## make montecarlo: the Monte-Carlo table of docs/statistics.md (the seeds tests/stats checks; ~10 min)
+montecarlo: venv
+	$(BIN)/python -m benchmarks.monte_carlo
 
 lint: venv
 	$(BIN)/snakemake --lint

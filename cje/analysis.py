@@ -281,9 +281,11 @@ def analyze_context(ctx: AnalysisContext, estimator: Estimator, refuse_unreliabl
         "n_folds": o.n_folds, "probe_coverage": o.probe_coverage,
         "calibration": ctx.calibration.summary(), "diagnostics": diagnostics,
         "base_policy": base_block, "comparisons": comparisons, "fresh_draws": fresh_counts,
-        "inference": {"level": o.level, "interval": "student-t", "df": "Welch-Satterthwaite of n-1 and K-1",
-                      "oua": "jackknife over folds (sum formula)" if ctx.oua else
-                             "skipped: 100% oracle coverage, rewards are the oracle labels",
+        "inference": {"level": o.level, "interval": "student-t", "df": "Welch-Satterthwaite of n-1, K-1 and the label/probe parts",
+                      "oua": ("jackknife over folds (sum formula) for every estimate a fitted calibrator enters"
+                              if ctx.oua else "100% oracle coverage: the logged rewards are the oracle labels; the "
+                              "jackknife over folds still applies where the calibrator enters (fresh-draw "
+                              "predictions of direct, probe and label residuals)"),
                       "cluster": "prompt_id"},
         "warnings": warnings,
         "inputs": {"data": data.path, "fresh_draws_dir": None},

@@ -10,10 +10,7 @@
   double-robustness checks and as a baseline).
 * Weight model m(S) = E[W | S] (:func:`cross_fit_weight_model`): isotonic of W on
   S, direction chosen per fold by the lower training error. Used as the TMLE
-  clever covariate and in the oc-dr-cpo / tr-cpo terms.
-* Label propensity pi_L(S) = P(L = 1 | S) (:func:`cross_fit_label_propensity`):
-  quantile-binned frequencies shrunk toward the overall labelling rate, clipped
-  to [1e-3, 1]. Used by tr-cpo.
+  clever covariate and in the oc-dr-cpo term.
 
 Cross-fitting: for fold k the model is fitted on the logged rows outside fold k
 and applied to fold k's logged rows and to the fresh draws of fold k's prompts
@@ -30,9 +27,8 @@ import numpy as np
 from cje.calibration import StepFunction, fit_isotonic
 
 __all__ = ["isotonic_step", "OutcomeModel", "IsotonicOutcomeModel", "ConstantOutcomeModel", "CrossFit", "cross_fit",
-           "cross_fit_weight_model", "cross_fit_label_propensity", "LABEL_PROPENSITY_FLOOR"]
+           "cross_fit_weight_model"]
 
-LABEL_PROPENSITY_FLOOR = 1e-3
 Predictor = Callable[[np.ndarray], np.ndarray]
 
 
@@ -143,31 +139,3 @@ def cross_fit_weight_model(scores: np.ndarray, weights: np.ndarray, folds: np.nd
     rows. Output: :class:`CrossFit` (m on logged rows and on fresh draws), >= 0.
     """
     return cross_fit(_WeightModel(), scores, weights, folds, n_folds, fresh_scores, fresh_folds)
-
-
-def cross_fit_label_propensity(scores: np.ndarray, labelled: np.ndarray, folds: np.ndarray,
-                               n_folds: int, n_bins: int = 10, prior_strength: float = 10.0) -> np.ndarray:
-    """pi_L(S) = P(L = 1 | S), cross-fitted, clipped to [1e-3, 1].
-
-    For fold k: quantile bins of S from the other folds' rows (tied scores never
-    split a bin); in each bin (sum L + a p) / (n_bin + a) with p the training
-    labelling rate and a = ``prior_strength`` (shrinkage for sparse bins).
-    Inputs: logged scores, bool ``labelled``, folds. Output: pi_L per logged row.
-    """
-    out = np.empty(scores.size)
-    lab = labelled.astype(float)
-    for k in range(n_folds):
-        test = folds == k
-        if not test.any():
-            continue
-        train = ~test if (~test).any() else np.ones(scores.size, bool)
-        s_tr, l_tr = scores[train], lab[train]
-        edges = np.unique(np.quantile(s_tr, np.linspace(0, 1, n_bins + 1)[1:-1]))
-        b_tr = np.searchsorted(edges, s_tr, side="right")
-        nb = edges.size + 1
-        counts = np.bincount(b_tr, minlength=nb)
-        hits = np.bincount(b_tr, weights=l_tr, minlength=nb)
-        p = l_tr.mean()
-        rate = (hits + prior_strength * p) / (counts + prior_strength)
-        out[test] = rate[np.searchsorted(edges, scores[test], side="right")]
-    return np.clip(out, LABEL_PROPENSITY_FLOOR, 1.0)

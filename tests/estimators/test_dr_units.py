@@ -15,7 +15,7 @@ from cje.context import AnalysisOptions, build_context
 from cje.errors import InputError
 from cje.estimators import estimator_names, get_estimator
 from cje.estimators.dr import DRCPOEstimator, prepare_dr
-from cje.estimators.outcome import ConstantOutcomeModel, cross_fit_label_propensity, isotonic_step
+from cje.estimators.outcome import ConstantOutcomeModel, isotonic_step
 from cje.estimators.stacked import COMPONENTS, StackedDREstimator
 from cje.estimators.tmle import TMLEEstimator, solve_fluctuation
 from cje.inference import interval
@@ -52,16 +52,6 @@ def test_isotonic_step_matches_sklearn_fit():
         ours = isotonic_step(x, y, w, increasing=inc, y_min=0.0, y_max=1.0)
         np.testing.assert_allclose(ours(grid), model.predict(grid), atol=1e-12)
         np.testing.assert_allclose(fit_isotonic(x, y, inc, w)(grid), model.predict(grid), atol=1e-12)
-
-
-def test_label_propensity_recovers_a_score_dependent_labelling_rate():
-    rng = np.random.default_rng(5)
-    s = rng.random(20_000)
-    labelled = rng.random(s.size) < np.where(s > 0.5, 0.3, 0.05)
-    folds = rng.integers(0, 5, s.size)
-    pi = cross_fit_label_propensity(s, labelled, folds, 5)
-    assert abs(pi[s > 0.6].mean() - 0.3) < 0.02 and abs(pi[s < 0.4].mean() - 0.05) < 0.01
-    assert pi.min() >= 1e-3 and pi.max() <= 1
 
 
 def test_fluctuation_root_solves_the_weighted_score():
