@@ -38,7 +38,9 @@ unused ``max_tokens`` are not refunded, as providers do not refund them either.
 from __future__ import annotations
 
 import asyncio
+import errno
 import fcntl
+import threading
 import hashlib
 import json
 import os
@@ -46,6 +48,7 @@ import time
 from pathlib import Path
 
 BURST_S = 1.0
+_PROCESS_LOCK = threading.Lock()
 LAG_S = 0.5  # allowed time between a reserved start and the request reaching the provider
 
 
@@ -115,9 +118,22 @@ class RateLimits:
         return start
 
     def _reserve_shared(self, amounts: dict[str, float]) -> float:
+        # POSIX locks belong to the process: threads of one process must not contend for
+        # it through the kernel (its deadlock detection then fails them with EDEADLK)
+        with _PROCESS_LOCK:
+            return self._reserve_locked(amounts)
+
+    def _reserve_locked(self, amounts: dict[str, float]) -> float:
         fd = os.open(self.state_file, os.O_RDWR | os.O_CREAT, 0o666)
         try:
-            fcntl.lockf(fd, fcntl.LOCK_EX)
+            while True:
+                try:
+                    fcntl.lockf(fd, fcntl.LOCK_EX)
+                    break
+                except OSError as exc:  # EDEADLK: two processes' lock waits crossed; retry
+                    if exc.errno != errno.EDEADLK:
+                        raise
+                    time.sleep(0.001)
             raw = os.pread(fd, 4096, 0)
             try:
                 self._tat = {k: float(v) for k, v in json.loads(raw).items()} if raw else {}
