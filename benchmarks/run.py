@@ -7,10 +7,13 @@ Parts (``--only`` takes a comma-separated subset):
   ``--rerun-reference``);
 - ``scale``: our estimators on synthetic data at n=10^4, 10^5, 10^6;
 - ``api``: ``benchmarks/api_throughput.run(out_dir)`` (the LLM-client part) when present;
-- ``workflow``: ``snakemake -n`` on a cold and a complete 10k-prompt analysis sweep.
+- ``workflow``: ``snakemake -n`` on a cold and a complete 10k-prompt analysis sweep;
+- ``fullscale``: the 10,000-prompt Arena experiment through Snakemake against the
+  simulated provider, a SIGKILL at ~50 % + rerun, +1,000 prompts
+  (``benchmarks/fullscale.py``; ~30 min).
 
 ``--quick``: compare at n=1,000 only, scale at n=10^4 only, workflow on the
-1,000-row arena sample; results go to ``benchmarks/results/quick/`` so the
+1,000-row arena sample, fullscale at 2,000 prompts; results go to ``benchmarks/results/quick/`` so the
 committed full results are not overwritten. Output: the tables on stdout,
 ``benchmarks/results/{part}.json`` per part and ``benchmarks/results/targets.json``.
 """
@@ -26,10 +29,10 @@ import sys
 import time
 import traceback
 
-from . import compare, datasets, report, scale, workflow_overhead
+from . import compare, datasets, fullscale, report, scale, workflow_overhead
 from .common import RESULTS_DIR, TMP_DIR, log, read_json, write_json
 
-PARTS = ("compare", "scale", "api", "workflow")
+PARTS = ("compare", "scale", "api", "workflow", "fullscale")
 
 
 def _environment() -> dict:
@@ -82,6 +85,9 @@ def main(argv: list[str] | None = None) -> int:
                 res = scale.run(sizes=sizes)
             elif part == "api":
                 res = run_api(TMP_DIR / "api_throughput")
+            elif part == "fullscale":
+                size = fullscale.SIZES["quick" if args.quick else "full"]
+                res = fullscale.run(size, out_dir=out_dir)
             else:
                 ds = datasets.arena_sample() if args.quick else datasets.arena_resampled(10_000)
                 res = workflow_overhead.run(ds)
@@ -101,6 +107,7 @@ def main(argv: list[str] | None = None) -> int:
             if saved:
                 earlier[part] = saved
     rows = report.targets({**earlier, **parts})
+    rows += fullscale.targets({**earlier, **parts}.get("fullscale"))
     for r in rows:
         for part, res in earlier.items():
             if r.get("part") == part:
