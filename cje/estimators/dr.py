@@ -238,14 +238,12 @@ def tr_cpo(inp: DRInputs, model: OutcomeModel) -> DRResult:
     e = np.where(L, inp.Y - inp.f_oof, 0.0)
     delta = _label_delta(inp, e)
     phi_label = np.where(L, inp.W_raw * (e - delta), 0.0) / (sw / inp.n)
-    jack_label = None
-    if base.jackknife is not None or inp.ctx.rewards_are_labels:
-        jack_label = np.array([_label_delta(inp, np.where(L, inp.Y - inp.f_fold[k], 0.0))
-                               for k in range(inp.ctx.n_folds)])
+    # below 100% coverage dr-cpo always has its jackknife; the label residuals use f^(-k) too
+    jack_label = np.array([_label_delta(inp, np.where(L, inp.Y - inp.f_fold[k], 0.0))
+                           for k in range(inp.ctx.n_folds)])
     psi = base.estimate + delta
     phi = base.influence + phi_label
-    base_jack = base.jackknife if base.jackknife is not None else np.full(inp.ctx.n_folds, base.estimate)
-    jack = None if jack_label is None else base_jack + jack_label
+    jack = base.jackknife + jack_label
     details = {**base.details, "label_term": delta, "n_labels": int(L.sum()),
                "label_effective_n": _kish_df(inp.W_raw[L]) + 1.0,
                "label_term_se": float(np.sqrt(np.var(phi_label, ddof=1) / inp.n)),
@@ -289,7 +287,7 @@ def with_probes(inp: DRInputs, result: DRResult) -> DRResult:
         return result
     details = {**result.details, "residual_correction": delta_p, "n_probe_labels": n_probe}
     K = inp.ctx.n_folds
-    jack = None if result.jackknife is None else result.jackknife
+    jack = result.jackknife
     df_probe = (phi_p, max(n_probe - 1, 1))
     if result.label_term is None:
         psi, phi = result.estimate + delta_p, result.influence + phi_p
@@ -309,6 +307,8 @@ def with_probes(inp: DRInputs, result: DRResult) -> DRResult:
     jack_l_arr = np.full(K, delta_l) if jack_l is None else jack_l
     jack = (np.full(K, result.estimate) if jack is None else jack) - jack_l_arr + jack_p
     details.update(label_term_replaced_by_probes=delta_l, transport_bias_estimate=delta_p)
+    if "label_effective_n" in details:  # the label term no longer enters: its label count does not matter
+        details["replaced_label_effective_n"] = details.pop("label_effective_n")
     rests_on = [a for a in result.rests_on if a not in ("transport_or_overlap", "transport")] + ["random_labels"]
     notes = {"random_labels": f"the transport bias is estimated from {n_probe} probe labels of the target's fresh "
                               f"draws ({delta_p:+.4f}); the weighted-label estimate ({delta_l:+.4f}) is a cross-check"}
