@@ -259,6 +259,61 @@ def add_run(workdir: Path, n: int, n_add: int, cores: int, settings: dict) -> di
 
 
 SIZES = {"full": 10_000, "quick": 2_000}
+SLURM_CI = REPO.parent / "shared" / "ci" / "slurm"
+
+
+def _slurm_up() -> bool:
+    try:
+        out = subprocess.run(["sinfo", "-h", "-o", "%t"], capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+    return out.returncode == 0 and any(t in out.stdout for t in ("idle", "mix", "alloc"))
+
+
+def slurm_run(n: int = 2_000, rpm: float = 3_000, out_dir: Path = RESULTS_DIR,
+              work_root: Path = TMP_DIR) -> dict:
+    """Part 4: a reduced run (base + 1 target, 2 shards) through ``profiles/slurm-ci`` on the
+    single-node CI cluster (started from ../shared/ci/slurm when not already up, and
+    stopped after), with the shared rate limit: the peak requests per 60-s window at the
+    simulator against ``rpm``. The CI cluster runs 2 one-core jobs at a time (2 CPUs),
+    each able to send ~45 requests/s, so 50/s binds."""
+    workdir = Path(work_root) / "fullscale_slurm" / f"n{n}"
+    if workdir.exists():
+        subprocess.run(["rm", "-rf", str(workdir)], check=True)
+    workdir.mkdir(parents=True)
+    write_prompts(workdir / "prompts.jsonl", n)
+    settings = {**json.loads(SETTINGS.read_text()), "rpm": rpm, "tpm": None}
+    started = not _slurm_up()
+    piddir = TMP_DIR / "slurm-pids"
+    env = {**os.environ, "PIDDIR": str(piddir)}
+    if started:
+        subprocess.run(["bash", str(SLURM_CI / "start-slurm.sh")], check=True, env=env,
+                       capture_output=True)
+    try:
+        with Simulator(settings, workdir / "sim.jsonl") as sim, LoadSampler() as load:
+            cfg = experiment_config(workdir, sim.url, policies=["base", "unhelpful"], shards=2,
+                                    estimators=["calibrated-ips"], coverages=[0.1], rpm=rpm,
+                                    tpm=None)
+            (workdir / "config.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
+            run = run_snakemake(workdir, 2, "snakemake.slurm.log", extra=[
+                "--profile", str(REPO / "profiles" / "slurm-ci"), "--jobs", "4"])
+    finally:
+        if started:
+            subprocess.run(["bash", str(SLURM_CI / "stop-slurm.sh")], env=env,
+                           capture_output=True)
+    records = provider_sim.read_log(workdir / "sim.jsonl")
+    res = {"n_prompts": n, "rpm": rpm, "run": run, "load_avg": load.summary(),
+           "slurm_started_here": started,
+           "stages": fm.stage_table(records, rpm, None),
+           "peak": provider_sim.summarize_log(records, rpm, None, 60.0),
+           "rows": fm.row_check(workdir, n, ["base", "unhelpful"])}
+    peak = res["peak"]
+    res["limit_held"] = peak["peak_requests_in_window"] <= peak["request_limit_in_window"]
+    write_json(Path(out_dir) / "fullscale_slurm.json", res)
+    print(f"SLURM run: {n} prompts, {res['stages']['all']['sent']} requests, peak "
+          f"{peak['peak_requests_in_window']:.0f} per 60 s (limit {peak['request_limit_in_window']:.0f}), "
+          f"429: {peak['by_status'].get('429', 0)}, wall {run['wall_s']:.0f} s, rc {run['returncode']}")
+    return res
 
 
 def targets(res: dict) -> list[dict]:
@@ -368,7 +423,12 @@ if __name__ == "__main__":
     import argparse
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--n-prompts", type=int, default=SIZES["full"])
-    ap.add_argument("--parts", default="full,kill,add")
+    ap.add_argument("--parts", default="full,kill,add",
+                    help="full,kill,add (one run), or slurm alone (a reduced run on the CI cluster)")
     ap.add_argument("--cores", type=int, default=16)
     args = ap.parse_args()
-    run(args.n_prompts, parts=tuple(args.parts.split(",")), cores=args.cores)
+    parts = tuple(args.parts.split(","))
+    if parts == ("slurm",):
+        slurm_run(args.n_prompts)
+    else:
+        run(args.n_prompts, parts=parts, cores=args.cores)
