@@ -16,6 +16,7 @@ flagged ``reliable: false``, the share GOOD, and the share of misses marked GOOD
 
 from __future__ import annotations
 
+import multiprocessing
 import os
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
@@ -103,7 +104,9 @@ def run_grid(spec: GridSpec, workers: int | None = None):
     if workers == 1:
         rows = _block(blocks[0])
     else:
-        with ProcessPoolExecutor(max_workers=workers) as pool:
+        # spawn, not fork: a parent that has used polars (or any threaded library) can deadlock
+        # a forked child on a lock held by a thread that no longer exists
+        with ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn")) as pool:
             rows = [row for part in pool.map(_block, blocks) for row in part]
     return pl.DataFrame(rows)
 
