@@ -278,6 +278,14 @@ def plot_targets():
     return [t.replace("estimates.json", "plots") for t in analysis_targets()]
 
 
+def summary_inputs(wildcards):
+    """Inputs of the summary: the grid's estimates.json, plus results/cost.json when LLM stages ran."""
+    inputs = {"estimates": analysis_targets()}
+    if not ANALYSIS_ONLY:  # analysis-only runs make no API calls: nothing to cost
+        inputs["cost"] = "results/cost.json"
+    return inputs
+
+
 def all_targets():
     """Targets of the default target (all): the analysis grid, its plots, the summary."""
     return [*analysis_targets(), *plot_targets(), "results/summary.csv", "results/summary.html"]

@@ -2,7 +2,8 @@
 # results/summary.csv (one row per estimator x coverage x seed x policy) and
 # results/summary.html. It reads exactly its declared inputs (the estimates.json of
 # the configured grid, passed as a file list), never a glob over results/: other
-# folders there (other estimators, a stale coverage_0.50) are not in the summary.
+# folders there (other estimators, a stale coverage_0.50) are not in the summary. With LLM
+# stages it also shows results/cost.json (rule cost): calls, tokens and money per stage.
 # `snakemake --report report.html` collects these and the plots.
 
 
@@ -12,7 +13,8 @@ localrules:
 
 rule summary:
     input:
-        estimates=analysis_targets(),
+        # the configured grid's estimates.json, and with LLM stages the run's cost (rule cost)
+        unpack(summary_inputs),
     output:
         csv=report(
             "results/summary.csv",

@@ -26,9 +26,11 @@ if (_SOURCE_ROOT / "cje" / "__init__.py").is_file():
         [str(_SOURCE_ROOT), *filter(None, [os.environ.get("PYTHONPATH")])])
 
 
-def run_cje(argv: list, log: str) -> None:
+def run_cje(argv: list, log: str, ok_codes: tuple = (0,)) -> None:
     """Run ``cje <argv>`` in this process with stdout/stderr (file descriptors 1 and 2,
-    so child processes too) sent to ``log``; exit with the stage's code on failure."""
+    so child processes too) sent to ``log``; exit with the stage's code on failure (any code
+    not in ``ok_codes``: ``cje analyze --refuse-unreliable`` exits 3 when it withheld an
+    estimate, a complete result)."""
     from cje.cli import main
 
     Path(log).parent.mkdir(parents=True, exist_ok=True)
@@ -42,7 +44,7 @@ def run_cje(argv: list, log: str) -> None:
         code = main([str(a) for a in argv])
         sys.stdout.flush()
         sys.stderr.flush()
-    if code != 0:
+    if code not in ok_codes:
         sys.exit(code)
 
 

@@ -18,4 +18,4 @@ if p.refuse_unreliable:
     argv.append("--refuse-unreliable")
 if p.allow_missing_fresh_draws:
     argv.append("--allow-missing-fresh-draws")
-run_cje(argv, sm.log[0])
+run_cje(argv, sm.log[0], ok_codes=(0, 3))  # 3: --refuse-unreliable withheld an estimate (files written)

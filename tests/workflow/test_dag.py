@@ -39,14 +39,14 @@ def test_cold_target_builds_the_full_chain(workflow_dir):
 
 
 def test_default_target_builds_the_configured_grid(workflow_dir):
-    """rule all = estimators x coverages (first seed) + replicate seeds + summary."""
+    """rule all = estimators x coverages (first seed) + replicate seeds + the run's cost + summary."""
     cfg = load_yaml(workflow_dir / "config" / "config.yaml")
     cfg["analysis"].update(estimators=["calibrated-ips", "raw-ips"],
                            oracle_coverages=[0.25, 0.5, 1.0], seeds=[0, 1, 2])
     write_config(workflow_dir, "grid.yaml", cfg)
     jobs = planned_jobs(workflow_dir, "--configfile", "grid.yaml")
     expected = llm_chain(len(cfg["policies"]), cfg["execution"]["shards"])
-    expected.update({"analyze": 2 * 3, "analyze_replicate": 2 * 3 * 2, "summary": 1, "all": 1})
+    expected.update({"analyze": 2 * 3, "analyze_replicate": 2 * 3 * 2, "cost": 1, "summary": 1, "all": 1})
     assert jobs == expected
 
 
@@ -83,7 +83,7 @@ def _branch(policy_shards: int, grid: int) -> Counter:
     """Jobs that rerun when one policy's spec changes: its 4 stages, merges, dataset, grid."""
     jobs = Counter({stage: policy_shards for stage in LLM_STAGES})
     jobs.update({"merge_responses": 1, "merge_logprobs": 1, "merge_judge": 1,
-                 "merge_oracle": 1, "dataset": 1, "analyze": grid, "summary": 1, "all": 1})
+                 "merge_oracle": 1, "dataset": 1, "cost": 1, "analyze": grid, "summary": 1, "all": 1})
     return jobs
 
 
@@ -123,7 +123,7 @@ def test_reruns_only_what_an_edit_makes_stale(workflow_dir):
     before = script.stat()
     script.touch()
     assert planned_jobs(workflow_dir) == Counter(
-        {"judge": len(policies) * shards, "merge_judge": len(policies), "dataset": 1,
+        {"judge": len(policies) * shards, "merge_judge": len(policies), "dataset": 1, "cost": 1,
          "analyze": grid, "summary": 1, "all": 1})
     os.utime(script, ns=(before.st_atime_ns, before.st_mtime_ns))
     assert planned_jobs(workflow_dir) == Counter()
@@ -137,7 +137,7 @@ def test_reruns_only_what_an_edit_makes_stale(workflow_dir):
     rubric = workflow_dir / cfg["oracle"]["rubric_file"]
     rubric.write_text(rubric.read_text() + "\nBe strict.\n")
     assert planned_jobs(workflow_dir) == Counter(
-        {"oracle": len(policies) * shards, "merge_oracle": len(policies), "dataset": 1,
+        {"oracle": len(policies) * shards, "merge_oracle": len(policies), "dataset": 1, "cost": 1,
          "analyze": grid, "summary": 1, "all": 1})
 
     # editing the LLM client reruns every LLM stage (and so everything downstream)
@@ -170,7 +170,7 @@ def test_settings_that_change_no_result_rerun_nothing(workflow_dir):
     write_config(workflow_dir, "share.yaml", cfg)
     jobs = planned_jobs(workflow_dir, "--configfile", "share.yaml")
     targets = len(policies) - 1
-    assert jobs == Counter({"oracle": targets * shards, "merge_oracle": targets, "dataset": 1,
+    assert jobs == Counter({"oracle": targets * shards, "merge_oracle": targets, "dataset": 1, "cost": 1,
                             "analyze": grid, "summary": 1, "all": 1})
     proc = run_snakemake(workflow_dir, "-n", "--configfile", "share.yaml")
     assert f"data/shards/oracle/{cfg['base_policy']}/" not in proc.stdout
