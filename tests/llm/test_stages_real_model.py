@@ -32,14 +32,16 @@ def _config() -> dict:
             "execution": {"batch_size": 2}}
 
 
-def test_local_generate_judge_oracle(tmp_path):
+def test_local_generate_judge_oracle(tmp_path, monkeypatch):
     prompts = tmp_path / "prompts.jsonl"
     src = read_jsonl(REPO / "data" / "default_prompts.jsonl")[:3]
     prompts.write_text("".join(json.dumps(r) + "\n" for r in src))
     cfg = _config()
     log = tmp_path / "api.log"
     resp = tmp_path / "base.jsonl"
-    counts = generate_responses(cfg, "base", str(prompts), str(resp), api_log=str(log))
+    rc = str(tmp_path / "requests")
+    counts = generate_responses(cfg, "base", str(prompts), str(resp), api_log=str(log),
+                                request_cache=rc)
     rows = read_jsonl(resp)
     assert counts["ok"] == 3 and [r["status"] for r in rows] == ["ok"] * 3
     for r in rows:  # stopped at the end-of-turn marker, which is not part of the text
@@ -50,17 +52,26 @@ def test_local_generate_judge_oracle(tmp_path):
         assert len(r["token_ids"]) == r["usage"]["completion_tokens"] - (r["finish_reason"] == "stop")
 
     judge = tmp_path / "judge.jsonl"
-    score_responses(cfg, "judge", str(resp), str(judge), api_log=str(log))
+    score_responses(cfg, "judge", str(resp), str(judge), api_log=str(log), request_cache=rc)
     oracle = tmp_path / "oracle.jsonl"
-    score_responses(cfg, "oracle", str(resp), str(oracle), api_log=str(log))
+    score_responses(cfg, "oracle", str(resp), str(oracle), api_log=str(log), request_cache=rc)
     for path, field in ((judge, "judge_score"), (oracle, "oracle_label")):
         for r in read_jsonl(path):
             assert r["status"] == "ok", r
             assert 0.0 < r[field] < 1.0
     assert all(len(r["raw"]) == 3 for r in read_jsonl(oracle))
 
-    # rerun: everything comes from the caches; no call, not even a server start
-    before = log.read_text()
-    assert generate_responses(cfg, "base", str(prompts), str(resp), api_log=str(log))["ran"] == 0
-    assert score_responses(cfg, "judge", str(resp), str(judge), api_log=str(log))["ran"] == 0
-    assert log.read_text() == before  # no call and no stage summary: nothing was started
+    # rerun: every answer comes from the request cache; no call, not even a server start
+    import cje.llm.local_server as local_server
+
+    def no_server(*a, **kw):
+        raise AssertionError("the local server was started for a fully cached stage")
+    monkeypatch.setattr(local_server, "local_server", no_server)
+    n_lines = len(log.read_text().splitlines())
+    assert generate_responses(cfg, "base", str(prompts), str(resp), api_log=str(log),
+                              request_cache=rc)["ok"] == 3
+    assert score_responses(cfg, "judge", str(resp), str(judge), api_log=str(log),
+                           request_cache=rc)["scored_ok"] == 3
+    new = [json.loads(s) for s in log.read_text().splitlines()[n_lines:]]
+    assert [r.get("event") for r in new] == ["stage_summary"] * 2  # no call line
+    assert all(t["cached"] == t["calls"] for r in new for t in r["totals"])
