@@ -149,8 +149,7 @@ def _policy_result(ctx: AnalysisContext, estimator: Estimator, policy: str,
     diag = {"weights_raw": raw_diag, "weights_used": used_diag,
             **_overlap_diagnostics(ctx, policy, weighted_rows, est.weights if est is not None else None),
             "transport": transport, "label_audit": None if checks["label_audit"] is None else
-            checks["label_audit"].to_dict(audit_verdict(checks["label_audit"], None if ci is None else ci.se)),
-            "checks": checks["checks"]}
+            checks["label_audit"].to_dict(audit_verdict(checks["label_audit"], None if ci is None else ci.se))}
     if checks["notes"]:
         diag["check_notes"] = list(checks["notes"])
     rests_on = [] if est is None else est.rests_on

@@ -31,10 +31,12 @@ DEFAULT_ESTIMATORS = ("naive", "direct", "raw-ips", "calibrated-ips", "dr-cpo", 
 
 @dataclass(frozen=True)
 class GridSpec:
-    """What to run: scenario name, logged prompts per replicate, oracle coverages, estimators,
-    probe coverage (share of each target's fresh-draw labels the analysis may use) and seeds."""
+    """What to run: scenario (a name in :data:`cje.simulation.SCENARIOS` or a
+    :class:`~cje.simulation.Scenario`), logged prompts per replicate, oracle coverages,
+    estimators, probe coverage (share of each target's fresh-draw labels the analysis may
+    use) and seeds."""
 
-    scenario: str
+    scenario: object
     n: int = 1000
     coverages: tuple[float, ...] = (0.05, 0.10, 0.25, 1.0)
     estimators: tuple[str, ...] = DEFAULT_ESTIMATORS
@@ -75,7 +77,7 @@ def replicate_rows(spec: GridSpec, replicate: int) -> list[dict]:
                 truth = ds.truth[policy]
                 ok = pr.estimate is not None and pr.ci_lower is not None
                 rows.append({
-                    "scenario": spec.scenario, "probe_coverage": spec.probe_coverage, "oracle_coverage": coverage,
+                    "scenario": getattr(spec.scenario, "name", spec.scenario), "probe_coverage": spec.probe_coverage, "oracle_coverage": coverage,
                     "estimator": name, "policy": policy,
                     "replicate": replicate, "truth": truth,
                     "estimate": pr.estimate if ok else np.nan, "se": pr.se if ok else np.nan,
