@@ -295,10 +295,10 @@ def slurm_run(n: int = 2_000, rpm: float = 3_000, out_dir: Path = RESULTS_DIR,
     started = not _slurm_up()
     piddir = TMP_DIR / "slurm-pids"
     env = {**os.environ, "PIDDIR": str(piddir)}
-    if started:
-        subprocess.run(["bash", str(SLURM_CI / "start-slurm.sh")], check=True, env=env,
-                       capture_output=True)
     try:
+        if started:  # stopped in `finally` also when it fails half-way
+            subprocess.run(["bash", str(SLURM_CI / "start-slurm.sh")], check=True, env=env,
+                           capture_output=True)
         with Simulator(settings, workdir / "sim.jsonl") as sim, LoadSampler() as load:
             cfg = experiment_config(workdir, sim.url, policies=["base", "unhelpful"], shards=2,
                                     estimators=["calibrated-ips"], coverages=[0.1], rpm=rpm,
