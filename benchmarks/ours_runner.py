@@ -67,7 +67,7 @@ def run_ours(ds: BenchDataset, estimator: str, oracle_coverage: float = 1.0, see
     split = read_json(timing) or {}
     timing.unlink(missing_ok=True)
     record = {"wall_seconds": m.wall_seconds, "cpu_seconds": m.cpu_seconds,
-              "peak_rss_mb": m.peak_rss_mb, "load_avg_1min_after": os.getloadavg()[0],
+              "peak_rss_mb": split.get("peak_rss_mb") or m.peak_rss_mb, "load_avg_1min_after": os.getloadavg()[0],
               "startup_seconds": split.get("startup_seconds"),
               "analysis_seconds": split.get("analysis_seconds"),
               "command": "python -m cje " + " ".join(cli_args)}
@@ -91,5 +91,5 @@ def run_ours(ds: BenchDataset, estimator: str, oracle_coverage: float = 1.0, see
         reliable=[per.get(p, {}).get("reliable") for p in pols],
         reasons=[per.get(p, {}).get("reasons", []) for p in pols],
         n_oracle=meta.get("n_oracle"), oracle_coverage_used=meta.get("oracle_coverage_used"))
-    log(f"ours {estimator} n={ds.n}: {m.wall_seconds:.2f} s, {m.peak_rss_mb:.0f} MiB")
+    log(f"ours {estimator} n={ds.n}: {m.wall_seconds:.2f} s, {record['peak_rss_mb']:.0f} MiB")
     return record

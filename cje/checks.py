@@ -117,25 +117,38 @@ def probe_audit(labels: np.ndarray, calibrated: np.ndarray, margin: float, level
                  se_labels=float(np.sqrt(var_probe)), oracle_variance=parts[1][0] if len(parts) > 1 else None)
 
 
+def weighted_label_residual(weights: np.ndarray, labelled: np.ndarray, labels: np.ndarray,
+                            calibrated: np.ndarray) -> tuple[float, np.ndarray] | None:
+    """delta = sum_L W (Y - f(S)) / sum_L W and its influence L W (e - delta) / mean(L W) over all rows.
+
+    The tr-cpo label term and audit (b). Returns None with fewer than 2 labelled rows or no
+    weight on them.
+    """
+    L = np.asarray(labelled, bool)
+    w = np.asarray(weights, float)
+    sw = float(w[L].sum())
+    if L.sum() < 2 or sw <= 0:
+        return None
+    e = np.where(L, np.asarray(labels, float) - np.asarray(calibrated, float), 0.0)
+    delta = float(np.sum(w * e) / sw)
+    return delta, np.where(L, w * (e - delta), 0.0) / (sw / w.size)
+
+
 def label_audit(weights: np.ndarray, labelled: np.ndarray, labels: np.ndarray, f_oof: np.ndarray,
                 margin: float, level: float) -> Audit | None:
     """Audit (b): delta = sum_L W (Y - f^(oof)(S)) / sum_L W over the labelled logged rows.
 
     Inputs over the policy's rows: full importance weights W (Hajek), the labelled mask,
     labels Y and out-of-fold calibrated scores. SE from the influence function of the
-    ratio, L W (e - delta) / mean(L W), over all rows; t interval with n_L - 1 df.
+    ratio (:func:`weighted_label_residual`); t interval with n_L - 1 df.
     Returns None with fewer than 2 labelled rows or no weight on them.
     """
-    L = np.asarray(labelled, bool)
-    n_l = int(L.sum())
-    w = np.asarray(weights, float)
-    sw = float(w[L].sum())
-    if n_l < 2 or sw <= 0:
+    found = weighted_label_residual(weights, labelled, labels, f_oof)
+    if found is None:
         return None
-    e = np.where(L, np.asarray(labels, float) - np.asarray(f_oof, float), 0.0)
-    delta = float(np.sum(w * e) / sw)
-    phi = np.where(L, w * (e - delta), 0.0) / (sw / w.size)
-    se = float(np.sqrt(np.var(phi, ddof=1) / w.size))
+    delta, phi = found
+    n_l = int(np.asarray(labelled, bool).sum())
+    se = float(np.sqrt(np.var(phi, ddof=1) / phi.size))
     q = _t_quantile(n_l - 1, level)
     return Audit("weighted_labels", delta, se, delta - q * se, delta + q * se, n_l, margin)
 
@@ -296,6 +309,19 @@ def _direct_on_calibrated(ctx, policy):
     return psi, ctx.data.prompt_ids[rows], g - psi, jack
 
 
+def _label_term(ctx, policy, raw_weights):
+    """tr-cpo's label term over the policy's rows: (delta, IF, jackknife over f^(-k) or None)."""
+    rows = ctx.rows(policy)
+    labelled = ctx.labelled[rows] & np.isfinite(ctx.data.oracle_labels[rows])
+    labels = np.nan_to_num(ctx.data.oracle_labels[rows])
+    found = weighted_label_residual(raw_weights, labelled, labels, ctx.f_oof[rows])
+    if found is None:
+        return None
+    jack = np.array([weighted_label_residual(raw_weights, labelled, labels, ctx.f_fold[k, rows])[0]
+                     for k in range(ctx.n_folds)])
+    return found[0], found[1], jack
+
+
 def policy_checks(ctx, policy: str) -> dict:
     """Audits and disagreement checks of one policy (cached on the context).
 
@@ -306,11 +332,8 @@ def policy_checks(ctx, policy: str) -> dict:
     key = ("policy-checks", policy)
     if key in ctx._cache:
         return ctx._cache[key]
-    from cje.errors import InputError
-    from cje.estimators.dr import prepare_dr, tr_cpo
     from cje.estimators.ips import CalibratedIPSEstimator, RawIPSEstimator
-    from cje.estimators.outcome import IsotonicOutcomeModel
-    from cje.inference import paired_comparison
+    from cje.inference import interval, paired_comparison
     from cje.weights import WeightError
 
     o = ctx.options
@@ -350,14 +373,16 @@ def policy_checks(ctx, policy: str) -> dict:
             direct = _direct_on_calibrated(ctx, policy)
             out["checks"].append(disagreement("ips_vs_direct", compare(_ips_on_calibrated(ctx, policy), direct),
                                               margin, ("overlap", "fresh_draws")))
-            try:
-                inp = prepare_dr(ctx, policy, "calibrated")
-                if inp.L.sum() >= 2:
-                    tr = tr_cpo(inp, IsotonicOutcomeModel())
-                    ids = ctx.data.prompt_ids[inp.rows]
-                    out["checks"].append(disagreement("direct_vs_tr_cpo", compare(
-                        direct, (tr.estimate, ids, tr.influence, tr.jackknife)), margin, ("transport",)))
-            except (InputError, WeightError) as exc:
-                out["notes"].append(f"direct vs tr-cpo skipped: {exc}")
+            label_term = _label_term(ctx, policy, w)
+            if label_term is not None:
+                # tr-cpo = dr-cpo + its label term, and dr-cpo is the direct method when R = f(S)
+                # (R - g = 0): the difference is the label term, with its IF and jackknife
+                delta, phi, jack = label_term
+                res = interval(-delta, -phi, None if jack is None else -jack, level=level)
+                t = res.estimate / res.se if res.se > 0 else float("inf")
+                p = float(2 * special.stdtr(res.df, -abs(t))) if np.isfinite(t) else 0.0
+                out["checks"].append(disagreement("direct_vs_tr_cpo", {
+                    "difference": res.estimate, "se": res.se, "ci_lower": res.ci_lower, "ci_upper": res.ci_upper,
+                    "p_value": p}, margin, ("transport",)))
     ctx._cache[key] = out
     return out

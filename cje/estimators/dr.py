@@ -53,6 +53,7 @@ from typing import Callable
 
 import numpy as np
 
+from cje.checks import weighted_label_residual
 from cje.estimators.base import Estimator, PolicyEstimate, register
 from cje.estimators.direct import residual_correction
 from cje.estimators.dr_inputs import DRInputs, WeightSource, prepare_dr
@@ -212,11 +213,6 @@ def _kish_df(weights: np.ndarray) -> float:
     return max(float(w.sum() ** 2 / np.sum(w ** 2)) - 1.0, 1.0) if w.size and np.sum(w ** 2) > 0 else 1.0
 
 
-def _label_delta(inp: DRInputs, residual: np.ndarray) -> float:
-    L = inp.L
-    return float(np.sum(inp.W_raw[L] * residual[L]) / np.sum(inp.W_raw[L]))
-
-
 def tr_cpo(inp: DRInputs, model: OutcomeModel) -> DRResult:
     """tr-cpo = dr-cpo + delta_L, the full-weight label term (module docstring).
 
@@ -229,17 +225,15 @@ def tr_cpo(inp: DRInputs, model: OutcomeModel) -> DRResult:
     if inp.ctx.rewards_are_labels:
         return _tr_cpo_all_labelled(inp, model, base)
     L = inp.L
-    sw = float(inp.W_raw[L].sum()) if L.any() else 0.0
-    if L.sum() < 2 or sw <= 0:
+    found = weighted_label_residual(inp.W_raw, L, inp.Y, inp.f_oof)
+    if found is None:
         details = {**base.details, "n_labels": int(L.sum()), "label_term": 0.0,
                    "label_term_note": "fewer than 2 labelled rows: no label term"}
         return DRResult(base.estimate, base.influence, base.jackknife, details, base.rests_on, base.residual,
                         base.notes)
-    e = np.where(L, inp.Y - inp.f_oof, 0.0)
-    delta = _label_delta(inp, e)
-    phi_label = np.where(L, inp.W_raw * (e - delta), 0.0) / (sw / inp.n)
+    delta, phi_label = found
     # below 100% coverage dr-cpo always has its jackknife; the label residuals use f^(-k) too
-    jack_label = np.array([_label_delta(inp, np.where(L, inp.Y - inp.f_fold[k], 0.0))
+    jack_label = np.array([weighted_label_residual(inp.W_raw, L, inp.Y, inp.f_fold[k])[0]
                            for k in range(inp.ctx.n_folds)])
     psi = base.estimate + delta
     phi = base.influence + phi_label
