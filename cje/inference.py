@@ -65,9 +65,7 @@ def satterthwaite_df(var_base: float, df_base: float, var_oracle: float | None, 
     """Welch-Satterthwaite df of var_base + var_oracle: (v_b + v_o)^2 / (v_b^2/df_b + v_o^2/df_o)."""
     if var_oracle is None or var_oracle <= 0:
         return float(df_base)
-    num = (var_base + var_oracle) ** 2
-    den = var_base ** 2 / max(df_base, 1) + var_oracle ** 2 / max(df_oracle, 1)
-    return float(num / den) if den > 0 else float(df_base)
+    return welch_satterthwaite([(var_base, df_base), (var_oracle, df_oracle)])
 
 
 def interval(estimate: float, influence: np.ndarray, jackknife_estimates: np.ndarray | None,
