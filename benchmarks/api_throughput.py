@@ -1,4 +1,4 @@
-"""API-client throughput: does ``cje.llm.client.LLMClient`` keep ``max_concurrency``
+"""API-client throughput: does ``cje.llm.client.http.LLMClient`` keep ``max_concurrency``
 requests in flight?
 
 The fault server (``tests/servers/fault_server.py``) runs in its own process in
@@ -52,7 +52,7 @@ def _start_server(latency_s: float) -> tuple[subprocess.Popen, str]:
 
 async def _burst(url: str, concurrency: int, n: int) -> float:
     sys.path.insert(0, str(REPO))
-    from cje.llm.client import LLMClient
+    from cje.llm.client.http import LLMClient
     from cje.llm.config import ProviderConfig
 
     prov = ProviderConfig(name="bench", kind="openai", base_url=url,

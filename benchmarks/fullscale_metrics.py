@@ -150,7 +150,7 @@ def expected_requests(workdir: Path, cfg: dict) -> dict:
     import json
 
     from cje.llm.config import policy_config
-    from cje.llm.teacher_forcing import render_pair
+    from cje.llm.stages.teacher_forcing import render_pair
     data = workdir / "data"
     policies = list(cfg["policies"])
     rows = {p: [json.loads(x) for x in open(data / "responses" / f"{p}.jsonl")] for p in policies}

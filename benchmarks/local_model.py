@@ -30,7 +30,7 @@ from pathlib import Path
 
 import openai
 
-from cje.llm.local_server import local_server
+from cje.llm.local.server import local_server
 from cje.llm.templates import end_of_turn, render_full, render_prompt
 
 REPO = Path(__file__).resolve().parent.parent

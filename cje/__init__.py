@@ -22,11 +22,11 @@ __version__ = "0.1.0"
 # public name -> module that defines it
 _LAZY = {
     "analyze": "cje.api",
-    "Result": "cje.api_result",
-    "load_result": "cje.api_result",
-    "plan_labels": "cje.plan",
-    "Comparison": "cje.decision",
-    "BestPolicy": "cje.decision",
+    "Result": "cje.api.result",
+    "load_result": "cje.api.result",
+    "plan_labels": "cje.analysis.plan",
+    "Comparison": "cje.results.decision",
+    "BestPolicy": "cje.results.decision",
     "CJEError": "cje.errors",
     "ConfigError": "cje.errors",
     "InputError": "cje.errors",

@@ -69,5 +69,5 @@ class NullEstimateError(CJEError):
     """A target policy has no finite estimate/CI and ``--refuse-unreliable`` was not given.
 
     Raised before anything is published: an exit code 0 with a null estimate would
-    look complete to a pipeline (issue 14).
+    look complete to a pipeline.
     """

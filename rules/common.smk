@@ -35,11 +35,13 @@ PACKAGE_ROOT = _package_root()
 # a params value hashing the source files it uses, so a real edit reruns exactly
 # the affected rules and a bare `touch` does not.
 CODE_GROUPS = {
-    # LLM stages: client, stages, local server, templates.
-    "llm": {"include": ["cje/llm/**/*.py", "cje/errors.py", "cje/atomic.py", "cje/paths.py"],
+    # LLM stages: client, stages, local server, templates, and the commands that run them.
+    "llm": {"include": ["cje/llm/**/*.py", "cje/errors.py", "cje/atomic.py", "cje/names.py",
+                        "cje/__init__.py", "cje/cli/__init__.py", "cje/cli/llm.py", "cje/cli/local.py"],
             "exclude": []},
-    # analysis + plots + summary: the whole package except the LLM stages.
-    "analysis": {"include": ["cje/**/*.py", "cje/schemas/*.json"], "exclude": ["cje/llm/"]},
+    # analysis + plots + summary: the whole package except the LLM stages and their commands.
+    "analysis": {"include": ["cje/**/*.py", "cje/**/*.json"],
+                 "exclude": ["cje/llm/", "cje/cli/llm.py", "cje/cli/local.py"]},
 }
 _CODE_HASHES = {}
 

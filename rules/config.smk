@@ -25,8 +25,8 @@ SCHEMA_FILE = workflow.source_path("../schemas/config.schema.yaml")
 with open(SCHEMA_FILE) as _fh:
     CONFIG_SCHEMA = yaml.safe_load(_fh)
 ESTIMATORS = CONFIG_SCHEMA["$defs"]["estimator"]["enum"]
-# cje.calibration.MIN_ORACLE_LABELS (tests/workflow/test_config_errors.py checks they agree;
-# not imported here: importing cje.calibration costs the dry run a second).
+# cje.stats.calibration.MIN_ORACLE_LABELS (tests/workflow/test_config_errors.py checks they agree;
+# not imported here: importing cje.stats.calibration costs the dry run a second).
 MIN_CALIBRATION_LABELS = 10
 
 
@@ -253,9 +253,9 @@ def n_logged_prompts():
 @lru_cache(maxsize=None)
 def _analysis_only_labels():
     """(oracle labels, judge-scored mask) of the analysis-only dataset, read with the
-    analysis's own loader (cje.data), so the count below is the analysis's count."""
+    analysis's own loader (cje.data.loaders), so the count below is the analysis's count."""
     import numpy as np
-    from cje.data import load_logged_data
+    from cje.data.loaders import load_logged_data
     from cje.errors import CJEError
 
     try:
@@ -269,16 +269,16 @@ def _analysis_only_labels():
 def calibration_labels(coverage, seed):
     """Oracle labels calibration gets at this (coverage, seed), and how that was counted.
 
-    Analysis-only mode: exactly the analysis's count (cje.coverage.mask_oracle_labels on
+    Analysis-only mode: exactly the analysis's count (cje.stats.oracle_mask.mask_oracle_labels on
     the dataset). LLM path, before any data exists: min(round(c x n), round(oracle.coverage
     x n)) for n logged prompts (the analysis keeps round(c x n) of the labels the oracle
-    stage gave: cje/coverage.py; the oracle labels each row with probability
+    stage gave: cje/stats/oracle_mask.py; the oracle labels each row with probability
     oracle.coverage: docs/llm.md, so below 1 that part is its expected count). Rows whose
     judge or oracle call fails at run time can still lower it; the analysis then stops
     naming the count.
     """
     if ANALYSIS_ONLY:
-        from cje.coverage import mask_oracle_labels
+        from cje.stats.oracle_mask import mask_oracle_labels
 
         labels, scored = _analysis_only_labels()
         used = mask_oracle_labels(labels, coverage, seed).used & scored

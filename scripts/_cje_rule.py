@@ -59,7 +59,7 @@ def effective_config(sm) -> str:
     """
     import yaml
 
-    from cje.io import atomic_write_text
+    from cje.atomic import atomic_write_text
 
     text = yaml.safe_dump(dict(sm.config), sort_keys=True)
     key = hashlib.sha256(text.encode()).hexdigest()[:16]

@@ -1,4 +1,7 @@
-"""Rules analyze / analyze_replicate: one estimator at one oracle coverage and seed (cje analyze)."""
+"""Rules analyze / analyze_replicate: one estimator at one oracle coverage and seed (cje analyze).
+
+Runs ``cje analyze`` (cje/cli/analyze.py) = :func:`cje.api.analyze` then :func:`cje.results.files.publish_analysis`; the analysis itself is :func:`cje.analysis.run.run_analysis`.
+"""
 
 import os
 

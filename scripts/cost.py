@@ -1,4 +1,7 @@
-"""Rule cost: tokens and money per stage and provider from the API call log (cje cost)."""
+"""Rule cost: tokens and money per stage and provider from the API call log (cje cost).
+
+Runs ``cje cost`` (cje/cli/cost.py) = :func:`cje.llm.cost.read_costs`.
+"""
 
 from _cje_rule import effective_config, run_cje
 

@@ -1,4 +1,7 @@
-"""Rule dataset: the logged dataset and the fresh-draw files (cje dataset)."""
+"""Rule dataset: the logged dataset and the fresh-draw files (cje dataset).
+
+Runs ``cje dataset`` (cje/cli/llm.py) = :func:`cje.llm.stages.dataset.assemble_dataset`.
+"""
 
 import os
 

@@ -1,5 +1,8 @@
 """Rule generate: one shard of one policy's responses (cje generate); answered
-requests come from the request cache, so a rerun sends only what is missing."""
+requests come from the request cache, so a rerun sends only what is missing.
+
+Runs ``cje generate`` (cje/cli/llm.py) = :func:`cje.llm.stages.generate.generate_responses`.
+"""
 
 from _cje_rule import effective_config, llm_flags, run_cje
 

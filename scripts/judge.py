@@ -1,4 +1,7 @@
-"""Rule judge: one shard of one policy's rows scored by the judge (cje judge)."""
+"""Rule judge: one shard of one policy's rows scored by the judge (cje judge).
+
+Runs ``cje judge`` (cje/cli/llm.py) = :func:`cje.llm.stages.judge.score_responses` with role ``judge``.
+"""
 
 from _cje_rule import effective_config, llm_flags, run_cje
 

@@ -1,4 +1,7 @@
-"""Rule logprobs: one shard of the base responses scored under one policy (cje logprobs)."""
+"""Rule logprobs: one shard of the base responses scored under one policy (cje logprobs).
+
+Runs ``cje logprobs`` (cje/cli/local.py) = :func:`cje.llm.stages.logprobs.run_logprobs`.
+"""
 
 import os
 

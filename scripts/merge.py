@@ -1,4 +1,7 @@
-"""Rules merge_*: gather a stage's shards into one file, deduplicated and sorted (cje merge)."""
+"""Rules merge_*: gather a stage's shards into one file, deduplicated and sorted (cje merge).
+
+Runs ``cje merge`` (cje/cli/llm.py) = :func:`cje.llm.stages.dataset.merge_shards`.
+"""
 
 from _cje_rule import run_cje
 

@@ -1,4 +1,7 @@
-"""Rule oracle: one shard of one policy's rows labelled by the oracle (cje oracle)."""
+"""Rule oracle: one shard of one policy's rows labelled by the oracle (cje oracle).
+
+Runs ``cje oracle`` (cje/cli/llm.py) = :func:`cje.llm.stages.judge.score_responses` with role ``oracle``.
+"""
 
 from _cje_rule import effective_config, llm_flags, run_cje
 

@@ -1,4 +1,7 @@
-"""Rule prompts: the seeded prompt subset (cje prompts)."""
+"""Rule prompts: the seeded prompt subset (cje prompts).
+
+Runs ``cje prompts`` (cje/cli/llm.py) = :func:`cje.llm.stages.prompts.make_prompts`.
+"""
 
 from _cje_rule import effective_config, run_cje
 

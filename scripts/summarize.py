@@ -1,5 +1,8 @@
 """Rule summary: the sweep summary table and page (cje summarize) over exactly the
-rule's declared inputs (the configured grid's estimates.json), never a glob."""
+rule's declared inputs (the configured grid's estimates.json), never a glob.
+
+Runs ``cje summarize`` (cje/cli/summarize.py) = :func:`cje.viz.sweep.load_summary` and :func:`cje.viz.sweep_report.write_summary_html`.
+"""
 
 import os
 

@@ -1,6 +1,6 @@
 """The estimator protocol, its result type and the name registry.
 
-An estimator turns the shared :class:`~cje.context.AnalysisContext` into a
+An estimator turns the shared :class:`~cje.estimators.context.AnalysisContext` into a
 :class:`PolicyEstimate` for one target policy: the point estimate, its
 per-prompt influence values (for cluster-robust SEs and paired comparisons),
 and the estimates recomputed with each fold's calibrator (for the OUA
@@ -14,8 +14,8 @@ from typing import ClassVar
 
 import numpy as np
 
-from cje.context import AnalysisContext
 from cje.errors import ConfigError
+from cje.estimators.context import AnalysisContext
 
 __all__ = ["PolicyEstimate", "Estimator", "register", "get_estimator", "ESTIMATORS", "estimator_names"]
 
@@ -31,7 +31,7 @@ class PolicyEstimate:
     n_used : rows (prompts) the estimate averages over.
     weights : the importance weights used (over the used rows), if any.
     details : estimator-specific numbers recorded in the output.
-    rests_on : ids of the assumptions the estimate rests on (keys of :data:`cje.checks.ASSUMPTIONS`);
+    rests_on : ids of the assumptions the estimate rests on (keys of :data:`cje.checks.status.ASSUMPTIONS`);
         the analysis checks each and records it in ``metadata.policies[p].assumptions``.
     notes : {assumption id: extra text} specific to this estimate (e.g. why a DR correction is zero).
     dropped : extra {reason: count} drops made by the estimator (e.g. missing fresh draws).
@@ -39,7 +39,7 @@ class PolicyEstimate:
         (e.g. DR rows dropped for missing fresh draws).
     df_parts : [(part of ``influence``, its df)] for pieces that average over few units (label
         term, probe correction); they set the interval's Welch-Satterthwaite df
-        (:func:`cje.inference.interval`).
+        (:func:`cje.stats.inference.interval`).
     """
 
     estimate: float

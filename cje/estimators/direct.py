@@ -17,9 +17,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from cje.context import AnalysisContext, FreshView
 from cje.errors import InputError
 from cje.estimators.base import Estimator, PolicyEstimate, register
+from cje.estimators.context import AnalysisContext, FreshView
 
 __all__ = ["NaiveEstimator", "DirectEstimator", "fresh_rows"]
 

@@ -53,15 +53,15 @@ from typing import Callable
 
 import numpy as np
 
-from cje.checks import weighted_label_residual
 from cje.estimators.base import Estimator, PolicyEstimate, register
 from cje.estimators.direct import residual_correction
 from cje.estimators.dr_inputs import DRInputs, WeightSource, prepare_dr
 from cje.estimators.outcome import CrossFit, IsotonicOutcomeModel, OutcomeModel
+from cje.stats.inference import weighted_label_residual
 
-__all__ = ["DRInputs", "DRResult", "prepare_dr", "assemble", "dr_cpo", "mrdr", "oc_dr_cpo", "tr_cpo", "finish",
+__all__ = ["DRResult", "assemble", "dr_cpo", "mrdr", "oc_dr_cpo", "tr_cpo", "finish",
            "with_probes", "family_assumptions", "DRCPOEstimator", "MRDREstimator", "OCDRCPOEstimator",
-           "TRCPOEstimator", "DREstimatorBase", "WeightSource", "INACTIVE_TOLERANCE"]
+           "TRCPOEstimator", "DREstimatorBase", "INACTIVE_TOLERANCE"]
 
 # |R - g| below this everywhere: the weighted correction W (R - g) contributes nothing.
 INACTIVE_TOLERANCE = 1e-6
@@ -87,7 +87,7 @@ class DRResult:
     notes: dict = field(default_factory=dict)
     label_term: tuple | None = None
     label_influence: np.ndarray | None = None  # the oracle-label sampling part of ``influence``
-    df_parts: list = field(default_factory=list)  # [(part of influence, df)] (cje.inference.interval)
+    df_parts: list = field(default_factory=list)  # [(part of influence, df)] (cje.stats.inference.interval)
 
 
 def _score_ci(values: np.ndarray, z: float = 1.959964) -> dict:

@@ -13,10 +13,10 @@ from typing import Callable, Union
 
 import numpy as np
 
-from cje.context import AnalysisContext, FreshView
+from cje.estimators.context import AnalysisContext, FreshView
 from cje.estimators.direct import fresh_rows
 from cje.estimators.outcome import CrossFit, OutcomeModel, cross_fit, cross_fit_weight_model
-from cje.weights import WeightError
+from cje.stats.weights import WeightError
 
 __all__ = ["DRInputs", "prepare_dr", "WeightSource"]
 

@@ -8,7 +8,7 @@ rows valid for the policy, with R the reward (f(S) below 100% oracle coverage, Y
 * raw-ips: Hajek weights clipped at ``clip`` (default 100) and renormalised;
   influence phi_i = W_i (R_i - psi).
 * calibrated-ips: SIMCal-W weights W_cal = m^(S), an estimate of m(S) = E[W | S]
-  (:func:`cje.weights.simcal_weights`). The weights are fitted, so the influence
+  (:func:`cje.stats.weights.simcal_weights`). The weights are fitted, so the influence
   function of psi = E[m(S) R] is not W_cal (R - psi) (that treats the fit as known and
   was measured at SE 0.0076 against a Monte-Carlo sd of 0.019 under strong shift). With
   g(S) = E[R | S], the first-order term of the estimated m adds (W - m(S)) g(S), so
@@ -25,8 +25,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from cje.context import AnalysisContext
 from cje.estimators.base import Estimator, PolicyEstimate, register
+from cje.estimators.context import AnalysisContext
 
 __all__ = ["RawIPSEstimator", "CalibratedIPSEstimator", "ips_estimate"]
 

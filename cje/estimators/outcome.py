@@ -24,7 +24,7 @@ from typing import Callable, Protocol
 
 import numpy as np
 
-from cje.calibration import StepFunction, fit_isotonic
+from cje.stats.calibration import StepFunction, fit_isotonic
 
 __all__ = ["isotonic_step", "OutcomeModel", "IsotonicOutcomeModel", "ConstantOutcomeModel", "CrossFit", "cross_fit",
            "cross_fit_weight_model"]
@@ -35,7 +35,7 @@ Predictor = Callable[[np.ndarray], np.ndarray]
 def isotonic_step(x: np.ndarray, y: np.ndarray, sample_weight: np.ndarray | None = None,
                   increasing: bool = True, y_min: float | None = None,
                   y_max: float | None = None) -> StepFunction:
-    """Weighted isotonic regression of y on x (:func:`cje.calibration.fit_isotonic`, no default bounds)."""
+    """Weighted isotonic regression of y on x (:func:`cje.stats.calibration.fit_isotonic`, no default bounds)."""
     return fit_isotonic(x, y, increasing=increasing, sample_weight=sample_weight, y_min=y_min, y_max=y_max)
 
 

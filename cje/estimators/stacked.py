@@ -15,7 +15,7 @@ errors are perfectly correlated (an upper bound; :func:`stack` says why not the 
 jackknife covariance); its diagonal is each component's SE_total^2. Every entry is
 estimated (each component's own IF and jackknife; tr-cpo's variance is its label-term IF
 plus its jackknife, no longer an assumed constant), so the weights
-a = argmin_{a in simplex} a' V a (:func:`cje.weights.simplex_min_variance`) select only on
+a = argmin_{a in simplex} a' V a (:func:`cje.stats.weights.simplex_min_variance`) select only on
 estimated variances (statistics.md 5, revised). No separate Monte-Carlo
 term is added for the fresh draws: the per-prompt mean in each IF already carries it.
 
@@ -28,12 +28,12 @@ from __future__ import annotations
 
 import numpy as np
 
-from cje.calibration import MIN_ORACLE_LABELS
 from cje.estimators.base import register
-from cje.estimators.dr import (DREstimatorBase, DRInputs, DRResult, _score_ci, dr_cpo, mrdr, oc_dr_cpo, tr_cpo,
-                               with_probes)
+from cje.estimators.dr import DREstimatorBase, DRResult, _score_ci, dr_cpo, mrdr, oc_dr_cpo, tr_cpo, with_probes
+from cje.estimators.dr_inputs import DRInputs
 from cje.estimators.tmle import tmle
-from cje.weights import simplex_min_variance
+from cje.stats.calibration import MIN_ORACLE_LABELS
+from cje.stats.weights import simplex_min_variance
 
 __all__ = ["StackedDREstimator", "stack", "oracle_channel", "COMPONENTS"]
 
@@ -61,7 +61,7 @@ def stack(estimates: np.ndarray, influences: list[np.ndarray], jackknifes: list[
     jackknife, the oracle errors taken as perfectly correlated (an upper bound on a' C_J a by
     Cauchy-Schwarz). Output: (a, V, Phi a, jackknife or None), the jackknife the combination's
     pattern sum_j a_j (Psi_j^(-k) - mean) rescaled so that its oracle variance is (a' s)^2,
-    so that ``cje.inference`` reports SE_total^2 = a' V a.
+    so that ``cje.stats.inference`` reports SE_total^2 = a' V a.
     """
     phi = np.column_stack(influences)
     n = phi.shape[0]

@@ -27,8 +27,8 @@ from scipy.optimize import brentq
 from scipy.special import expit, logit
 
 from cje.estimators.base import register
-from cje.estimators.dr import (DREstimatorBase, DRInputs, DRResult, _jackknife, _score_ci, assemble,
-                               family_assumptions)
+from cje.estimators.dr import DREstimatorBase, DRResult, _jackknife, _score_ci, assemble, family_assumptions
+from cje.estimators.dr_inputs import DRInputs
 from cje.estimators.outcome import CrossFit, OutcomeModel
 
 __all__ = ["TMLEEstimator", "tmle", "solve_fluctuation", "Q_CLIP"]

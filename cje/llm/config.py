@@ -17,7 +17,8 @@ from typing import Any
 import yaml
 
 from cje.errors import ConfigError
-from cje.paths import safe_component
+from cje.llm.scrub import ENV_NAME, is_env_var_name
+from cje.names import safe_component
 
 PROVIDER_KINDS = ("local", "openai")
 CHAT_TEMPLATES = ("gemma", "llama3", "chatml", "none")
@@ -29,9 +30,9 @@ class ProviderConfig:
     """How to reach one OpenAI-compatible endpoint and how hard to push it.
 
     ``kind: local`` means the embedded llama.cpp server that each stage starts and
-    stops (``cje.llm.local_server``); ``kind: openai`` is any OpenAI-compatible URL.
+    stops (``cje.llm.local.server``); ``kind: openai`` is any OpenAI-compatible URL.
     Rate limits of ``None`` mean unlimited. Costs are USD per million tokens.
-    Retries (``cje.llm.retry``): ``retry_backoff_s`` is the first backoff ceiling
+    Retries (``cje.llm.client.retry``): ``retry_backoff_s`` is the first backoff ceiling
     (doubled per retry, capped at ``retry_backoff_max_s``, full jitter);
     ``max_retries`` bounds transient failures (5xx, resets, malformed answers),
     ``max_timeouts`` timeouts, ``rate_limit_budget_s`` the total waiting on HTTP 429
@@ -145,7 +146,6 @@ class ScorerConfig:
 def check_api_key_env(provider: str, value: Any) -> None:
     """``ConfigError`` unless ``api_key_env`` is an environment-variable *name*. A value
     that looks like a key (pasted by mistake) is refused without being shown."""
-    from cje.llm.scrub import ENV_NAME, is_env_var_name
 
     where = f"providers.{provider}.api_key_env"
     if not isinstance(value, str) or not value:

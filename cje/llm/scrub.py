@@ -1,6 +1,6 @@
 """Secret scrubbing: no API key, whole or in part, reaches an error, a log or the call log.
 
-Two rules (issue 14.6):
+Two rules:
 
 1. **Fragments of a registered secret.** Every run of characters that is a
    substring of a registered key and at least ``MIN_FRAGMENT`` (8) characters

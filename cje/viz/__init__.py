@@ -1,16 +1,16 @@
 """Results people can look at: per-analysis plots and dashboard, and the sweep summary.
 
 ``render_analysis_plots(payload, plot_data, out_dir)`` is what ``cje analyze --plots``
-calls; ``cje summarize`` (registered by :mod:`cje.viz.commands`) builds the sweep
+calls; ``cje summarize`` (registered by :mod:`cje.cli.summarize`) builds the sweep
 summary. This package reads results only (estimates.json payloads and
-:class:`cje.results.PlotData`); it never imports estimators or snakemake.
+:class:`cje.results.model.PlotData`); it never imports estimators or snakemake.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from cje.results import PlotData
+from cje.results.model import PlotData
 
 __all__ = ["render_analysis_plots", "PLOT_FILES", "DASHBOARD_FILE"]
 
@@ -23,8 +23,8 @@ def render_analysis_plots(payload: dict, plot_data: PlotData | None, out_dir: st
 
     Parameters
     ----------
-    payload : the estimates.json payload (``AnalysisResult.to_dict()``).
-    plot_data : the analysis arrays (``AnalysisResult.plot_data`` or ``PlotData.load(plot_data.npz)``).
+    payload : the estimates.json payload (``AnalysisOutput.to_dict()``).
+    plot_data : the analysis arrays (``AnalysisOutput.plot_data`` or ``PlotData.load(plot_data.npz)``).
         When None, only ``policy_estimates.png`` and the dashboard are written
         (the dashboard says the array plots are missing).
     out_dir : folder to write into (created when missing).
@@ -35,8 +35,11 @@ def render_analysis_plots(payload: dict, plot_data: PlotData | None, out_dir: st
     ``policy_estimates.png``, ``diagnostics_dashboard.html`` (in that order).
     Every file is written atomically.
     """
+    # matplotlib is imported only when a figure is drawn
     from cje.viz.dashboard import write_dashboard
     from cje.viz.forest import plot_policy_estimates
+
+    # matplotlib is imported only when a figure is drawn
     from cje.viz.plots import plot_calibration_curve, plot_weight_distributions
 
     out_dir = Path(out_dir)

@@ -1,7 +1,7 @@
 """``diagnostics_dashboard.html``: one self-contained page per analysis.
 
 Sections: the decision (each target against the base, the best policy and
-whether it is resolved, from :mod:`cje.decision`), a status overview, the
+whether it is resolved, from :mod:`cje.results.decision`), a status overview, the
 estimates table (with ground truth when known), the per-policy diagnostics,
 status reasons, assumptions and checks, pairwise comparisons, the calibration
 summary and the plots (embedded PNGs). Tables sort by clicking a header; the estimates and
@@ -13,8 +13,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Sequence
 
-from cje.decision import assumption_items, best_policy, comparisons_vs_base, format_p, level_label
-from cje.io import atomic_write_text
+from cje.atomic import atomic_write_text
+from cje.results.decision import assumption_items, best_policy, comparisons_vs_base, format_p, level_label
 from cje.viz.html import cell, esc, filter_controls, image_figure, page, status_badge, table
 from cje.viz.style import config_caption, fmt, publish_mode
 

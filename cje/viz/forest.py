@@ -8,9 +8,17 @@ import numpy as np
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
-from cje.decision import level_label
-from cje.viz.style import (OKABE_ITO, STATUS_COLOURS, STATUS_MARKERS, STATUS_TEXT_COLOURS, config_caption, fmt,
-                           new_figure, save_png)
+from cje.results.decision import level_label
+from cje.viz.style import (
+    OKABE_ITO,
+    STATUS_COLOURS,
+    STATUS_MARKERS,
+    STATUS_TEXT_COLOURS,
+    config_caption,
+    fmt,
+    new_figure,
+    save_png,
+)
 
 __all__ = ["policy_estimates_figure", "plot_policy_estimates"]
 

@@ -7,7 +7,7 @@ the dashboard's (:data:`cje.viz.html.STATUS_CSS` with white text).
 
 from __future__ import annotations
 
-from cje.decision import level_label
+from cje.results.decision import level_label
 from cje.viz.dashboard import decision_html
 from cje.viz.html import BADGE_TEXT, PAGE_COLOURS, cell, esc, status_badge, table
 from cje.viz.style import config_caption, fmt

@@ -5,14 +5,14 @@ from __future__ import annotations
 import numpy as np
 from matplotlib.figure import Figure
 
-from cje.decision import level_label
+from cje.results.decision import level_label
 from cje.viz.style import new_figure, policy_colour
 
 __all__ = ["plan_figure"]
 
 
 def plan_figure(plan) -> Figure:
-    """Half-width(m) of each target of a :class:`cje.plan.Plan` on log-log axes.
+    """Half-width(m) of each target of a :class:`cje.analysis.plan.Plan` on log-log axes.
 
     Drawn per target: the model curve from m0/4 to n labels, the pilot's realised
     half-width at m0 (circle: the curve must pass through it), the goal (dotted;

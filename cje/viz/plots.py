@@ -1,7 +1,7 @@
 """Per-analysis diagnostic plots: importance-weight distributions and the judge->oracle calibration.
 
-Each ``*_figure`` function takes the estimates.json payload (``AnalysisResult.to_dict()``)
-and the arrays in :class:`cje.results.PlotData` and returns a matplotlib
+Each ``*_figure`` function takes the estimates.json payload (``AnalysisOutput.to_dict()``)
+and the arrays in :class:`cje.results.model.PlotData` and returns a matplotlib
 :class:`~matplotlib.figure.Figure` (what the API's ``Result.plot_*`` methods return);
 each ``plot_*`` function writes that figure as one PNG atomically and returns its
 path. The forest plot of the estimates lives in :mod:`cje.viz.forest`.
@@ -13,10 +13,9 @@ from pathlib import Path
 
 import numpy as np
 import polars as pl
-
-from cje.results import PlotData
 from matplotlib.figure import Figure
 
+from cje.results.model import PlotData
 from cje.viz.style import OKABE_ITO, STATUS_TEXT_COLOURS, config_caption, fmt, new_figure, panel_grid, save_png
 
 __all__ = ["WEIGHT_FLOOR", "reliability_bins", "weight_distributions_figure", "calibration_figure",

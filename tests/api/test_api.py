@@ -16,7 +16,7 @@ from matplotlib.figure import Figure
 
 import cje
 from cje.errors import ConfigError, InputError
-from cje.results import CSV_COLUMNS
+from cje.results.model import CSV_COLUMNS
 from tests.conftest import REPO
 
 EXAMPLE = REPO / "docs" / "examples" / "arena_notebook.py"
@@ -55,7 +55,7 @@ def test_notebook_script_reproduces_the_cli_exactly(arena_dir, tmp_path):
 
 
 def test_import_cje_is_lazy_and_lists_the_api():
-    code = ("import sys, cje; print(sorted(m for m in ('numpy', 'polars', 'scipy', 'matplotlib', 'cje.analysis') "
+    code = ("import sys, cje; print(sorted(m for m in ('numpy', 'polars', 'scipy', 'matplotlib', 'cje.analysis.run') "
             "if m in sys.modules)); print(sorted(n for n in dir(cje) if not n.startswith('_')))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                          env={**os.environ, "PYTHONPATH": str(REPO)}).stdout.splitlines()
@@ -115,7 +115,7 @@ def test_best_policy_resolved_when_every_pairwise_ci_is_above_zero(direct):
             sign = 1 if c["policy_a"] == "clone" else -1
             c.update(difference=sign * 0.05, ci_lower=sign * 0.05 - 0.01 if sign > 0 else -0.06,
                      ci_upper=0.06 if sign > 0 else -0.04, p_value=1e-6)
-    from cje.decision import best_policy
+    from cje.results.decision import best_policy
 
     best = best_policy(payload)
     assert best.policy == "clone" and best.resolved

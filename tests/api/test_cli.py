@@ -12,7 +12,7 @@ import polars as pl
 
 from cje import __version__
 from cje.cli import main
-from cje.results import CSV_COLUMNS
+from cje.results.model import CSV_COLUMNS
 from tests.conftest import REPO
 
 ENV = {**os.environ, "PYTHONPATH": str(REPO)}

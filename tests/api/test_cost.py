@@ -8,9 +8,9 @@ import pytest
 import yaml
 
 from cje.cli import main
-from cje.cost import read_costs
-from cje.cost_estimate import SCORER_OUTPUT_TOKENS, estimate_run
-from cje.llm.calllog import Accounting, CallLog
+from cje.llm.cost import read_costs
+from cje.llm.cost_estimate import SCORER_OUTPUT_TOKENS, estimate_run
+from cje.llm.client.calllog import Accounting, CallLog
 from cje.llm.config import provider_config
 from tests.conftest import REPO
 

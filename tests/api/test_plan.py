@@ -1,8 +1,8 @@
-"""cje plan: the label budget it plans delivers the precision it promises (Monte-Carlo on cje.simulation).
+"""cje plan: the label budget it plans delivers the precision it promises (Monte-Carlo on cje.sim.scenarios).
 
 Each check pools pilot analyses at a low oracle coverage, plans, then runs fresh
 replicates (other seeds: independent data, masks and folds) at the planned budget.
-All runs are in-process through cje.analysis.analyze (about 10-40 ms each).
+All runs are in-process through cje.analysis.run.analyze_loaded (about 10-40 ms each).
 
 Monte-Carlo tolerances
 ----------------------
@@ -26,12 +26,12 @@ import numpy as np
 import polars as pl
 import pytest
 
-from cje.analysis import analyze
+from cje.analysis.run import analyze_loaded
 from cje.cli import main
-from cje.context import AnalysisOptions
+from cje.estimators.context import AnalysisOptions
 from cje.errors import ConfigError
-from cje.plan import half_width_curve, plan_labels
-from cje.simulation import simulate, true_value
+from cje.analysis.plan import half_width_curve, plan_labels
+from cje.sim.scenarios import simulate, true_value
 
 N_PILOTS, N_REPLICATES = 40, 200
 
@@ -40,7 +40,7 @@ def _run(n: int, seed: int, policies: dict, estimator: str, coverage: float, pro
          draws: int = 1) -> dict:
     sim = simulate(n, seed, policies=policies, draws_per_prompt=draws)
     options = AnalysisOptions(oracle_coverage=coverage, seed=seed, probe_coverage=probe)
-    return analyze(sim.logged, sim.fresh, estimator, options).to_dict()
+    return analyze_loaded(sim.logged, sim.fresh, estimator, options).to_dict()
 
 
 def _half_width(block: dict) -> float:

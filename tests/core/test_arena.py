@@ -7,11 +7,11 @@ import math
 
 import pytest
 
-from cje.analysis import AnalysisConfig, run_analysis
+from cje.analysis.run import AnalysisConfig, run_analysis
 from cje.cli import main
-from cje.context import AnalysisOptions
+from cje.estimators.context import AnalysisOptions
 from cje.estimators import estimator_names
-from cje.results import CSV_COLUMNS, AnalysisResult, validate_estimates
+from cje.results.model import CSV_COLUMNS, AnalysisOutput, validate_estimates
 
 HONEST_POLICIES = ("clone", "parallel_universe_prompt")
 
@@ -105,7 +105,7 @@ def test_estimates_json_validates_and_round_trips(arena_logged, arena_fresh, tmp
     text = (out / "estimates.json").read_text()
     payload = json.loads(text)
     validate_estimates(payload)
-    assert AnalysisResult.from_dict(json.loads(text)).to_dict() == payload
+    assert AnalysisOutput.from_dict(json.loads(text)).to_dict() == payload
     meta = payload["metadata"]
     assert meta["n_samples"] == 1000 and meta["seed"] == 3 and meta["oracle_coverage"] == 0.5
     assert meta["n_oracle"] == 480  # 500 requested, 480 in the file: all used, with a warning

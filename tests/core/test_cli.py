@@ -21,7 +21,7 @@ def test_full_parser_has_every_command_and_owners_register_them():
 
 def test_analyze_does_not_import_the_llm_client_or_sklearn():
     code = ("import sys; from cje.cli import build_parser; build_parser(['analyze']);"
-            "import cje.analysis, cje.estimators;"
+            "import cje.analysis.run, cje.estimators;"
             "print(sorted(m for m in ('openai', 'sklearn', 'matplotlib') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"

@@ -15,10 +15,10 @@ import json
 import numpy as np
 import pytest
 
-from cje.analysis import analyze
-from cje.context import AnalysisOptions
-from cje.data import load_fresh_draws_dir, load_logged_data
-from cje.results import AnalysisResult, validate_estimates
+from cje.analysis.run import analyze_loaded
+from cje.estimators.context import AnalysisOptions
+from cje.data.loaders import load_fresh_draws_dir, load_logged_data
+from cje.results.model import AnalysisOutput, validate_estimates
 
 DR_ESTIMATORS = ("dr-cpo", "mrdr", "tmle", "oc-dr-cpo", "tr-cpo", "stacked-dr")
 
@@ -33,11 +33,11 @@ def arena(arena_logged, arena_fresh):
 @pytest.mark.parametrize("estimator", DR_ESTIMATORS)
 def test_dr_on_arena_sample(arena, estimator, coverage):
     data, fresh = arena
-    result = analyze(data, fresh, estimator, AnalysisOptions(oracle_coverage=coverage))
+    result = analyze_loaded(data, fresh, estimator, AnalysisOptions(oracle_coverage=coverage))
     payload = result.to_dict()
     validate_estimates(payload)
     text = json.dumps(payload, allow_nan=False)
-    assert AnalysisResult.from_dict(json.loads(text)).to_dict() == payload
+    assert AnalysisOutput.from_dict(json.loads(text)).to_dict() == payload
     truths = payload["metadata"]["ground_truth"]
     for policy in ("clone", "parallel_universe_prompt"):
         block = payload["metadata"]["policies"][policy]
@@ -64,7 +64,7 @@ def test_dr_on_arena_sample(arena, estimator, coverage):
 
 def test_dr_details_reach_estimates_json(arena):
     data, fresh = arena
-    payload = analyze(data, fresh, "tmle", AnalysisOptions(oracle_coverage=0.25)).to_dict()
+    payload = analyze_loaded(data, fresh, "tmle", AnalysisOptions(oracle_coverage=0.25)).to_dict()
     text = json.dumps(payload)
     for key in ("direct_part_untargeted", "fluctuation_epsilon", "orthogonality_score", "weights_used"):
         assert f'"{key}"' in text, key

@@ -7,20 +7,21 @@ import dataclasses
 import numpy as np
 import pytest
 
-from cje.analysis import analyze
+from cje.analysis.run import analyze_loaded
 from sklearn.isotonic import IsotonicRegression
 
-from cje.calibration import fit_isotonic
-from cje.context import AnalysisOptions, build_context
+from cje.stats.calibration import fit_isotonic
+from cje.estimators.context import AnalysisOptions, build_context
 from cje.errors import InputError
 from cje.estimators import estimator_names, get_estimator
-from cje.estimators.dr import DRCPOEstimator, prepare_dr
+from cje.estimators.dr import DRCPOEstimator
+from cje.estimators.dr_inputs import prepare_dr
 from cje.estimators.outcome import ConstantOutcomeModel, isotonic_step
 from cje.estimators.stacked import COMPONENTS, StackedDREstimator
 from cje.estimators.tmle import TMLEEstimator, solve_fluctuation
-from cje.inference import interval
-from cje.simulation import simulate
-from cje.weights import WeightError
+from cje.stats.inference import interval
+from cje.sim.scenarios import simulate
+from cje.stats.weights import WeightError
 
 DR_ESTIMATORS = ("dr-cpo", "mrdr", "tmle", "oc-dr-cpo", "tr-cpo", "stacked-dr")
 
@@ -70,7 +71,7 @@ def test_missing_fresh_draws_error_lists_ids_and_count():
     fresh["better"] = _without_prompts(fresh["better"], ["sim_3", "sim_17", "sim_40"])
     for name in DR_ESTIMATORS:
         with pytest.raises(InputError) as err:
-            analyze(ds.logged, fresh, name, AnalysisOptions(oracle_coverage=0.5))
+            analyze_loaded(ds.logged, fresh, name, AnalysisOptions(oracle_coverage=0.5))
         message = str(err.value)
         assert "3 logged prompts" in message and "sim_3" in message and "sim_17" in message, message
         assert "better" in message and "--allow-missing-fresh-draws" in message
@@ -82,7 +83,7 @@ def test_allow_missing_fresh_draws_drops_and_counts_per_policy():
     fresh["better"] = _without_prompts(fresh["better"], ["sim_3", "sim_17", "sim_40"])
     opts = AnalysisOptions(oracle_coverage=0.5, allow_missing_fresh_draws=True)
     for name in DR_ESTIMATORS:
-        result = analyze(ds.logged, fresh, name, opts)
+        result = analyze_loaded(ds.logged, fresh, name, opts)
         better = result.policies["better"]
         assert better.n_dropped_by_reason["missing_fresh_draws"] == 3
         assert better.n_used == 197 and np.isfinite(better.estimate)
@@ -100,8 +101,8 @@ def test_fresh_draws_for_unlogged_prompts_are_ignored_and_counted():
         draw_idx=np.concatenate([ds.fresh["worse"].draw_idx, [0, 0]]))
     opts = AnalysisOptions(oracle_coverage=0.5)
     for name in ("dr-cpo", "tmle", "stacked-dr"):
-        clean = analyze(ds.logged, ds.fresh, name, opts).policies["worse"]
-        with_ghosts = analyze(ds.logged, {**ds.fresh, "worse": extra}, name, opts)
+        clean = analyze_loaded(ds.logged, ds.fresh, name, opts).policies["worse"]
+        with_ghosts = analyze_loaded(ds.logged, {**ds.fresh, "worse": extra}, name, opts)
         got = with_ghosts.policies["worse"]
         assert got.estimate == pytest.approx(clean.estimate, abs=1e-12)
         assert got.n_dropped_by_reason["fresh_draws_for_unlogged_prompts_ignored"] == 2

@@ -1,4 +1,4 @@
-"""The one atomic writer (cje.atomic / cje.io) and the path-component rule (cje.paths)."""
+"""The one atomic writer (cje.atomic / cje.data.jsonl) and the path-component rule (cje.names)."""
 
 from __future__ import annotations
 
@@ -12,8 +12,8 @@ import pytest
 
 from cje import atomic
 from cje.errors import ConfigError, InputError
-from cje.io import atomic_output_path, atomic_write_bytes, atomic_write_text, atomic_writer
-from cje.paths import SAFE_COMPONENT_PATTERN, safe_component
+from cje.atomic import atomic_output_path, atomic_write_bytes, atomic_write_text, atomic_writer
+from cje.names import SAFE_COMPONENT_PATTERN, safe_component
 
 
 @pytest.mark.parametrize("umask, mode", [(0o022, 0o644), (0o027, 0o640), (0o077, 0o600), (0o002, 0o664)])

@@ -18,7 +18,7 @@ from hardlib import (analyze_argv, assert_one_line_error, files_under, finite_es
                      run_cli, write_fresh, write_jsonl)
 
 from cje.errors import InputError
-from cje.io import MAX_DEPTH, read_jsonl_frame
+from cje.data.jsonl import MAX_DEPTH, read_jsonl_frame
 
 
 @pytest.fixture
@@ -60,9 +60,9 @@ def test_n_folds_larger_than_half_the_labels_is_refused_before_any_estimator(tmp
 def test_option_messages_print_numbers_plainly(tmp_path, data, capsys):
     import numpy as np
 
-    from cje.context import AnalysisOptions
+    from cje.estimators.context import AnalysisOptions
     from cje.errors import OptionError
-    from cje.option_validation import check_options
+    from cje.analysis.options import check_options
 
     with pytest.raises(OptionError) as info:
         check_options(AnalysisOptions(level=np.float64(1.5)))

@@ -1,8 +1,8 @@
 """SIGKILL at random points while an analysis's outputs are published over an earlier run's set.
 
 After every kill the folder must hold one complete set, the old one or the new one:
-first as readers see it (:func:`cje.publish.current_set`, before any repair), then on
-disk after :func:`cje.publish.recover` (what the next ``cje analyze`` runs first).
+first as readers see it (:func:`cje.results.files.current_set`, before any repair), then on
+disk after :func:`cje.results.files.recover` (what the next ``cje analyze`` runs first).
 
 Part 1 (60 kills) kills a child that publishes two different results over and over
 (A: 40 rows, raw-ips, with plots/ every other time; B: 60 rows, calibrated-ips, no
@@ -30,8 +30,9 @@ import numpy as np
 import pytest
 from hardlib import rows, write_jsonl
 
-from cje.publish import current_set, recover
-from cje.results import PlotData
+from cje.results.files import current_set, publish_analysis, recover
+from cje.viz import render_analysis_plots
+from cje.results.model import PlotData
 
 KILLS_PUBLISH = 60
 KILLS_CLI = 12
@@ -39,14 +40,15 @@ KILLS_CLI = 12
 CHILD = """
 import pickle, sys
 from pathlib import Path
-from cje.publish import publish_analysis
+from cje.results.files import publish_analysis
+from cje.viz import render_analysis_plots
 a, b = (pickle.loads(Path(p).read_bytes()) for p in sys.argv[1:3])
 out = Path(sys.argv[3])
 print("ready", flush=True)
 i = 0
 while True:
-    publish_analysis(a, out, plots=(i % 4 == 0))
-    publish_analysis(b, out, plots=False)
+    publish_analysis(a, out, render=render_analysis_plots if i % 4 == 0 else None)
+    publish_analysis(b, out)
     i += 1
 """
 
@@ -106,7 +108,7 @@ def test_kills_during_publication_never_leave_a_mixed_set(tmp_path, results):
     pickle_a, pickle_b, _, _ = results
     out = tmp_path / "out"
     a = pickle.loads(pickle_a.read_bytes())
-    a.write(out, plots=True)  # the earlier run's complete set
+    publish_analysis(a, out, render=render_analysis_plots)  # the earlier run's complete set
     allowed = {(40, "raw-ips"), (60, "calibrated-ips")}
     rng = np.random.default_rng(2024)
     interrupted = 0

@@ -38,7 +38,7 @@ def fake_key(monkeypatch):
 @pytest.fixture(scope="module")
 def server():
     """The embedded model server (real Gemma 3 270M), one per test module; yields its base_url."""
-    from cje.llm.local_server import local_server
+    from cje.llm.local.server import local_server
 
     with local_server(n_threads=1) as url:
         yield url

@@ -8,8 +8,10 @@ import time
 
 import pytest
 
-from cje.llm.client import Accounting, CallLog, FatalAPIError, LLMClient
-from cje.llm.ratelimit import RateLimits
+from cje.llm.client.calllog import Accounting, CallLog
+
+from cje.llm.client.http import FatalAPIError, LLMClient
+from cje.llm.client.ratelimit import RateLimits
 from cje.llm.config import provider_config
 from llm_testlib import FAKE_KEY, make_config
 from fault_server import Rule
@@ -181,8 +183,8 @@ def test_refusals_after_a_success_stay_row_errors(fault_server, fake_key, tmp_pa
 
 
 def test_run_cost_summary_sums_stage_summaries(fault_server, fake_key, tmp_path):
-    from cje.llm.calllog import run_cost_summary
-    from cje.llm.client import run_with_client
+    from cje.llm.client.calllog import run_cost_summary
+    from cje.llm.client.http import run_with_client
     prov = provider_config(make_config(fault_server.url), "fault")
     log = tmp_path / "api.log"
     for _ in range(2):  # a run and a rerun of the same stage

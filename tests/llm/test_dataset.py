@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 
 from cje.cli import main as cli_main
-from cje.llm.stage_io import read_jsonl
+from cje.llm.stages.io import read_jsonl
 from llm_testlib import FAKE_KEY, make_config, write_config, write_prompts
 from fault_server import Rule
 
@@ -61,7 +61,7 @@ def test_pipeline_to_dataset_keeps_failures_as_null(fault_server, fake_key, tmp_
     assert failed["response"] is None and failed["metadata"]["judge_score"] is None
     assert failed["metadata"]["response_status"] == "error"
     labelled = [r for r in rows.values() if r["metadata"]["oracle_label"] is not None]
-    from cje.llm.judge import oracle_selection
+    from cje.llm.stages.judge import oracle_selection
     chosen = {pid for pid, _ in oracle_selection([(i, 0) for i in ids], 0.5, 7)}
     assert {r["prompt_id"] for r in labelled} == chosen - {"q003"}  # minus a failed generation
     assert "logged: generation error: 1" in captured.err
@@ -116,7 +116,7 @@ def _write_logprobs_dir(d: Path, ids, pol) -> None:
 
 
 def _assemble(d: Path):
-    from cje.llm.dataset import assemble_dataset
+    from cje.llm.stages.dataset import assemble_dataset
     cfg = make_config("http://127.0.0.1:9/v1")
     return assemble_dataset(cfg, str(d / "responses"), str(d / "logprobs"), str(d / "judge"),
                             str(d / "oracle"), str(d / "ds.jsonl"), str(d / "fresh"))

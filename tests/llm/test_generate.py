@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from cje.cli import main as cli_main
-from cje.llm.stage_io import read_jsonl
-from cje.llm.generate import generate_responses
+from cje.llm.stages.io import read_jsonl
+from cje.llm.stages.generate import generate_responses
 from cje.llm.templates import render_prompt
 from llm_testlib import make_config, write_config, write_prompts
 from fault_server import Rule
@@ -124,7 +124,7 @@ def test_missing_key_env_var_is_named(fault_server, tmp_path, monkeypatch):
 
 
 def test_sample_seed_is_stable_and_distinct_per_draw():
-    from cje.llm.generate import sample_seed
+    from cje.llm.stages.generate import sample_seed
 
     assert sample_seed("base", "p1", 0) == sample_seed("base", "p1", 0)
     seeds = {sample_seed(p, i, k) for p in ("base", "clone") for i in ("p1", "p2") for k in range(3)}

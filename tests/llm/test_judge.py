@@ -9,9 +9,9 @@ import math
 import pytest
 
 from cje.cli import main as cli_main
-from cje.llm.stage_io import read_jsonl
-from cje.llm.client import MalformedResponse
-from cje.llm.judge import load_rubric, parse_score, render_rubric, score_responses, \
+from cje.llm.stages.io import read_jsonl
+from cje.llm.client.http import MalformedResponse
+from cje.llm.stages.judge import load_rubric, parse_score, render_rubric, score_responses, \
     yes_probability
 from llm_testlib import RUBRICS, make_config, write_config
 from fault_server import Rule, score_of
@@ -122,7 +122,7 @@ def test_oracle_labels_a_seeded_subset_averaging_rubric_variants(fault_server, f
                      str(tmp_path / "oracle.jsonl")]) == 0
     rows = read_jsonl(tmp_path / "oracle.jsonl")
     sel = [r for r in rows if r["selected"]]
-    from cje.llm.judge import oracle_selection
+    from cje.llm.stages.judge import oracle_selection
     expected = oracle_selection([(r["prompt_id"], 0) for r in rows], 0.5, 3)
     assert len(rows) == 10 and {(r["prompt_id"], 0) for r in sel} == expected and sel
     assert fault_server.total() == len(sel) * 2  # n_rubric_samples calls per selected row

@@ -10,8 +10,8 @@ import subprocess
 import sys
 import time
 
-from cje.llm.request_cache import RequestCache
-from cje.llm.stage_io import read_jsonl
+from cje.llm.client.cache import RequestCache
+from cje.llm.stages.io import read_jsonl
 from llm_testlib import REPO, make_config, write_config, write_prompts
 
 N_PROMPTS, CONCURRENCY = 40, 4

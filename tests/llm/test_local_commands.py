@@ -20,7 +20,7 @@ import pytest
 import yaml
 
 from cje.cli import main
-from cje.llm.local_server import local_server
+from cje.llm.local.server import local_server
 from cje.llm.templates import end_of_turn, render_prompt
 
 pytestmark = pytest.mark.llm
@@ -164,7 +164,7 @@ def test_logprobs_killed_mid_stage_resumes_without_loss_or_repeats(tmp_path, fak
     every row once, and no request answered before the kill (an entry of the request
     cache) is sent again."""
     from fault_server import FaultServer
-    from cje.llm.request_cache import RequestCache
+    from cje.llm.client.cache import RequestCache
 
     n = 40
     responses = tmp_path / "base.jsonl"

@@ -20,7 +20,7 @@ import numpy as np
 import openai
 import pytest
 
-from cje.llm.local_server import local_server
+from cje.llm.local.server import local_server
 from cje.llm.templates import end_of_turn, render_prompt
 
 pytestmark = pytest.mark.llm
@@ -80,7 +80,7 @@ def test_two_servers_get_different_ports_and_stop_on_exception(server):
 
 _PARENT = """
 import sys, time, json, urllib.request
-from cje.llm.local_server import local_server
+from cje.llm.local.server import local_server
 with local_server(n_threads=1) as url:
     pid = json.loads(urllib.request.urlopen(url[:-3] + "/health").read())["pid"]
     try:  # print inside try: SIGTERM may arrive right after the pid is read

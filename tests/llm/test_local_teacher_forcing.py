@@ -16,11 +16,11 @@ import numpy as np
 import openai
 import pytest
 
-from cje.llm.client import LLMClient
+from cje.llm.client.http import LLMClient
 from cje.llm.config import PolicyConfig, ProviderConfig
-from cje.llm.local_engine import log_softmax_rows
-from cje.llm.local_model import ensure_model_file
-from cje.llm.teacher_forcing import (
+from cje.llm.local.engine import log_softmax_rows
+from cje.llm.local.model import ensure_model_file
+from cje.llm.stages.teacher_forcing import (
     Echo, SpanError, echo_from_response, locate_span, refusal_reason, render_pair,
     score_from_echo, score_response, score_two_call, sum_checked,
 )

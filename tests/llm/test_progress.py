@@ -5,7 +5,7 @@ from __future__ import annotations
 import io
 import logging
 
-from cje.llm.progress import Progress
+from cje.llm.stages.progress import Progress
 
 
 class _Tty(io.StringIO):

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from cje.errors import InputError
-from cje.llm.stage_io import read_jsonl
-from cje.llm.prompts import make_prompts, select_shard
+from cje.llm.stages.io import read_jsonl
+from cje.llm.stages.prompts import make_prompts, select_shard
 
 ARENA = Path(__file__).parent / "data" / "arena_conversations_sample.jsonl"
 REPO = Path(__file__).resolve().parents[2]

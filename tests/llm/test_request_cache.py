@@ -9,11 +9,11 @@ import json
 import multiprocessing
 import os
 
-from cje.llm.generate import generate_responses
-from cje.llm.judge import score_responses
-from cje.llm.request_cache import RequestCache, provider_identity, request_key
+from cje.llm.stages.generate import generate_responses
+from cje.llm.stages.judge import score_responses
+from cje.llm.client.cache import RequestCache, provider_identity, request_key
 from cje.llm.config import provider_config
-from cje.llm.stage_io import read_jsonl
+from cje.llm.stages.io import read_jsonl
 from llm_testlib import make_config, write_prompts
 
 
@@ -68,7 +68,7 @@ def test_adding_prompts_and_resharding_send_only_new_requests(fault_server, fake
 
 
 def test_oracle_subset_is_stable_when_rows_are_added():
-    from cje.llm.judge import oracle_selection
+    from cje.llm.stages.judge import oracle_selection
     old = [(f"p{i:04d}", 0) for i in range(1000)]
     new = old + [(f"n{i:04d}", 0) for i in range(100)]
     a, b = oracle_selection(old, 0.1, 7), oracle_selection(new, 0.1, 7)

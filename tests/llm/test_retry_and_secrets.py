@@ -9,9 +9,10 @@ import time
 import pytest
 
 from cje.errors import ConfigError
-from cje.llm.client import Accounting, CallLog, FatalAPIError, LLMClient
+from cje.llm.client.calllog import Accounting, CallLog
+from cje.llm.client.http import FatalAPIError, LLMClient
 from cje.llm.config import provider_config
-from cje.llm.retry import RateLimitedError, RetryState
+from cje.llm.client.retry import RateLimitedError, RetryState
 from cje.llm.scrub import Scrubber, is_env_var_name, scrub_key_like
 from llm_testlib import FAKE_KEY, make_config
 from fault_server import Rule
@@ -84,7 +85,7 @@ def test_timeouts_are_counted_and_capped_separately(fault_server, fake_key, tmp_
 def test_call_log_records_what_each_retry_cost(fault_server, fake_key, tmp_path):
     fault_server.set_rules([Rule("500", match="x", times=1), Rule("nonnumeric", match="x",
                                                                   times=2)])
-    from cje.llm.judge import _chat_score
+    from cje.llm.stages.judge import _chat_score
 
     async def body(client):
         return await client.chat([{"role": "user", "content": "x"}], model="m", prompt_id="p",
@@ -100,8 +101,8 @@ def test_call_log_records_what_each_retry_cost(fault_server, fake_key, tmp_path)
 
 
 def test_a_judge_error_row_keeps_the_raw_answer(fault_server, fake_key, tmp_path):
-    from cje.llm.judge import score_responses
-    from cje.llm.stage_io import read_jsonl
+    from cje.llm.stages.judge import score_responses
+    from cje.llm.stages.io import read_jsonl
     inp = tmp_path / "r.jsonl"
     inp.write_text(json.dumps({"prompt_id": "a", "prompt": "q", "draw_idx": 0, "status": "ok",
                                "response": "resp"}) + "\n")

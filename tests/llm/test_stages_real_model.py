@@ -7,9 +7,9 @@ import json
 
 import pytest
 
-from cje.llm.stage_io import read_jsonl
-from cje.llm.generate import generate_responses
-from cje.llm.judge import score_responses
+from cje.llm.stages.io import read_jsonl
+from cje.llm.stages.generate import generate_responses
+from cje.llm.stages.judge import score_responses
 from llm_testlib import REPO
 
 pytestmark = pytest.mark.llm
@@ -62,7 +62,7 @@ def test_local_generate_judge_oracle(tmp_path, monkeypatch):
     assert all(len(r["raw"]) == 3 for r in read_jsonl(oracle))
 
     # rerun: every answer comes from the request cache; no call, not even a server start
-    import cje.llm.local_server as local_server
+    import cje.llm.local.server as local_server
 
     def no_server(*a, **kw):
         raise AssertionError("the local server was started for a fully cached stage")

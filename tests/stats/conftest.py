@@ -1,4 +1,4 @@
-"""The Monte-Carlo grids (cje.montecarlo.STANDARD_GRIDS), each run once per test session.
+"""The Monte-Carlo grids (cje.sim.montecarlo.STANDARD_GRIDS), each run once per test session.
 
 Every grid is 200 replicates x oracle coverage {0.05, 0.10, 0.25, 1.0} x every registered
 estimator x the scenario's target policies, n = 1,000 logged prompts, fixed seeds; the
@@ -12,7 +12,7 @@ import numpy as np
 import polars as pl
 import pytest
 
-from cje.montecarlo import STANDARD_GRIDS, run_grid
+from cje.sim.montecarlo import STANDARD_GRIDS, run_grid
 
 _RESULTS: dict[str, pl.DataFrame] = {}
 

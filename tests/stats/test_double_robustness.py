@@ -17,11 +17,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from cje.context import AnalysisOptions, build_context
+from cje.estimators.context import AnalysisOptions, build_context
 from cje.estimators.dr import DRCPOEstimator
 from cje.estimators.outcome import ConstantOutcomeModel, IsotonicOutcomeModel
 from cje.estimators.tmle import TMLEEstimator
-from cje.simulation import simulate_scenario
+from cje.sim.scenarios import simulate_scenario
 
 REPLICATES, N, POLICY = 200, 1000, "better"
 

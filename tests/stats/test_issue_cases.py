@@ -19,10 +19,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from cje.analysis import AnalysisConfig, analyze, analyze_context, run_analysis
-from cje.context import AnalysisOptions, build_context
+from cje.analysis.run import AnalysisConfig, analyze_context, analyze_loaded, run_analysis
+from cje.estimators.context import AnalysisOptions, build_context
 from cje.estimators import get_estimator
-from cje.simulation import simulate, simulate_scenario
+from cje.sim.scenarios import simulate, simulate_scenario
 
 
 def _far(seed):
@@ -32,7 +32,7 @@ def _far(seed):
 @pytest.mark.parametrize("seed", [900014, 900118, 900146])
 def test_case1_simcal_never_picks_the_flat_wrong_direction(seed):
     ds = _far(seed)
-    pr = analyze(ds.logged, ds.fresh, "calibrated-ips", AnalysisOptions(oracle_coverage=1.0)).policies["far"]
+    pr = analyze_loaded(ds.logged, ds.fresh, "calibrated-ips", AnalysisOptions(oracle_coverage=1.0)).policies["far"]
     assert pr.details["simcal_choice"] == "increasing"
     assert pr.details["simcal_oof_mse"]["decreasing"] >= pr.details["simcal_oof_mse"]["constant"] - 1e-9
     assert pr.ci_lower <= ds.truth["far"] <= pr.ci_upper, (pr.estimate, pr.ci_lower, pr.ci_upper)
@@ -80,7 +80,7 @@ def test_case2_tr_cpo_reports_its_oracle_uncertainty_on_the_arena_sample(arena_l
 
 def test_case3_direct_keeps_oua_at_full_coverage():
     ds = simulate_scenario("mild", 1000, seed=5)
-    result = analyze(ds.logged, ds.fresh, "direct", AnalysisOptions(oracle_coverage=1.0))
+    result = analyze_loaded(ds.logged, ds.fresh, "direct", AnalysisOptions(oracle_coverage=1.0))
     for pr in result.policies.values():
         assert pr.oracle_variance is not None and pr.oracle_variance > 0
         assert pr.se > pr.se_without_oua

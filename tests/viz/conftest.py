@@ -13,8 +13,8 @@ from cje.viz import render_analysis_plots
 @pytest.fixture(scope="session")
 def arena_result(arena_logged: Path, arena_fresh: Path):
     """calibrated-ips at 25% oracle coverage, seed 0, on the arena sample (in-process run_analysis)."""
-    from cje.analysis import AnalysisConfig, run_analysis
-    from cje.context import AnalysisOptions
+    from cje.analysis.run import AnalysisConfig, run_analysis
+    from cje.estimators.context import AnalysisOptions
 
     config = AnalysisConfig(data=str(arena_logged), estimator="calibrated-ips", fresh_draws_dir=str(arena_fresh),
                             options=AnalysisOptions(oracle_coverage=0.25, seed=0))

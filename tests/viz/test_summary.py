@@ -12,8 +12,8 @@ import pytest
 
 from cje.cli import main
 from cje.errors import InputError
-from cje.results import validate_estimates
-from cje.viz.summary import (SUMMARY_COLUMNS, accuracy_by_policy, accuracy_table, load_summary,
+from cje.results.model import validate_estimates
+from cje.viz.sweep import (SUMMARY_COLUMNS, accuracy_by_policy, accuracy_table, load_summary,
                              pairwise_ranking_accuracy, ranking_accuracy_by_seed, summary_frame)
 
 TRUTH = {"p": 0.2, "q": 0.5, "r": 0.8}
@@ -214,14 +214,15 @@ def test_cli_reports_a_bad_file_as_exit_code_2(tmp_path, capsys):
 
 def test_summary_of_real_arena_analyses(arena_result, arena_logged, arena_fresh, tmp_path):
     """Two real analyses (calibrated-ips from the session fixture, direct run here) summarised end to end."""
-    from cje.analysis import AnalysisConfig, run_analysis
-    from cje.context import AnalysisOptions
+    from cje.analysis.run import AnalysisConfig, run_analysis
+    from cje.estimators.context import AnalysisOptions
+    from cje.results.files import publish_analysis
 
     root = tmp_path / "results"
-    arena_result.write(root / "calibrated-ips" / "coverage_0.25")
+    publish_analysis(arena_result, root / "calibrated-ips" / "coverage_0.25")
     direct = run_analysis(AnalysisConfig(data=str(arena_logged), estimator="direct", fresh_draws_dir=str(arena_fresh),
                                          options=AnalysisOptions(oracle_coverage=0.25, seed=0)))
-    direct.write(root / "direct" / "coverage_0.25")
+    publish_analysis(direct, root / "direct" / "coverage_0.25")
     frame = load_summary(root)
     assert frame.height == 6 and frame["truth"].null_count() == 0
     for result in (arena_result, direct):

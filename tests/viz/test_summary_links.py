@@ -9,7 +9,7 @@ from urllib.parse import unquote
 
 import cje
 from cje.cli import main
-from cje.llm.calllog import Accounting, CallLog
+from cje.llm.client.calllog import Accounting, CallLog
 from cje.llm.config import provider_config
 from cje.viz.style import WCAG_AA_TEXT, contrast_ratio
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import pytest
 
-from cje.calibration import MIN_ORACLE_LABELS
+from cje.stats.calibration import MIN_ORACLE_LABELS
 
 from .wfutil import (REPO, analysis_only_config, load_yaml, planned_jobs, run_snakemake,
                      write_config)

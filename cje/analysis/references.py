@@ -1,0 +1,121 @@
+"""The per-policy checks that need reference estimates (raw and calibrated IPS, direct, tr-cpo's label term).
+
+They run estimators on the analysis context, so they live in the analysis layer;
+the audits and verdicts they feed are :mod:`cje.checks.audits`, the ladder that
+weighs them :mod:`cje.checks.status`.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy import special
+
+from cje.checks.audits import disagreement, label_audit, probe_audit
+from cje.estimators.ips import CalibratedIPSEstimator, RawIPSEstimator
+from cje.stats.inference import interval, paired_comparison, weighted_label_residual
+from cje.stats.weights import WeightError
+
+__all__ = ["policy_checks"]
+
+
+def _calibrated_logged(ctx):
+    """f(S) and f^(-k)(S) on the logged rows at every coverage (R is Y at 100%)."""
+    if ctx.oua:
+        return ctx.R, ctx.f_fold
+    if "f_logged" not in ctx._cache:
+        ctx._cache["f_logged"] = ctx.calibration.predict(ctx.data.judge_scores, ctx.covariates)
+    return ctx._cache["f_logged"], ctx.f_fold
+
+
+def _ips_on_calibrated(ctx, policy):
+    """mean(W_raw f(S)) over the policy's rows: IPS on the calibrated score (weights vs fresh draws)."""
+    rows = ctx.rows(policy)
+    w = ctx.raw_weights(policy)
+    f, f_fold = _calibrated_logged(ctx)
+    psi = float(np.mean(w * f[rows]))
+    return psi, ctx.data.prompt_ids[rows], w * (f[rows] - psi), (f_fold[:, rows] * w).mean(axis=1)
+
+
+def _direct_on_calibrated(ctx, policy):
+    """mean over prompts of mean f(S') over the fresh draws (no probe correction)."""
+    view = ctx.fresh[policy]
+    rows = np.flatnonzero(view.has_fresh)
+    g = view.row_mean(view.R)[rows]
+    psi = float(g.mean())
+    jack = np.array([view.row_mean(view.R_fold[k])[rows].mean() for k in range(ctx.n_folds)])
+    return psi, ctx.data.prompt_ids[rows], g - psi, jack
+
+
+def _label_term(ctx, policy, raw_weights):
+    """tr-cpo's label term over the policy's rows: (delta, IF, jackknife over f^(-k) or None)."""
+    rows = ctx.rows(policy)
+    labelled = ctx.labelled[rows] & np.isfinite(ctx.data.oracle_labels[rows])
+    labels = np.nan_to_num(ctx.data.oracle_labels[rows])
+    found = weighted_label_residual(raw_weights, labelled, labels, ctx.f_oof[rows])
+    if found is None:
+        return None
+    jack = np.array([weighted_label_residual(raw_weights, labelled, labels, ctx.f_fold[k, rows])[0]
+                     for k in range(ctx.n_folds)])
+    return found[0], found[1], jack
+
+
+def policy_checks(ctx, policy: str) -> dict:
+    """Audits and disagreement checks of one policy (cached on the context).
+
+    Returns {"label_audit": Audit | None, "probe_audit": Audit | None, "checks": [...],
+    "notes": [...]}. Failures to compute a reference estimate (no fresh draws for some
+    prompts, unusable weights) skip that check with a note; they never stop the analysis.
+    """
+    key = ("policy-checks", policy)
+    if key in ctx._cache:
+        return ctx._cache[key]
+    o = ctx.options
+    margin, level = o.transport_margin, o.level
+    out = {"label_audit": None, "probe_audit": None, "judge_audit": None, "checks": [], "notes": []}
+
+    def compare(a, b):
+        return paired_comparison(a[0], a[1], a[2], a[3], b[0], b[1], b[2], b[3], level=level)
+
+    rows = ctx.rows(policy)
+    try:
+        w = ctx.raw_weights(policy)
+    except WeightError as exc:
+        out["notes"].append(f"weights unusable, weight-based checks skipped: {exc}")
+        w = None
+    if w is not None:
+        labelled = ctx.labelled[rows] & np.isfinite(ctx.data.oracle_labels[rows])
+        labels = np.nan_to_num(ctx.data.oracle_labels[rows])
+        out["label_audit"] = label_audit(w, labelled, labels, ctx.f_oof[rows], margin, level)
+        # is the raw judge score the metric? the same audit with f replaced by the identity
+        out["judge_audit"] = label_audit(w, labelled, labels, ctx.data.judge_scores[rows], margin, level)
+        try:
+            cal, raw = CalibratedIPSEstimator().estimate(ctx, policy), RawIPSEstimator().estimate(ctx, policy)
+            if cal.details["simcal_choice"] != "raw":
+                out["checks"].append(disagreement("calibrated_vs_raw_ips", compare(
+                    (cal.estimate, cal.cluster_ids, cal.influence, cal.jackknife),
+                    (raw.estimate, raw.cluster_ids, raw.influence, raw.jackknife)), margin, ("monotone_weights",)))
+        except WeightError as exc:
+            out["notes"].append(f"calibrated vs raw IPS skipped: {exc}")
+    view = ctx.fresh.get(policy)
+    if view is not None:
+        if view.probe.any():
+            out["probe_audit"] = probe_audit(view.oracle[view.probe], view.R[view.probe], margin, level,
+                                             view.R_fold[:, view.probe])
+            out["judge_audit"] = probe_audit(view.oracle[view.probe], view.judge[view.probe], margin, level)
+        if w is not None and view.has_fresh.any():
+            direct = _direct_on_calibrated(ctx, policy)
+            out["checks"].append(disagreement("ips_vs_direct", compare(_ips_on_calibrated(ctx, policy), direct),
+                                              margin, ("overlap", "fresh_draws")))
+            label_term = _label_term(ctx, policy, w)
+            if label_term is not None:
+                # tr-cpo = dr-cpo + its label term, and dr-cpo is the direct method when R = f(S)
+                # (R - g = 0): the difference is the label term, with its IF and jackknife
+                delta, phi, jack = label_term
+                res = interval(-delta, -phi, None if jack is None else -jack, level=level)
+                t = res.estimate / res.se if res.se > 0 else float("inf")
+                p = float(2 * special.stdtr(res.df, -abs(t))) if np.isfinite(t) else 0.0
+                out["checks"].append(disagreement("direct_vs_tr_cpo", {
+                    "difference": res.estimate, "se": res.se, "ci_lower": res.ci_lower, "ci_upper": res.ci_upper,
+                    "p_value": p}, margin, ("transport",)))
+    ctx._cache[key] = out
+    return out

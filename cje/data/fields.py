@@ -1,0 +1,151 @@
+"""Typed columns of a JSONL frame, with errors naming file:line:field (used by :mod:`cje.data.loaders`).
+
+A number must be a JSON number: the string ``"0.5"`` and ``true`` are errors, not
+0.5 and 1.0 (polars would turn a column mixing numbers and strings into strings,
+and :func:`polars.from_dicts` turns ``true`` into 1.0). A field may sit at the top
+level or under ``metadata`` (the pipeline's layout); each source is checked on its
+own before they are combined. The checks are vectorised dtype tests; only the
+error path reads lines one by one to name the first offending line and value.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any, Callable, Iterator
+
+import numpy as np
+import polars as pl
+
+from cje.data.jsonl import read_bytes_checked
+from cje.errors import InputError
+
+__all__ = ["field_sources", "numeric_field", "integer_field", "text_field", "describe", "raw_rows"]
+
+
+def raw_rows(path: str) -> Iterator[tuple[int, Any]]:
+    """(line number, parsed JSON) of every non-blank line; error paths only (a Python loop)."""
+    raw = read_bytes_checked(path)
+    for number, line in enumerate(raw.split(b"\n"), start=1):
+        if line.strip():
+            try:
+                yield number, json.loads(line)
+            except ValueError:
+                continue
+
+
+def describe(value: Any) -> str:
+    """A JSON value as a user wrote it: ``the string '0.5'``, ``true``, ``an object``, ``1.5``."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        shown = value if len(value) <= 40 else value[:37] + "..."
+        return f"the string {shown!r}"
+    if isinstance(value, dict):
+        return "an object"
+    if isinstance(value, list):
+        return "an array"
+    if value is None:
+        return "null"
+    if isinstance(value, float):
+        return format(value, "g") if np.isfinite(value) else str(value)
+    return str(value)
+
+
+def field_sources(frame: pl.DataFrame, name: str) -> list[tuple[tuple[str, ...], pl.Series]]:
+    """Where ``name`` is in ``frame``: [(("name",), top-level column), (("metadata", "name"), struct field)]."""
+    out = []
+    if name in frame.columns:
+        out.append(((name,), frame.get_column(name)))
+    if "metadata" in frame.columns and isinstance(frame.schema["metadata"], pl.Struct):
+        if name in {f.name for f in frame.schema["metadata"].fields}:
+            out.append((("metadata", name), frame.get_column("metadata").struct.field(name)))
+    return out
+
+
+def _first_bad(path: str, where: tuple[str, ...], bad: Callable[[Any], bool]) -> tuple[int | None, Any]:
+    for number, row in raw_rows(path):
+        value: Any = row
+        for key in where:
+            value = value.get(key) if isinstance(value, dict) else None
+        if value is not None and bad(value):
+            return number, value
+    return None, None
+
+
+def _type_error(path: str, where: tuple[str, ...], expected: str, bad: Callable[[Any], bool]) -> InputError:
+    line, value = _first_bad(path, where, bad)
+    got = "" if line is None else f", got {describe(value)}"
+    return InputError(f"must be {expected}{got}", path=path, line=line, field=".".join(where))
+
+
+def _is_not_number(value: Any) -> bool:
+    return isinstance(value, bool) or not isinstance(value, (int, float))
+
+
+def _numeric_series(series: pl.Series, path: str, where: tuple[str, ...]) -> pl.Series:
+    dtype = series.dtype
+    if dtype == pl.Null or dtype.is_numeric():
+        return series.cast(pl.Float64)
+    raise _type_error(path, where, "a number", _is_not_number)
+
+
+def _coalesce(parts: list[pl.Series]) -> pl.Series:
+    return parts[0] if len(parts) == 1 else pl.select(pl.coalesce(parts)).to_series()
+
+
+def numeric_field(frame: pl.DataFrame, name: str, path: str,
+                  series: pl.Series | None = None, label: str | None = None) -> np.ndarray | None:
+    """Float array of field ``name`` (NaN where null), or None when absent.
+
+    ``series``/``label`` check one given column instead (e.g. a struct field such as
+    ``target_policy_logprobs.clone``). Raises :class:`InputError` naming the first
+    line whose value is not a JSON number (a string, a boolean, an object, ...).
+    """
+    if series is not None:
+        return _numeric_series(series, path, tuple(label.split("."))).to_numpy().astype(float)
+    sources = field_sources(frame, name)
+    if not sources:
+        return None
+    parts = [_numeric_series(s, path, where) for where, s in sources]
+    return _coalesce(parts).to_numpy().astype(float)
+
+
+def integer_field(frame: pl.DataFrame, name: str, path: str, minimum: int = 0) -> np.ndarray | None:
+    """Int64 array of an integer field (null -> ``minimum``), or None when absent.
+
+    Integral floats (``1.0``) are accepted; fractions, strings, booleans and values
+    below ``minimum`` are an :class:`InputError` naming the line.
+    """
+    sources = field_sources(frame, name)
+    if not sources:
+        return None
+    parts = []
+    for where, s in sources:
+        values = _numeric_series(s, path, where)
+        finite = values.drop_nulls()
+        if ((finite != finite.round(0)) | (finite < minimum) | finite.is_nan()).any():
+            raise _type_error(path, where, f"an integer >= {minimum}",
+                              lambda v: _is_not_number(v) or v != int(v) or v < minimum)
+        parts.append(values)
+    return _coalesce(parts).fill_null(minimum).cast(pl.Int64).to_numpy()
+
+
+def text_field(frame: pl.DataFrame, name: str, path: str, allow_integer: bool = False) -> pl.Series | None:
+    """String column of field ``name`` (coalesced top level / metadata), or None when absent.
+
+    Must be JSON strings (with ``allow_integer`` also integers, e.g. numeric prompt ids,
+    which become their decimal text); anything else is an :class:`InputError`.
+    """
+    sources = field_sources(frame, name)
+    if not sources:
+        return None
+    parts = []
+    for where, s in sources:
+        if s.dtype in (pl.String, pl.Null) or (allow_integer and s.dtype.is_integer()):
+            parts.append(s.cast(pl.String))
+            continue
+        expected = "a string" + (" or an integer" if allow_integer else "")
+        raise _type_error(path, where, expected,
+                          lambda v: not (isinstance(v, str) or (allow_integer and isinstance(v, int)
+                                                               and not isinstance(v, bool))))
+    return _coalesce(parts)

@@ -1,0 +1,111 @@
+"""The one retry policy of every API call.
+
+Each failed attempt is classified (:func:`classify`), and :class:`RetryState`
+decides, per logical call, whether to try again and how long to wait first:
+
+| kind | examples | budget | wait before the next attempt |
+|---|---|---|---|
+| ``rate_limited`` | HTTP 429 | ``rate_limit_budget_s`` of total waiting per call (default 1800 s); not counted in ``max_retries`` | ``Retry-After`` when sent, capped at ``retry_after_max_s`` (default 120 s); else the backoff below |
+| ``timeout`` | no answer within ``timeout_s`` | ``max_timeouts`` per call (default 2): a provider may bill each one | backoff |
+| ``transient`` | 408, 409, 425, 5xx, dropped connection, malformed JSON, an answer the stage's parser rejects | ``max_retries`` per call (default 6) | backoff, at least a capped ``Retry-After`` |
+| ``refused`` | 400, 413, 422 and other 4xx | not retried: the row is an error | - |
+| ``fatal`` | 401, 403, 404 | the stage stops | - |
+
+Backoff: full jitter, ``uniform(0, min(retry_backoff_max_s, retry_backoff_s * 2**k))``
+for the k-th retry of the call (Brooker, "Exponential Backoff And Jitter", AWS
+Architecture Blog, 2015). A call whose 429 waiting would exceed its budget ends
+with :class:`RateLimitedError` ("rate limited", never "a config problem"), which
+stops the stage: every other call is waiting on the same limit, and a rerun
+resumes from the request cache.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+
+from cje.errors import CJEError
+
+RETRYABLE_STATUS = {408, 409, 425}  # plus 429 (rate_limited) and every status >= 500
+FATAL_STATUS = {401, 403, 404}      # stop the whole stage at once
+RATE_LIMITED, TIMEOUT, TRANSIENT, REFUSED, FATAL = (
+    "rate_limited", "timeout", "transient", "refused", "fatal")
+
+
+class RateLimitedError(CJEError):
+    """The provider kept answering 429 for longer than the call's waiting budget."""
+
+    def __init__(self, provider: str, waited_s: float, budget_s: float, message: str):
+        self.provider = provider
+        super().__init__(
+            f"provider '{provider}' is rate limiting: HTTP 429 for {waited_s:.0f} s, more than "
+            f"providers.{provider}.rate_limit_budget_s = {budget_s:g} s (last answer: {message}); "
+            "the stage stopped, finished rows are kept in the request cache: rerun later or "
+            f"lower providers.{provider}.requests_per_minute / tokens_per_minute")
+
+
+def classify_status(http: int) -> str:
+    """Kind of an HTTP error status (table in the module docstring)."""
+    if http == 429:
+        return RATE_LIMITED
+    if http in FATAL_STATUS:
+        return FATAL
+    if http in RETRYABLE_STATUS or http >= 500:
+        return TRANSIENT
+    return REFUSED
+
+
+@dataclass
+class RetryState:
+    """Budgets of one logical call under one provider's settings.
+
+    ``next_wait(kind, retry_after)`` returns the seconds to wait before the next
+    attempt, or None when the call must give up (``gave_up`` then says why).
+    ``rate_limit_exhausted`` is set when the 429 budget ran out.
+    """
+
+    provider: object  # ProviderConfig
+    retries: int = 0          # transient failures so far
+    timeouts: int = 0
+    rate_limited_s: float = 0.0
+    rate_limit_exhausted: bool = False
+    gave_up: str = ""
+
+    def backoff(self, attempt: int) -> float:
+        """Full-jitter exponential backoff for retry number ``attempt`` (0-based)."""
+        p = self.provider
+        return random.uniform(0.0, min(p.retry_backoff_max_s, p.retry_backoff_s * (2 ** attempt)))
+
+    def capped_retry_after(self, retry_after: float | None) -> float | None:
+        """``Retry-After`` capped at ``retry_after_max_s`` (None stays None)."""
+        if retry_after is None:
+            return None
+        return min(max(0.0, retry_after), self.provider.retry_after_max_s)
+
+    def next_wait(self, kind: str, retry_after: float | None, attempt: int) -> float | None:
+        """Seconds to wait before attempt ``attempt + 1``, or None to give up."""
+        p = self.provider
+        cap = self.capped_retry_after(retry_after)
+        if kind == RATE_LIMITED:
+            wait = cap if cap is not None else self.backoff(min(attempt, 16))
+            if self.rate_limited_s + wait > p.rate_limit_budget_s:
+                self.rate_limit_exhausted = True
+                self.gave_up = (f"rate limited: HTTP 429 for {self.rate_limited_s:.0f} s "
+                                f"(budget {p.rate_limit_budget_s:g} s)")
+                return None
+            self.rate_limited_s += wait
+            return wait
+        if kind == TIMEOUT:
+            self.timeouts += 1
+            if self.timeouts > p.max_timeouts:
+                self.gave_up = f"gave up after {self.timeouts} timeouts"
+                return None
+            return self.backoff(self.retries + self.timeouts - 1)
+        if kind == TRANSIENT:
+            self.retries += 1
+            if self.retries > p.max_retries:
+                self.gave_up = f"gave up after {p.max_retries} retries"
+                return None
+            wait = self.backoff(self.retries + self.timeouts - 1)
+            return max(wait, cap) if cap is not None else wait
+        return None

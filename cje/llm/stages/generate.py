@@ -1,0 +1,138 @@
+"""The ``generate`` stage: sample responses of one policy (logged data or fresh draws).
+
+For every prompt (of this shard) and every ``draw_idx`` in ``range(draws_per_prompt)``
+one response is sampled:
+
+- ``chat_template`` gemma/llama3/chatml: ``/v1/completions`` on
+  ``templates.render_prompt(template, system_prompt, prompt)`` with
+  ``stop=[end_of_turn(template)]`` and ``top_p`` (default 1) -- the exact string the
+  log-prob stage scores. For ``kind: local`` providers llama.cpp's truncations are
+  switched off (``top_k=0, min_p=0, repeat_penalty=1`` in ``extra_body``) so the
+  teacher-forced log-prob is the log-density of the sampling distribution.
+- ``chat_template: none``: ``/v1/chat/completions`` with system + user messages;
+  the provider applies its own template.
+
+Every answer is kept in the per-request cache (``--request-cache``) as it arrives;
+the cache key of a sample is its request plus ``sample = [policy, prompt_id,
+draw_idx]``: independent draws of one prompt, and of two policies with identical
+settings (a ``clone``), stay distinct samples. A rerun asks the cache first and
+sends only unanswered requests. The output is published atomically at the end,
+sorted by (prompt_id, draw_idx). Failed calls are rows with ``status: "error"``,
+``response: null`` and the error text.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from pathlib import Path
+
+from cje.llm import templates
+from cje.llm.client.http import LLMClient, run_with_client
+from cje.llm.config import PolicyConfig, ProviderConfig, policy_config, provider_config
+from cje.llm.stages.io import read_jsonl, run_items, write_jsonl_atomic
+from cje.llm.stages.prompts import select_shard
+
+log = logging.getLogger(__name__)
+KEY_FIELDS = ("prompt_id", "draw_idx")
+LOCAL_SAMPLING = {"top_k": 0, "min_p": 0.0, "repeat_penalty": 1.0}
+
+
+def sampling_request(policy: PolicyConfig, provider: ProviderConfig, prompt: str) -> dict:
+    """The request for one sample: ``{"endpoint": "completions"|"chat", ...kwargs}``.
+
+    Completions: ``prompt`` (rendered), ``stop``, ``temperature``, ``top_p`` (1 by default),
+    ``max_tokens``, ``extra_body`` (policy.extra_body; local: LOCAL_SAMPLING forced).
+    Chat: ``messages`` (system if non-empty, user), same sampling fields.
+    """
+    extra = dict(policy.extra_body)
+    if provider.kind == "local":
+        extra.update(LOCAL_SAMPLING)  # forced: truncated sampling breaks the log-probs
+    common = {"model": policy.model, "temperature": policy.temperature,
+              "top_p": policy.top_p, "max_tokens": policy.max_tokens,
+              "extra_body": extra or None}
+    if policy.chat_template != "none":
+        return {"endpoint": "completions", **common,
+                "prompt": templates.render_prompt(policy.chat_template, policy.system_prompt,
+                                                  prompt),
+                "stop": [templates.end_of_turn(policy.chat_template)]}
+    messages = ([{"role": "system", "content": policy.system_prompt}]
+                if policy.system_prompt else []) + [{"role": "user", "content": prompt}]
+    return {"endpoint": "chat", **common, "messages": messages}
+
+
+async def sample_one(client: LLMClient, policy: PolicyConfig, provider: ProviderConfig,
+                     item: dict) -> dict:
+    """Sample one response for ``item`` (prompt_id, prompt, draw_idx); return its row."""
+    req = sampling_request(policy, provider, item["prompt"])
+    if provider.kind == "local" and "seed" not in (req["extra_body"] or {}):
+        # reproducible samples: one seed per (policy, prompt, draw) unless the policy sets one
+        req["extra_body"] = {**(req["extra_body"] or {}),
+                             "seed": sample_seed(policy.name, item["prompt_id"], item["draw_idx"])}
+    endpoint = req.pop("endpoint")
+    finish_reason, token_ids = None, None
+    # independent draws (also of two policies with identical settings): distinct cache keys
+    sample = [policy.name, item["prompt_id"], item["draw_idx"]]
+    if endpoint == "completions":
+        res = await client.complete(req.pop("prompt"), prompt_id=item["prompt_id"], sample=sample,
+                                    **req)
+        text = res.value.text if res.ok else None
+        if res.ok:
+            finish_reason = getattr(res.value, "finish_reason", None)
+            token_ids = (getattr(res.value, "model_extra", None) or {}).get("token_ids")
+    else:
+        res = await client.chat(req.pop("messages"), prompt_id=item["prompt_id"], sample=sample,
+                                **req)
+        text = res.value if res.ok else None
+    row = {"prompt_id": item["prompt_id"], "prompt": item["prompt"], "policy": policy.name,
+           "draw_idx": item["draw_idx"], "response": text,
+           "status": "ok" if res.ok else "error", "error": res.error, "model": policy.model,
+           "usage": res.usage, "finish_reason": finish_reason}
+    if token_ids is not None:  # the embedded server's sampled token path (teacher forcing scores it)
+        row["token_ids"] = list(token_ids)
+    return row
+
+
+def sample_seed(policy: str, prompt_id: str, draw_idx: int) -> int:
+    """Stable 31-bit seed for one sample (blake2b of policy, prompt_id, draw_idx)."""
+    digest = hashlib.blake2b(f"{policy}\x1f{prompt_id}\x1f{draw_idx}".encode(), digest_size=4).digest()
+    return int.from_bytes(digest, "big") & 0x7FFFFFFF
+
+
+def generate_responses(cfg: dict, policy: str, prompts: str, output: str,
+                       draws_per_prompt: int = 1, shard: int = 0, num_shards: int = 1,
+                       request_cache: str | None = None,
+                       rate_limit_dir: str | None = None,
+                       api_log: str | None = "logs/api_calls.log", retry_errors: bool = True,
+                       debug: bool = False) -> dict:
+    """Run the ``generate`` stage for ``policy`` and write ``output`` atomically.
+
+    Inputs: workflow config dict, policy name, prompts JSONL (prompt_id, prompt),
+    output path, draws per prompt K, shard I of N (by sorted prompt_id position),
+    request-cache folder (None: no cache), rate-limit state folder (None: limits in
+    this process only). Output rows: see docs/contracts.md
+    (``data/responses/{policy}.jsonl``). Returns counts.
+    """
+    pol = policy_config(cfg, policy)
+    prov = provider_config(cfg, pol.provider)
+    if draws_per_prompt < 1:
+        raise ValueError("draws_per_prompt must be >= 1")
+    rows = read_jsonl(prompts, required=("prompt_id", "prompt"))
+    mine = select_shard([r["prompt_id"] for r in rows], shard, num_shards)
+    items = [{"prompt_id": r["prompt_id"], "prompt": r["prompt"], "draw_idx": k}
+             for r in rows if r["prompt_id"] in mine for k in range(draws_per_prompt)]
+    del rows
+
+    async def body(client: LLMClient) -> tuple[list[dict], dict]:
+        return await run_items(items, lambda it: sample_one(client, pol, prov, it),
+                               desc=f"generate {policy}", workers=prov.max_concurrency)
+
+    out, counts = run_with_client(prov, f"generate:{policy}", api_log, body, debug=debug,
+                                  request_cache=request_cache, retry_errors=retry_errors,
+                                  rate_limit_dir=rate_limit_dir)
+    out.sort(key=lambda r: (r["prompt_id"], r["draw_idx"]))
+    write_jsonl_atomic(output, out)
+    counts["written"] = len(out)
+    counts["errors_in_output"] = sum(r["status"] != "ok" for r in out)
+    log.info("generate %s: %s -> %s", policy, counts, Path(output))
+    return counts

@@ -1,0 +1,137 @@
+"""Files of the API stages: reading inputs, publishing outputs, running the items of a stage.
+
+Resume does not live here: every answer is kept in the per-request cache
+(``cje.llm.client.cache``) the moment it arrives, so a rerun of a stage asks the
+cache first and sends only what was never answered. A stage recomputes its rows
+from those answers and publishes its declared output atomically
+(``write_jsonl_atomic``: the one atomic writer, ``cje.atomic``), sorted by key with
+one row per key.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+from pathlib import Path
+from typing import Awaitable, Callable, Iterable, Sequence
+
+from cje.atomic import atomic_writer
+from cje.errors import InputError
+from cje.llm.stages.progress import Progress
+
+log = logging.getLogger(__name__)
+
+
+def record_key(record: dict, key_fields: Sequence[str]) -> tuple:
+    """The identity tuple of ``record`` (missing fields -> None)."""
+    return tuple(record.get(k) for k in key_fields)
+
+
+def _better(new: dict, old: dict | None) -> bool:
+    """An ok record beats an error record; otherwise the later record wins."""
+    if old is None:
+        return True
+    return not (old.get("status") == "ok" and new.get("status") != "ok")
+
+
+def _sort_key(key: tuple) -> tuple:
+    return tuple((v is None, str(type(v)), v if v is not None else 0) for v in key)
+
+
+def dedupe_sorted(records: Iterable[dict], key_fields: Sequence[str]) -> list[dict]:
+    """One record per key (ok beats error, else the later one), sorted by key."""
+    best: dict[tuple, dict] = {}
+    for rec in records:
+        k = record_key(rec, key_fields)
+        if _better(rec, best.get(k)):
+            best[k] = rec
+    return [best[k] for k in sorted(best, key=_sort_key)]
+
+
+def write_jsonl_atomic(path: str | os.PathLike, records: Iterable[dict]) -> int:
+    """Write ``records`` as JSON lines to ``path`` with the one atomic writer
+    (:func:`cje.atomic.atomic_writer`: fsync, rename, fsync folder, 0666 minus umask).
+    Returns the number of lines written."""
+    n = 0
+    with atomic_writer(path) as fh:
+        for rec in records:
+            fh.write((json.dumps(rec, ensure_ascii=False) + "\n").encode("utf-8"))
+            n += 1
+    return n
+
+
+def publish_jsonl(path: str | os.PathLike, records: Iterable[dict],
+                  key_fields: Sequence[str]) -> int:
+    """Deduplicate + sort ``records`` by ``key_fields`` and write them atomically."""
+    return write_jsonl_atomic(path, dedupe_sorted(records, key_fields))
+
+
+def read_jsonl(path: str | os.PathLike, required: Sequence[str] = ()) -> list[dict]:
+    """Read a JSONL file; ``InputError`` names file, 1-based line and missing field."""
+    path = Path(path)
+    out = []
+    try:
+        fh = open(path, encoding="utf-8")
+    except FileNotFoundError:
+        raise InputError("file does not exist", path=str(path)) from None
+    with fh:
+        for i, line in enumerate(fh, 1):
+            if not line.strip():
+                continue
+            try:
+                rec = json.loads(line)
+            except ValueError as exc:
+                raise InputError(f"not valid JSON ({exc})", path=str(path), line=i) from None
+            if not isinstance(rec, dict):
+                raise InputError("line is not a JSON object", path=str(path), line=i)
+            for f in required:
+                if f not in rec:
+                    raise InputError("required field is missing", path=str(path), line=i,
+                                     field=f)
+            out.append(rec)
+    return out
+
+
+async def run_items(items: list[dict], work: Callable[[dict], Awaitable[dict]], desc: str,
+                    workers: int) -> tuple[list[dict], dict]:
+    """Run ``work(item) -> row`` for every item; return (rows in item order, counts).
+
+    ``workers`` coroutines pull from a queue (the client's semaphore still bounds
+    the requests in flight; answers found in the request cache return at once). An
+    exception in ``work`` cancels the remaining items and is re-raised (answers
+    already received are in the request cache). Counts: ``{"total", "ok", "error"}``.
+    """
+
+    rows: list[dict | None] = [None] * len(items)
+    counts = {"total": len(items), "ok": 0, "error": 0}
+    queue: asyncio.Queue = asyncio.Queue()
+    for i in range(len(items)):
+        queue.put_nowait(i)
+
+    with Progress(len(items), desc) as bar:
+        async def worker() -> None:
+            while True:
+                try:
+                    i = queue.get_nowait()
+                except asyncio.QueueEmpty:
+                    return
+                row = await work(items[i])
+                rows[i] = row
+                counts["ok" if row.get("status") == "ok" else "error"] += 1
+                bar.update(1)
+
+        tasks = [asyncio.create_task(worker()) for _ in range(max(1, min(workers, len(items))))]
+        try:
+            done, pending = await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
+            for t in pending:
+                t.cancel()
+            await asyncio.gather(*pending, return_exceptions=True)
+            for t in done:
+                if t.exception() is not None:
+                    raise t.exception()
+        finally:
+            for t in tasks:
+                t.cancel()
+    return [r for r in rows if r is not None], counts

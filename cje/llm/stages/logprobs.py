@@ -1,0 +1,148 @@
+"""CLI commands ``cje logprobs`` (teacher-forced log-probs stage) and
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import logging
+from pathlib import Path
+
+from cje.errors import ConfigError
+from cje.llm.client.http import LLMClient, run_with_client
+from cje.llm.config import load_config, policy_config, provider_config
+from cje.llm.stages.io import publish_jsonl, read_jsonl
+from cje.llm.stages.progress import Progress
+from cje.llm.stages.prompts import select_shard
+from cje.llm.stages.teacher_forcing import Score, refusal_reason, score_response
+
+__all__ = ["run_logprobs", "cut_by_max_tokens"]
+
+log = logging.getLogger("cje.logprobs")
+KEY_FIELDS = ("prompt_id", "draw_idx")
+
+
+def _sha(resp: dict) -> str:
+    """Fingerprint of what is scored: the response text and its token ids (if any)."""
+    key = json.dumps([resp.get("response") or "", resp.get("token_ids")])
+    return hashlib.sha256(key.encode("utf-8")).hexdigest()[:16]
+
+
+def cut_by_max_tokens(resp: dict, max_tokens_of: dict[str, int]) -> bool:
+    """True if a response row was cut by max_tokens (so it has no sampled end-of-turn).
+
+    Uses ``finish_reason`` when present; otherwise ``usage.completion_tokens >=
+    max_tokens`` of the policy that generated the row (``max_tokens_of[row.policy]``).
+    """
+    if resp.get("finish_reason") is not None:
+        return resp["finish_reason"] == "length"
+    used = (resp.get("usage") or {}).get("completion_tokens")
+    limit = max_tokens_of.get(resp.get("policy"))
+    return used is not None and limit is not None and used >= limit
+
+
+def _row(resp: dict, policy, score: Score) -> dict:
+    return {
+        "prompt_id": resp["prompt_id"],
+        "draw_idx": resp.get("draw_idx", 0),
+        "policy": policy.name,
+        **score.as_row(),
+        "model": policy.model,
+        "response_sha256": _sha(resp),
+    }
+
+
+async def _score_policy(client: LLMClient, policy, todo: list[dict],
+                        embedded_server: bool, progress: Progress,
+                        max_tokens_of: dict[str, int]) -> dict[tuple, dict]:
+    async def one(resp: dict) -> dict:
+        with_eot = not cut_by_max_tokens(resp, max_tokens_of)
+        score = await score_response(
+            client, policy, resp["prompt"], resp["response"], str(resp["prompt_id"]),
+            embedded_server, include_end_of_turn=with_eot, response_token_ids=resp.get("token_ids"))
+        return {**_row(resp, policy, score), "end_of_turn_scored": with_eot}
+
+    out: dict[tuple, dict] = {}
+    tasks = [asyncio.ensure_future(one(r)) for r in todo]
+    try:
+        for fut in asyncio.as_completed(tasks):
+            row = await fut
+            out[(row["prompt_id"], row["draw_idx"])] = row
+            progress.update(1)
+    finally:
+        for t in tasks:
+            t.cancel()
+    return out
+
+
+def run_logprobs(config_path: str, responses_path: str, policies: list[str], output_dir: str,
+                 shard: int = 0, num_shards: int = 1,
+                 request_cache: str | None = None,
+                 rate_limit_dir: str | None = None,
+                 api_log: str = "logs/api_calls.log") -> dict[str, dict]:
+    """Run the log-prob stage; return ``{policy: {"ok": n, "error": n, "offsets": n, "two_call": n}}``.
+
+    Inputs: workflow config path, the base responses JSONL, policy names (each must be
+    a safe file name: ``cje.names.safe_component``), output directory, shard
+    selection, request-cache folder (None: no cache), rate-limit state folder, API
+    call log path. Writes ``output_dir/{policy}.jsonl`` atomically (sorted by
+    prompt_id, draw_idx).
+    """
+    if not 0 <= shard < num_shards:
+        raise ConfigError(f"--shard {shard} is not in [0, {num_shards})", key="--shard")
+    cfg = load_config(config_path)
+    pols = [policy_config(cfg, name) for name in policies]  # names checked: they become files
+    rows = read_jsonl(responses_path, required=("prompt_id", "prompt", "response"))
+    mine = select_shard([r["prompt_id"] for r in rows], shard, num_shards)
+    responses = [r for r in rows if r["prompt_id"] in mine]
+    del rows
+    out_dir = Path(output_dir)
+    max_tokens_of = {name: int(spec.get("max_tokens", 256)) for name, spec in (cfg.get("policies") or {}).items()
+                     if isinstance(spec, dict)}
+    summary: dict[str, dict] = {}
+    by_provider: dict[str, list] = {}
+    for pol in pols:
+        by_provider.setdefault(pol.provider, []).append(pol)
+    for provider_name, provider_pols in by_provider.items():
+        provider = provider_config(cfg, provider_name)
+        plans = []
+        for pol in provider_pols:
+            refused = refusal_reason(pol)  # no call can fix it: error rows without a server
+            final, todo = {}, []
+            for r in responses:
+                key = (r["prompt_id"], r.get("draw_idx", 0))
+                if r.get("status", "ok") != "ok" or r["response"] is None:
+                    reason = f"base response not available: {r.get('error') or 'status ' + str(r.get('status'))}"
+                    final[key] = _row(r, pol, Score(None, None, None, "error", reason))
+                elif refused:
+                    final[key] = _row(r, pol, Score(None, None, None, "error", refused))
+                else:
+                    todo.append(r)
+            plans.append((pol, final, todo))
+        if any(todo for *_, todo in plans):
+            async def body(client: LLMClient, plans=plans, provider=provider) -> None:
+                for pol, final, todo in plans:
+                    with Progress(len(responses), f"logprobs {pol.name}",
+                                  initial=len(responses) - len(todo)) as bar:
+                        final.update(await _score_policy(client, pol, todo, provider.kind == "local",
+                                                         bar, max_tokens_of))
+
+            # starts/stops the local server at the first uncached call, call log + stage_summary
+            run_with_client(provider, "logprobs:" + ",".join(p.name for p in provider_pols), api_log,
+                            body, request_cache=request_cache, rate_limit_dir=rate_limit_dir)
+        for pol, final, todo in plans:
+            out_rows = list(final.values())
+            publish_jsonl(out_dir / f"{pol.name}.jsonl", out_rows, KEY_FIELDS)
+            counts = {"ok": 0, "error": 0, "offsets": 0, "two_call": 0, "scored": len(todo)}
+            for row in out_rows:
+                counts["ok" if row["status"] == "ok" else "error"] += 1
+                if row["status"] == "ok":
+                    counts[row["method"]] += 1
+            summary[pol.name] = counts
+            log.info("logprobs %s: %d ok (%d offsets, %d two_call), %d error, %d scored (cached or sent)",
+                     pol.name, counts["ok"], counts["offsets"], counts["two_call"], counts["error"], len(todo))
+            errors = sorted({str(r["error"]).split(";")[0] for r in out_rows if r["status"] != "ok"})
+            for e in errors[:5]:
+                log.warning("logprobs %s error kind: %s", pol.name, e)
+    return summary

@@ -1,0 +1,208 @@
+"""What an analysis says about the decision: each target against the base, and the best policy.
+
+Pure functions on an estimates.json payload (``AnalysisOutput.to_dict()``). They
+never recompute a variance: every difference, CI and p-value is the paired
+comparison the analysis already wrote to ``metadata.comparisons``
+(:func:`cje.stats.inference.paired_comparison`: difference of aligned influence
+functions plus the oracle-uncertainty jackknife of the difference, Student t).
+The terminal output, the API (:class:`cje.api.result.Result`), the CSV and the
+HTML pages all read the decision from here.
+
+Best policy
+-----------
+Candidates are the base policy (its on-policy estimate) and every target whose
+estimate exists and is reliable (not CRITICAL, not withheld by
+``--refuse-unreliable``). The best is the candidate with the highest estimate.
+It is *resolved* when its paired CI against every other candidate lies above 0
+at the analysis's confidence level: an intersection-union test (each of the
+k - 1 comparisons must reject on its own), so no multiplicity correction is
+needed for the claim "better than each of the others" (Berger, 1982,
+Technometrics 24:295). Otherwise the candidate it is least separated from
+(largest p-value) is named.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+__all__ = ["BASE", "Comparison", "BestPolicy", "level_label", "find_comparison", "comparisons_vs_base",
+           "withheld_policies", "best_policy", "assumption_items"]
+
+BASE = "base"  # the name of the base (logging) policy in metadata.comparisons
+
+
+def level_label(level: float | None) -> str:
+    """``0.95 -> '95%'``, ``0.9 -> '90%'``, ``0.975 -> '97.5%'`` (never rounded to a wrong level)."""
+    return f"{100 * (0.95 if level is None else level):g}%"
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """psi_a - psi_b with its paired SE, CI (at ``level``), Student-t df and two-sided p-value."""
+
+    policy_a: str
+    policy_b: str
+    difference: float | None
+    se: float | None
+    ci_lower: float | None
+    ci_upper: float | None
+    p_value: float | None
+    df: float | None
+    level: float
+    se_without_oua: float | None = None
+    oracle_variance: float | None = None
+
+    @property
+    def separated(self) -> bool:
+        """True when the CI excludes 0 (the two values differ at this level)."""
+        return (self.ci_lower is not None and self.ci_upper is not None
+                and (self.ci_lower > 0 or self.ci_upper < 0))
+
+    def describe(self) -> str:
+        """e.g. ``clone - base = +0.012 [-0.003, +0.027] (95% CI), p = 0.12``."""
+        ci = ("" if self.ci_lower is None else
+              f" [{self.ci_lower:+.3f}, {self.ci_upper:+.3f}] ({level_label(self.level)} CI)")
+        p = "" if self.p_value is None else f", p = {format_p(self.p_value)}"
+        diff = "n/a" if self.difference is None else f"{self.difference:+.3f}"
+        return f"{self.policy_a} - {self.policy_b} = {diff}{ci}{p}"
+
+
+def format_p(p: float | None) -> str:
+    """A p-value for people: 3 significant digits, '< 0.001' below that."""
+    if p is None or not math.isfinite(p):
+        return "n/a"
+    return "< 0.001" if p < 0.001 else f"{p:.3g}"
+
+
+def _level(payload: dict) -> float:
+    return float((payload["metadata"].get("inference") or {}).get("level", 0.95))
+
+
+def find_comparison(payload: dict, policy_a: str, policy_b: str) -> Comparison:
+    """The paired comparison psi_a - psi_b from ``metadata.comparisons`` (either stored order).
+
+    Raises ``KeyError`` naming the available policies when the pair was not
+    compared (a policy without an estimate, or an unknown name).
+    """
+    level = _level(payload)
+    for c in payload["metadata"].get("comparisons") or []:
+        if (c["policy_a"], c["policy_b"]) in ((policy_a, policy_b), (policy_b, policy_a)):
+            flip = c["policy_a"] != policy_a
+            lo, hi = c.get("ci_lower"), c.get("ci_upper")
+            diff = c.get("difference")
+            if flip:
+                diff = None if diff is None else -diff
+                lo, hi = (None if hi is None else -hi), (None if lo is None else -lo)
+            return Comparison(policy_a, policy_b, diff, c.get("se"), lo, hi, c.get("p_value"), c.get("df"),
+                              level, c.get("se_without_oua"), c.get("oracle_variance"))
+    names = sorted({n for c in payload["metadata"].get("comparisons") or [] for n in (c["policy_a"], c["policy_b"])})
+    raise KeyError(f"no paired comparison of '{policy_a}' and '{policy_b}' in this result; "
+                   f"compared policies: {', '.join(names) or 'none'}")
+
+
+def withheld_policies(payload: dict) -> list[str]:
+    """Targets whose estimate is null in the output (withheld by ``--refuse-unreliable`` or failed)."""
+    meta = payload["metadata"]
+    return [p for p in meta["target_policies"] if meta["policies"][p]["estimate"] is None]
+
+
+def comparisons_vs_base(payload: dict) -> dict[str, Comparison]:
+    """Each target with an estimate in the output against the base: {policy: Comparison}."""
+    out = {}
+    if not payload["metadata"].get("base_policy"):
+        return out
+    withheld = set(withheld_policies(payload))
+    for policy in payload["metadata"]["target_policies"]:
+        if policy in withheld:
+            continue
+        try:
+            out[policy] = find_comparison(payload, policy, BASE)
+        except KeyError:
+            continue
+    return out
+
+
+@dataclass(frozen=True)
+class BestPolicy:
+    """The best candidate and whether the data resolve it.
+
+    policy : name of the best candidate ('base' for the logging policy), or None when
+        no candidate exists. estimate : its estimate. resolved : its paired CI against
+        every other candidate lies above 0. closest : the candidate it is least
+        separated from (largest p-value), with that comparison (best - closest).
+    candidates : every candidate in decreasing estimate order.
+    excluded : {policy: why} for targets left out (unreliable, withheld).
+    """
+
+    policy: str | None
+    estimate: float | None
+    resolved: bool
+    level: float
+    closest: Comparison | None = None
+    candidates: list[str] = field(default_factory=list)
+    excluded: dict[str, str] = field(default_factory=dict)
+
+    def describe(self) -> str:
+        """One sentence for people."""
+        lv = level_label(self.level)
+        if self.policy is None:
+            return "No policy can be recommended: no reliable estimate (" + "; ".join(
+                f"{p}: {why}" for p, why in self.excluded.items()) + ")."
+        head = f"Best: {self.policy} ({self.estimate:.3f})"
+        if len(self.candidates) == 1:
+            return head + " - the only reliable candidate, so nothing to compare it with."
+        if self.resolved:
+            return (f"{head}, resolved: better than each other candidate at {lv} "
+                    f"(closest: {self.closest.describe()}).")
+        return (f"{head}, NOT resolved at {lv}: it cannot be told apart from {self.closest.policy_b} "
+                f"({self.closest.describe()}).")
+
+
+def best_policy(payload: dict, include_base: bool = True) -> BestPolicy:
+    """The best reliable candidate (module docstring); higher values are better."""
+    meta = payload["metadata"]
+    level = _level(payload)
+    excluded: dict[str, str] = {}
+    values: dict[str, float] = {}
+    base = meta.get("base_policy")
+    if include_base and base and base.get("estimate") is not None:
+        values[BASE] = float(base["estimate"])
+    for p in meta["target_policies"]:
+        r = meta["policies"][p]
+        if r["estimate"] is None:
+            excluded[p] = "estimate withheld" if r["status"] == "CRITICAL" else "no estimate"
+        elif not r["reliable"]:
+            excluded[p] = f"{r['status']}, unreliable"
+        else:
+            values[p] = float(r["estimate"])
+    ranked = sorted(values, key=lambda p: -values[p])
+    if not ranked:
+        return BestPolicy(None, None, False, level, excluded=excluded)
+    best = ranked[0]
+    comps = []
+    for other in ranked[1:]:
+        try:
+            comps.append(find_comparison(payload, best, other))
+        except KeyError:
+            comps.append(Comparison(best, other, values[best] - values[other], None, None, None, None, None, level))
+    if not comps:
+        return BestPolicy(best, values[best], False, level, None, ranked, excluded)
+    resolved = all(c.ci_lower is not None and c.ci_lower > 0 for c in comps)
+    closest = max(comps, key=lambda c: (1.0 if c.p_value is None else c.p_value))
+    return BestPolicy(best, values[best], resolved, level, closest, ranked, excluded)
+
+
+def assumption_items(block: dict) -> list[dict]:
+    """A policy's assumptions as dicts {id, statement, status, evidence}, from either output form.
+
+    The older form is a list of strings (statement only, status unknown); the newer
+    one a list of objects. Unknown keys are kept.
+    """
+    items = []
+    for i, a in enumerate(block.get("assumptions") or []):
+        if isinstance(a, str):
+            items.append({"id": f"a{i + 1}", "statement": a, "status": None, "evidence": None})
+        elif isinstance(a, dict):
+            items.append({"id": f"a{i + 1}", "statement": "", "status": None, "evidence": None, **a})
+    return items
