@@ -41,7 +41,26 @@ Named scenarios (:data:`SCENARIOS`): ``mild`` (shifts of at most 0.25, raw-weigh
 ESS 0.94-0.99), ``strong`` (a target at shift 1.0 with noisy log-probs: raw ESS
 about 0.3, Hill index below 3), ``gaming`` (a target that games the judge on half
 its responses where the base does on 10%), ``gaming-unseen`` (the base never
-games, so no weight can see it). All use a nonlinear link and an 11-level judge.
+games, so no weight can see it), ``judge-blind-unseen`` and ``judge-blind-rare`` (below).
+All use a nonlinear link and an 11-level judge.
+
+Judge-blind defects: independently of (a, G), a policy's response has a defect
+D ~ Bernoulli(defect_rate) that the judge cannot see (S does not depend on D) and
+that lowers the oracle mean by ``defect_penalty``: mu(S, G, D) = link(S) -
+gaming_penalty G - defect_penalty D. The log-prob gains log Bernoulli(D;
+defect_rate) (only for a policy with defect_rate > 0, and D is drawn only then,
+so processes without defects keep their random stream bit for bit). D is
+independent of S, so E[Y | S] = (1 - r) E[Y | S, D = 0] + r E[Y | S, D = 1] for a
+policy with defect rate r: the base's calibration transports to a target with
+the base's rate and is biased by about defect_penalty * (target rate - base rate)
+(less where the label clipping binds) for any other. In
+``judge-blind-unseen`` the base has no defects: the target puts mass q =
+defect_rate on responses the base never writes, no logged row shows them, and
+the unnormalised ratios exp(lp_t - lp_b) over logged rows have mean 1 - q (the
+Hajek normalisation hides it; :func:`cje.diagnostics.support_mass` measures it).
+In ``judge-blind-rare`` the base writes them at a small rate, so the weights see
+them (heavily: ratio q / base rate on those rows) and the label term of tr-cpo
+can correct the bias.
 """
 
 from __future__ import annotations
@@ -68,10 +87,12 @@ CONTINUOUS_NOISE = 0.15
 
 @dataclass(frozen=True)
 class PolicySpec:
-    """How one policy writes responses: quality shift and the share of judge-gaming responses."""
+    """How one policy writes responses: quality shift, the share of judge-gaming responses and the
+    share of responses with a defect the judge cannot see (``defect_rate``)."""
 
     shift: float = 0.0
     gaming_rate: float = 0.0
+    defect_rate: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -86,6 +107,8 @@ class Scenario:
     gaming_boost : logit-scale inflation of a gaming response's judge score.
     gaming_penalty : how much lower a gaming response's oracle mean is.
     labels : 'continuous' or 'binary' oracle labels.
+    defect_penalty : how much lower the oracle mean of a response with a judge-blind defect is
+        (the judge score does not depend on the defect).
     """
 
     name: str
@@ -97,6 +120,7 @@ class Scenario:
     gaming_boost: float = 2.0
     gaming_penalty: float = 0.3
     labels: str = "continuous"
+    defect_penalty: float = 0.25
     description: str = field(default="", compare=False)
 
     def __post_init__(self):
@@ -106,13 +130,14 @@ class Scenario:
             raise ValueError(f"unknown link {self.link!r}")
         if self.labels not in ("continuous", "binary"):
             raise ValueError(f"unknown label kind {self.labels!r}")
-        base_rate = self.policies["base"].gaming_rate
+        base = self.policies["base"]
         for name, spec in self.policies.items():
-            if not 0.0 <= spec.gaming_rate < 1.0:
-                raise ValueError(f"policy {name!r}: gaming_rate must be in [0, 1)")
-            if base_rate > 0 and spec.gaming_rate == 0:
-                # a logged gaming response would have log-prob -inf under this target
-                raise ValueError(f"policy {name!r}: gaming_rate 0 while the base games; use a rate > 0")
+            for rate in ("gaming_rate", "defect_rate"):
+                if not 0.0 <= getattr(spec, rate) < 1.0:
+                    raise ValueError(f"policy {name!r}: {rate} must be in [0, 1)")
+                if getattr(base, rate) > 0 and getattr(spec, rate) == 0:
+                    # a logged response with the trait would have log-prob -inf under this target
+                    raise ValueError(f"policy {name!r}: {rate} 0 while the base's is > 0; use a rate > 0")
 
     @property
     def targets(self) -> list[str]:
@@ -140,6 +165,7 @@ def _clipped_uniform_mean(mean: np.ndarray, half_width: float) -> np.ndarray:
 class _Draw:
     quality: np.ndarray
     gaming: np.ndarray
+    defect: np.ndarray
     judge: np.ndarray
     oracle: np.ndarray
     oracle_mean: np.ndarray
@@ -150,11 +176,15 @@ def _draw(rng: np.random.Generator, difficulty: np.ndarray, spec: PolicySpec, sc
     n = difficulty.size
     quality = spec.shift - 0.3 * difficulty + rng.standard_normal(n)
     gaming = rng.random(n) < spec.gaming_rate if spec.gaming_rate > 0 else np.zeros(n, bool)
+    # drawn only when the policy has defects, so processes without them keep their random stream
+    defect = rng.random(n) < spec.defect_rate if spec.defect_rate > 0 else np.zeros(n, bool)
     judge = _sigmoid(quality + sc.judge_noise * rng.standard_normal(n) + sc.gaming_boost * gaming)
     if sc.judge_levels:
         judge = np.round(judge * (sc.judge_levels - 1)) / (sc.judge_levels - 1)
     link = _nonlinear(judge) if sc.link == "nonlinear" else 0.15 + 0.7 * judge
     mu = link - sc.gaming_penalty * gaming
+    if spec.defect_rate > 0:  # the judge never sees the defect; only the oracle does
+        mu = mu - sc.defect_penalty * defect
     if sc.labels == "binary":
         mean = np.clip(mu, 0.0, 1.0)
         oracle = (rng.random(n) < mean).astype(float) if with_labels else mean
@@ -162,7 +192,7 @@ def _draw(rng: np.random.Generator, difficulty: np.ndarray, spec: PolicySpec, sc
         mean = _clipped_uniform_mean(mu, CONTINUOUS_NOISE)
         oracle = (np.clip(mu + CONTINUOUS_NOISE * rng.uniform(-1.0, 1.0, n), 0.0, 1.0)
                   if with_labels else mean)
-    return _Draw(quality, gaming, judge, oracle, mean)
+    return _Draw(quality, gaming, defect, judge, oracle, mean)
 
 
 def _logprob(draw: _Draw, difficulty: np.ndarray, spec: PolicySpec) -> np.ndarray:
@@ -170,14 +200,17 @@ def _logprob(draw: _Draw, difficulty: np.ndarray, spec: PolicySpec) -> np.ndarra
     lp = _LOG_NORM - 0.5 * z ** 2
     if spec.gaming_rate > 0:
         lp = lp + np.where(draw.gaming, np.log(spec.gaming_rate), np.log1p(-spec.gaming_rate))
+    if spec.defect_rate > 0:
+        lp = lp + np.where(draw.defect, np.log(spec.defect_rate), np.log1p(-spec.defect_rate))
     return lp
 
 
 @lru_cache(maxsize=256)
 def _scenario_truth(spec: PolicySpec, link: str, judge_levels: int | None, judge_noise: float,
-                    gaming_boost: float, gaming_penalty: float, labels: str) -> float:
+                    gaming_boost: float, gaming_penalty: float, labels: str, defect_penalty: float) -> float:
     sc = Scenario("truth", {"base": spec}, link=link, judge_levels=judge_levels, judge_noise=judge_noise,
-                  gaming_boost=gaming_boost, gaming_penalty=gaming_penalty, labels=labels)
+                  gaming_boost=gaming_boost, gaming_penalty=gaming_penalty, labels=labels,
+                  defect_penalty=defect_penalty)
     rng = np.random.default_rng(_TRUTH_SEED)
     total, done, chunk = 0.0, 0, 1_000_000
     while done < _TRUTH_DRAWS:  # chunks keep memory flat
@@ -194,7 +227,7 @@ def scenario_truth(scenario: Scenario, policy: str) -> float:
     """
     sc = scenario
     return _scenario_truth(sc.policies[policy], sc.link, sc.judge_levels, sc.judge_noise, sc.gaming_boost,
-                           sc.gaming_penalty, sc.labels)
+                           sc.gaming_penalty, sc.labels, sc.defect_penalty)
 
 
 @dataclass
@@ -354,4 +387,16 @@ SCENARIOS: dict[str, Scenario] = {
     "gaming-unseen": Scenario("gaming-unseen", {"base": PolicySpec(0.0), "honest": PolicySpec(0.25),
                                                 "gamer": PolicySpec(0.0, 0.5)},
                               description="as 'gaming' but the base never games: no logged row shows it"),
+    "judge-blind-unseen": Scenario(
+        "judge-blind-unseen", {"base": PolicySpec(0.0), "similar": PolicySpec(0.1), "better": PolicySpec(0.25),
+                               "defective": PolicySpec(0.3, defect_rate=0.4)},
+        description="'defective' has a judge-blind defect (oracle -0.25, judge unchanged) in 40% of responses "
+                    "and the base never has it: the judge ranks it first, its truth is 0.09 lower and below "
+                    "the base's; mean ratio exp(lp_t - lp_b) over logged rows 0.6"),
+    "judge-blind-rare": Scenario(
+        "judge-blind-rare", {"base": PolicySpec(0.0, defect_rate=0.05), "similar": PolicySpec(0.1, defect_rate=0.05),
+                             "better": PolicySpec(0.25, defect_rate=0.05),
+                             "defective": PolicySpec(0.3, defect_rate=0.4)},
+        description="as 'judge-blind-unseen' but the base has the defect in 5% of responses, so the "
+                    "weights see it (ratio 8 on those rows; raw ESS of 'defective' about 0.25)"),
 }
