@@ -57,7 +57,7 @@ the base's rate and is biased by about defect_penalty * (target rate - base rate
 ``judge-blind-unseen`` the base has no defects: the target puts mass q =
 defect_rate on responses the base never writes, no logged row shows them, and
 the unnormalised ratios exp(lp_t - lp_b) over logged rows have mean 1 - q (the
-Hajek normalisation hides it; :func:`cje.diagnostics.support_mass` measures it).
+Hajek normalisation hides it; :func:`cje.stats.diagnostics.support_mass` measures it).
 In ``judge-blind-rare`` the base writes them at a small rate, so the weights see
 them (heavily: ratio q / base rate on those rows) and the label term of tr-cpo
 can correct the bias.

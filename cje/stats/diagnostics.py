@@ -237,7 +237,7 @@ def support_mass(log_ratios: np.ndarray, level: float = SUPPORT_LEVEL,
     log-prob offsets, and still
     detects the failures that matter: a judge-blind defect in 40% of a target's
     responses that the base never writes has m = 0.6 and is claimed in every replicate
-    at n = 300 (issue 18 measured m = 0.50-0.60 for such targets, 0.995-1.009 for healthy ones).
+    at n = 300 (measured m = 0.50-0.60 for such targets, 0.995-1.009 for healthy ones).
 
     References
     ----------

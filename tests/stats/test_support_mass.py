@@ -1,9 +1,9 @@
 """Support: the mean of the unnormalised importance ratios, and the judge-blind scenarios
-(statistics.md 7c "Support", 8 "Honest flags"; issue 18).
+(statistics.md 7c "Support", 8 "Honest flags").
 
 m = mean_i exp(lp_t,i - lp_b,i) over logged rows has expectation 1 - q, q = the target's
 probability of responses the base never writes (the Hajek normalisation hides it).
-:func:`cje.diagnostics.support_mass` bounds E[m] at one-sided level 0.99 and claims missing
+:func:`cje.stats.diagnostics.support_mass` bounds E[m] at one-sided level 0.99 and claims missing
 mass (verdict FAIL) only when the upper bound is below 1 - 0.10.
 
 Monte Carlo, vectorised: the logged rows of a scenario are iid over prompts, so one
@@ -31,8 +31,8 @@ import numpy as np
 import pytest
 from scipy import special, stats
 
-from cje.diagnostics import SUPPORT_LEVEL, SUPPORT_TOLERANCE, support_mass
-from cje.simulation import SCENARIOS, PolicySpec, scenario_truth, simulate, simulate_scenario
+from cje.stats.diagnostics import SUPPORT_LEVEL, SUPPORT_TOLERANCE, support_mass
+from cje.sim.scenarios import SCENARIOS, PolicySpec, scenario_truth, simulate, simulate_scenario
 
 REPLICATES = 400
 SIZES = (300, 1000)
@@ -149,7 +149,7 @@ def test_mean_ratio_is_one_minus_the_unseen_mass(name):
 
 
 def _direct_errors(name: str, replicates: int, n: int) -> dict[str, np.ndarray]:
-    from cje.context import AnalysisOptions, build_context
+    from cje.estimators.context import AnalysisOptions, build_context
     from cje.estimators import get_estimator
 
     direct = get_estimator("direct")
@@ -165,7 +165,7 @@ def _direct_errors(name: str, replicates: int, n: int) -> dict[str, np.ndarray]:
 @pytest.mark.parametrize("name", ["judge-blind-unseen", "judge-blind-rare"])
 def test_direct_at_full_coverage_is_unbiased_on_healthy_targets_and_misses_the_defective_one(name):
     """The point of the scenario: the judge-based calibration transports to the healthy targets
-    (|mean error| <= 4 MC SE + 0.002, the isotonic end-block bias of issue 18) and not to the
+    (|mean error| <= 4 MC SE + 0.002, the isotonic end-block bias) and not to the
     defective one, whose defect the judge does not see (error about defect_penalty * (0.4 - base
     rate), less where the label clipping binds: measured +0.094 unseen, +0.082 rare over 200
     replicates; required > 0.07)."""
