@@ -8,11 +8,12 @@ estimator x the scenario's targets, n = 1,000), prints one table per grid, write
 About 10 minutes on 2 cores (``--grids mild,strong`` for a subset, ``--replicates`` to
 change the count; the committed table is always the 200-replicate one).
 
-Columns, per (estimator, oracle coverage), pooled over the scenario's target policies:
-CI coverage; coverage without the OUA term; mean bias and the largest |bias| / Monte-Carlo
-SE over the policies; RMSE; mean reported SE / Monte-Carlo sd (worst policy); share
-flagged ``reliable: false``; share GOOD; share GOOD whose CI misses; share reliable whose
-CI misses.
+Columns, per (targets, estimator, oracle coverage), pooled over the scenario's healthy
+target policies and, separately, over its broken ones (``cje.sim.montecarlo.BROKEN_TARGETS``:
+a judge failure): CI coverage; coverage without the OUA term; mean bias and the largest
+|bias| / Monte-Carlo SE over the policies; RMSE; mean reported SE / Monte-Carlo sd (worst
+policy); share CRITICAL (``reliable: false``); share GOOD; share GOOD whose CI misses;
+share of misses not CRITICAL (reliable and missing).
 """
 
 from __future__ import annotations
@@ -30,29 +31,35 @@ OUT = REPO / "benchmarks" / "results" / "monte_carlo.json"
 BEGIN, END = "<!-- montecarlo:begin -->", "<!-- montecarlo:end -->"
 
 
-def summarise_grid(frame):
-    """One row per (estimator, oracle coverage) with the columns of the module docstring."""
+def summarise_grid(frame, scenario: str):
+    """One row per (targets, estimator, oracle coverage) with the columns of the module docstring."""
     import polars as pl
 
+    from cje.sim.montecarlo import BROKEN_TARGETS
+
+    broken = list(BROKEN_TARGETS.get(scenario, ()))
+    frame = frame.with_columns(targets=pl.when(pl.col("policy").is_in(broken)).then(pl.lit("broken"))
+                               .otherwise(pl.lit("healthy")))
     f = frame.with_columns(
         miss=~((pl.col("ci_lower") <= pl.col("truth")) & (pl.col("truth") <= pl.col("ci_upper"))),
         err=pl.col("estimate") - pl.col("truth"),
         half=(pl.col("ci_upper") - pl.col("ci_lower")) / 2)
     f = f.with_columns(miss_without_oua=pl.col("err").abs() > pl.col("half") * pl.col("se_without_oua") / pl.col("se"))
-    per_policy = f.group_by(["estimator", "oracle_coverage", "policy"]).agg(
+    per_policy = f.group_by(["targets", "estimator", "oracle_coverage", "policy"]).agg(
         z=pl.col("err").mean() / (pl.col("err").std() / pl.len().sqrt()),
         se_ratio=pl.col("se").mean() / pl.col("estimate").std())
-    worst = per_policy.group_by(["estimator", "oracle_coverage"]).agg(
+    worst = per_policy.group_by(["targets", "estimator", "oracle_coverage"]).agg(
         max_abs_bias_z=pl.col("z").abs().max(),
         se_ratio_worst=pl.col("se_ratio").sort_by((pl.col("se_ratio") - 1).abs()).last())
-    pooled = f.group_by(["estimator", "oracle_coverage"]).agg(
+    pooled = f.group_by(["targets", "estimator", "oracle_coverage"]).agg(
         n=pl.len(), ci_coverage=1 - pl.col("miss").mean(),
         ci_coverage_without_oua=1 - pl.col("miss_without_oua").mean(),
         bias=pl.col("err").mean(), rmse=(pl.col("err") ** 2).mean().sqrt(),
         flagged=(~pl.col("reliable")).mean(), good=(pl.col("status") == "GOOD").mean(),
         good_and_miss=((pl.col("status") == "GOOD") & pl.col("miss")).mean(),
         reliable_and_miss=(pl.col("reliable") & pl.col("miss")).mean())
-    return pooled.join(worst, on=["estimator", "oracle_coverage"]).sort(["estimator", "oracle_coverage"])
+    keys = ["targets", "estimator", "oracle_coverage"]
+    return pooled.join(worst, on=keys).sort(["targets", "estimator", "oracle_coverage"], descending=[True, False, False])
 
 
 def markdown(name: str, spec, table) -> str:
@@ -61,11 +68,11 @@ def markdown(name: str, spec, table) -> str:
     head = (f"#### {name}: {SCENARIOS[spec.scenario].description}"
             + (f"; probe labels on {spec.probe_coverage:.0%} of each target's fresh draws" if spec.probe_coverage
                else "; no probe labels") + f" ({spec.replicates} replicates, n = {spec.n}, seeds from {spec.seed0})\n\n")
-    cols = ("| estimator | oracle cov. | CI coverage | without OUA | bias | max abs z | RMSE | SE / MC sd | "
-            "flagged | GOOD | GOOD and miss | reliable and miss |\n|" + "---|" * 12 + "\n")
+    cols = ("| targets | estimator | oracle cov. | CI coverage | without OUA | bias | max abs z | RMSE | SE / MC sd | "
+            "CRITICAL | GOOD | GOOD and miss | miss not CRITICAL |\n|" + "---|" * 13 + "\n")
     rows = []
     for r in table.iter_rows(named=True):
-        rows.append(f"| {r['estimator']} | {r['oracle_coverage']:g} | {r['ci_coverage']:.3f} | "
+        rows.append(f"| {r['targets']} | {r['estimator']} | {r['oracle_coverage']:g} | {r['ci_coverage']:.3f} | "
                     f"{r['ci_coverage_without_oua']:.3f} | {r['bias']:+.4f} | {r['max_abs_bias_z']:.1f} | "
                     f"{r['rmse']:.4f} | {r['se_ratio_worst']:.2f} | {r['flagged']:.3f} | {r['good']:.3f} | "
                     f"{r['good_and_miss']:.3f} | {r['reliable_and_miss']:.3f} |")
@@ -90,7 +97,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.replicates:
             spec = dataclasses.replace(spec, replicates=args.replicates)
         start = time.time()
-        table = summarise_grid(run_grid(spec, workers=args.workers))
+        table = summarise_grid(run_grid(spec, workers=args.workers), spec.scenario)
         seconds = time.time() - start
         text = markdown(name, spec, table)
         print(text, flush=True)

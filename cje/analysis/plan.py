@@ -38,7 +38,8 @@ t_{n_c - 1} * SE_b however many labels: then only more prompts help.
   is the estimate's V_o(m) = V_o m0 / m, so delta_hat ~ N(0, s_k^2), s_k^2 = V_o(m) +
   sigma_r^2 / k (sigma_r the residual SD: the pilot's audit ``se_labels`` * sqrt(n_probe);
   without probes in the pilot, the calibration's out-of-fold RMSE). The audit's interval
-  counts both parts, w_k = t_df s_k (df Welch-Satterthwaite of k - 1 and K - 1), and
+  counts both parts, w_k = t_{0.95, df} s_k (the one-sided TOST of the one decision rule,
+  :func:`cje.checks.audits.decide`, at its fixed level; df Welch-Satterthwaite of k - 1 and K - 1), and
   P(pass) = 2 Phi((e - w_k) / s_k) - 1. The plan is the smallest k with P(pass) >= probe
   power; when even k -> infinity cannot reach it (e < (t + z) sqrt(V_o(m))) no probe
   count helps until more oracle labels shrink V_o(m).
@@ -54,6 +55,7 @@ from typing import Any
 import numpy as np
 from scipy import special
 
+from cje.checks.audits import PASS_ALPHA
 from cje.errors import ConfigError, InputError
 from cje.results.decision import find_comparison, level_label
 from cje.results.files import read_estimates
@@ -261,7 +263,7 @@ def _probe_count(vo_m: float, sigma: float, e: float, level: float, power: float
     def ok(k: int) -> bool:
         s_k = math.sqrt(vo_m + sigma ** 2 / k)
         df = welch_satterthwaite([(sigma ** 2 / k, k - 1)] + ([(vo_m, n_folds - 1)] if vo_m > 0 else []))
-        return e - float(_t(df, 0.5 + level / 2)) * s_k >= z * s_k
+        return e - float(_t(df, 1 - PASS_ALPHA)) * s_k >= z * s_k  # the TOST of cje.checks.audits.decide
 
     lo, hi = 2, 10 ** 9
     if not ok(hi):
@@ -282,7 +284,8 @@ def _probes(payloads: list[dict], policy: str, parts: VarianceParts, m: int, m0:
         return None, "no fresh draws in the pilot for some targets: their audit uses logged labels"
     sds, source = [], ""
     for p in payloads:
-        audit = (p["metadata"]["diagnostics"].get(policy) or {}).get("transport") or {}
+        diag = p["metadata"]["diagnostics"].get(policy) or {}
+        audit = diag.get("probe_audit") or diag.get("transport") or {}  # the probe audit alone, not the pooled one
         from_probes = audit.get("source", "probes") == "probes"  # not the weighted-label audit of logged rows
         se_labels = audit.get("se_labels", audit.get("se"))  # the probe-noise part only
         if from_probes and se_labels is not None and audit.get("n_probe"):

@@ -1,21 +1,26 @@
-"""The per-policy checks that need reference estimates (raw and calibrated IPS, direct, tr-cpo's label term).
+"""The per-policy evidence that needs the analysis context: audits, reference estimates, support.
 
-They run estimators on the analysis context, so they live in the analysis layer;
-the audits and verdicts they feed are :mod:`cje.checks.audits`, the ladder that
-weighs them :mod:`cje.checks.status`.
+Reference estimates (raw and calibrated IPS, direct, tr-cpo's label term, the probe-label
+mean) run on the analysis context, so they live in the analysis layer. Their paired
+differences are computed once per policy (:func:`policy_checks`) and judged per estimate
+(:func:`judge_checks`), because the tolerance of every check is min(margin, SE of the
+estimate judged). The audits and the decision rule are :mod:`cje.checks.audits`, the
+ladder that weighs them :mod:`cje.checks.status`.
 """
 
 from __future__ import annotations
 
 import numpy as np
-from scipy import special
 
 from cje.checks.audits import disagreement, label_audit, probe_audit
+from cje.estimators.base import PolicyEstimate
+from cje.estimators.context import AnalysisContext
 from cje.estimators.ips import CalibratedIPSEstimator, RawIPSEstimator
+from cje.stats.diagnostics import support_mass
 from cje.stats.inference import interval, paired_comparison, weighted_label_residual
 from cje.stats.weights import WeightError
 
-__all__ = ["policy_checks"]
+__all__ = ["policy_checks", "judge_checks", "probe_mean_comparison"]
 
 
 def _calibrated_logged(ctx):
@@ -59,24 +64,39 @@ def _label_term(ctx, policy, raw_weights):
     return found[0], found[1], jack
 
 
-def policy_checks(ctx, policy: str) -> dict:
-    """Audits and disagreement checks of one policy (cached on the context).
+def policy_checks(ctx: AnalysisContext, policy: str) -> dict:
+    """Audits, support and the reference comparisons of one policy (cached on the context).
 
-    Returns {"label_audit": Audit | None, "probe_audit": Audit | None, "checks": [...],
-    "notes": [...]}. Failures to compute a reference estimate (no fresh draws for some
-    prompts, unusable weights) skip that check with a note; they never stop the analysis.
+    Parameters
+    ----------
+    ctx : the analysis context.
+    policy : a target policy.
+
+    Returns
+    -------
+    dict
+        ``label_audit``, ``probe_audit``, ``judge_audit`` (:class:`~cje.checks.audits.Audit`
+        or None), ``support`` (:class:`~cje.stats.diagnostics.SupportMass` or None),
+        ``comparisons`` (list of (check id, paired comparison, assumption ids), judged per
+        estimate by :func:`judge_checks`) and ``notes``. Failures to compute a reference
+        estimate (no fresh draws for some prompts, unusable weights) skip that comparison
+        with a note; they never stop the analysis.
     """
     key = ("policy-checks", policy)
     if key in ctx._cache:
         return ctx._cache[key]
     o = ctx.options
     margin, level = o.transport_margin, o.level
-    out = {"label_audit": None, "probe_audit": None, "judge_audit": None, "checks": [], "notes": []}
+    out = {"label_audit": None, "probe_audit": None, "judge_audit": None, "support": None, "comparisons": [],
+           "notes": []}
 
     def compare(a, b):
         return paired_comparison(a[0], a[1], a[2], a[3], b[0], b[1], b[2], b[3], level=level)
 
     rows = ctx.rows(policy)
+    if rows.size >= 2:
+        lr = ctx.data.target_logprobs[policy][rows] - ctx.data.base_logprobs[rows]
+        out["support"] = support_mass(lr[np.isfinite(lr)])
     try:
         w = ctx.raw_weights(policy)
     except WeightError as exc:
@@ -89,11 +109,12 @@ def policy_checks(ctx, policy: str) -> dict:
         # is the raw judge score the metric? the same audit with f replaced by the identity
         out["judge_audit"] = label_audit(w, labelled, labels, ctx.data.judge_scores[rows], margin, level)
         try:
-            cal, raw = CalibratedIPSEstimator().estimate(ctx, policy), RawIPSEstimator().estimate(ctx, policy)
+            cal = CalibratedIPSEstimator().estimate_uncorrected(ctx, policy)
+            raw = RawIPSEstimator().estimate_uncorrected(ctx, policy)
             if cal.details["simcal_choice"] != "raw":
-                out["checks"].append(disagreement("calibrated_vs_raw_ips", compare(
+                out["comparisons"].append(("calibrated_vs_raw_ips", compare(
                     (cal.estimate, cal.cluster_ids, cal.influence, cal.jackknife),
-                    (raw.estimate, raw.cluster_ids, raw.influence, raw.jackknife)), margin, ("monotone_weights",)))
+                    (raw.estimate, raw.cluster_ids, raw.influence, raw.jackknife)), ("monotone_weights",)))
         except WeightError as exc:
             out["notes"].append(f"calibrated vs raw IPS skipped: {exc}")
     view = ctx.fresh.get(policy)
@@ -104,18 +125,51 @@ def policy_checks(ctx, policy: str) -> dict:
             out["judge_audit"] = probe_audit(view.oracle[view.probe], view.judge[view.probe], margin, level)
         if w is not None and view.has_fresh.any():
             direct = _direct_on_calibrated(ctx, policy)
-            out["checks"].append(disagreement("ips_vs_direct", compare(_ips_on_calibrated(ctx, policy), direct),
-                                              margin, ("overlap", "fresh_draws")))
+            out["comparisons"].append(("ips_vs_direct", compare(_ips_on_calibrated(ctx, policy), direct),
+                                       ("overlap",)))
             label_term = _label_term(ctx, policy, w)
             if label_term is not None:
                 # tr-cpo = dr-cpo + its label term, and dr-cpo is the direct method when R = f(S)
                 # (R - g = 0): the difference is the label term, with its IF and jackknife
                 delta, phi, jack = label_term
                 res = interval(-delta, -phi, None if jack is None else -jack, level=level)
-                t = res.estimate / res.se if res.se > 0 else float("inf")
-                p = float(2 * special.stdtr(res.df, -abs(t))) if np.isfinite(t) else 0.0
-                out["checks"].append(disagreement("direct_vs_tr_cpo", {
+                out["comparisons"].append(("direct_vs_tr_cpo", {
                     "difference": res.estimate, "se": res.se, "ci_lower": res.ci_lower, "ci_upper": res.ci_upper,
-                    "p_value": p}, margin, ("transport",)))
+                    "df": res.df}, ("transport",)))
     ctx._cache[key] = out
     return out
+
+
+def probe_mean_comparison(ctx: AnalysisContext, policy: str, est: PolicyEstimate) -> dict | None:
+    """The estimate minus the probe-label mean of its target, with a paired SE.
+
+    The probes are a uniform random subset of the target's labelled fresh draws, so their
+    mean Ybar_P is an unbiased estimate of V(target) that rests on nothing else; every
+    estimate, whatever it rests on, is compared with it (statistics.md 7c). Influence of
+    Ybar_P per prompt c: (n_c / m) sum_{j in P, prompt c} (Y_j - Ybar_P) (n_c prompts with
+    probes, m probes); paired with the estimate's influence by prompt id
+    (:func:`cje.stats.inference.paired_comparison`, which keeps the estimate's OUA).
+
+    Returns
+    -------
+    dict or None
+        The paired comparison, or None without at least 2 probe labels.
+    """
+    view = ctx.fresh.get(policy)
+    if view is None or int(view.probe.sum()) < 2 or not np.isfinite(est.estimate):
+        return None
+    probe = view.probe & (view.row >= 0)
+    y, rows = view.oracle[probe], view.row[probe]
+    m = int(y.size)
+    if m < 2:
+        return None
+    ybar = float(y.mean())
+    uniq, inverse = np.unique(rows, return_inverse=True)
+    phi = np.bincount(inverse, weights=y - ybar) * (uniq.size / m)
+    return paired_comparison(est.estimate, est.cluster_ids, est.influence, est.jackknife,
+                             ybar, ctx.data.prompt_ids[uniq], phi, None, level=ctx.options.level)
+
+
+def judge_checks(comparisons: list[tuple[str, dict, tuple]], margin: float, se_estimate: float | None) -> list[dict]:
+    """Judge each reference comparison for one estimate (:func:`cje.checks.audits.disagreement`)."""
+    return [disagreement(name, comp, margin, assumptions, se_estimate) for name, comp, assumptions in comparisons]

@@ -17,9 +17,9 @@ import numpy as np
 
 from cje import __version__
 from cje.analysis.options import check_against_data, check_options
-from cje.analysis.references import policy_checks
-from cje.checks.audits import audit_verdict
-from cje.checks.status import assumption_ledger, policy_status
+from cje.analysis.references import judge_checks, policy_checks, probe_mean_comparison
+from cje.checks.audits import Audit, audit_verdict, disagreement, pool_audits
+from cje.checks.status import FIXES, assumption_ledger, overlap_evidence, policy_status
 from cje.data.loaders import FreshDraws, LoggedData, load_fresh_draws_dir, load_logged_data
 from cje.errors import ConfigError
 from cje.estimators import get_estimator
@@ -79,15 +79,39 @@ def _overlap_diagnostics(ctx: AnalysisContext, policy: str, rows: np.ndarray | N
     return out
 
 
-def _transport_for(checks: dict, se: float | None) -> dict | None:
-    """The audit this estimate is judged by: probes when the target has them, else the weighted
-    labelled logged rows; with this estimate's SE in the equivalence margin."""
-    audit = checks["probe_audit"] or checks["label_audit"]
+FIXES_TRANSPORT = FIXES["transport"]
+
+
+def _judged_audit(audits: list[Audit | None], overlap_status: str, se: float | None, level: float) -> dict | None:
+    """The transport evidence one estimate is judged by: the probe audit and the weighted-label
+    audit pooled by inverse variance (:func:`cje.checks.audits.pool_audits`). The weighted labels
+    speak only for the part of the target the weights cover, so they are pooled only when
+    overlap PASSes; alone (no probes) their FAIL still counts, their PASS does not."""
+    probe, label = audits
+    if probe is not None:
+        audit = pool_audits([probe, label if overlap_status == "PASS" else None], level)
+    else:
+        audit = label
     if audit is None:
         return None
-    block = audit.to_dict(audit_verdict(audit, se))
+    verdict = audit_verdict(audit, se)
+    block = audit.to_dict(verdict)
     block["n_probe" if audit.source == "probes" else "n_labels"] = audit.n
+    if audit.source == "weighted_labels" and verdict.status == "PASS" and overlap_status != "PASS":
+        block["status"] = "UNTESTED"
+        block["note"] = "equivalent to 0, but the weights are not shown to cover the target, so not conclusive"
     return block
+
+
+def _probes_needed(ctx: AnalysisContext, checks: dict, se: float | None) -> int | None:
+    """Probe labels that make GOOD reachable for an estimate resting on transport: with them the
+    estimate carries the probe correction (no longer resting on transport); m such that the
+    correction adds at most half to its SE, sqrt(SE^2 + s^2 / m) <= 1.5 SE, i.e. m >= s^2 / (1.25 SE^2),
+    with s the residual sd of the calibration (out of fold)."""
+    if se is None or not np.isfinite(se) or se <= 0:
+        return None
+    s = ctx.calibration.oof_rmse
+    return int(np.ceil(s ** 2 / (1.25 * se ** 2))) if np.isfinite(s) and s > 0 else None
 
 
 def _ground_truth(ctx: AnalysisContext, policy: str, result: PolicyResult) -> dict | None:
@@ -147,25 +171,48 @@ def _policy_result(ctx: AnalysisContext, estimator: Estimator, policy: str,
     if est is not None and np.isfinite(est.estimate):
         ci = interval(est.estimate, est.influence, est.jackknife, level=ctx.options.level, parts=est.df_parts)
     checks = policy_checks(ctx, policy)
-    transport = _transport_for(checks, None if ci is None else ci.se)
-    diag = {"weights_raw": raw_diag, "weights_used": used_diag,
+    se = None if ci is None else ci.se
+    margin, level = ctx.options.transport_margin, ctx.options.level
+    judged = judge_checks(checks["comparisons"], margin, se)
+    if est is not None and ci is not None:
+        vs_probes = probe_mean_comparison(ctx, policy, est)
+        if vs_probes is not None:
+            judged.append(disagreement("estimate_vs_probe_mean", vs_probes, margin,
+                                       tuple(a for a in est.rests_on if a not in ("fresh_draws", "random_labels")),
+                                       se))
+    support = None if checks["support"] is None else checks["support"].to_dict()
+    overlap = overlap_evidence(raw_diag, support, judged)
+    transport = _judged_audit([checks["probe_audit"], checks["label_audit"]], overlap[0], se, level)
+    judge_audit = _judged_audit([checks["judge_audit"] if checks["probe_audit"] is not None else None,
+                                 checks["judge_audit"] if checks["probe_audit"] is None else None],
+                                overlap[0], se, level)
+    label, probe = checks["label_audit"], checks["probe_audit"]
+    diag = {"weights_raw": raw_diag, "weights_used": used_diag, "support": support,
             **_overlap_diagnostics(ctx, policy, weighted_rows, est.weights if est is not None else None),
-            "transport": transport, "label_audit": None if checks["label_audit"] is None else
-            checks["label_audit"].to_dict(audit_verdict(checks["label_audit"], None if ci is None else ci.se))}
+            "transport": transport,
+            "probe_audit": None if probe is None else {**probe.to_dict(audit_verdict(probe, se)), "n_probe": probe.n},
+            "label_audit": None if label is None else label.to_dict(audit_verdict(label, se))}
     if checks["notes"]:
         diag["check_notes"] = list(checks["notes"])
     rests_on = [] if est is None else est.rests_on
-    judge_audit = checks["judge_audit"]
-    if judge_audit is not None:
-        judge_audit = judge_audit.to_dict(audit_verdict(judge_audit, None if ci is None else ci.se))
-    ledger = assumption_ledger(rests_on, {} if est is None else est.notes, transport=transport,
-                               raw_weights=raw_diag, checks=checks["checks"], judge_audit=judge_audit)
+    ledger = assumption_ledger(rests_on, {} if est is None else est.notes, transport=transport, overlap=overlap,
+                               checks=judged, judge_audit=judge_audit,
+                               simcal_choice=None if est is None else est.details.get("simcal_choice"))
+    fixes = {}
+    needed = _probes_needed(ctx, checks, se)
+    if needed is not None:
+        fixes["transport"] = (f"about {needed} probe labels on the target's fresh draws (--probe-coverage): the "
+                              "estimate then carries the probe correction and no longer rests on transport "
+                              "(its SE grows by at most half)")
+    if overlap[0] == "PASS":
+        fixes["transport"] = fixes.get("transport", FIXES_TRANSPORT) + (
+            "; or tr-cpo, which corrects with the weighted labels and whose weights pass here")
     effective = None if est is None else est.details.get("label_effective_n")
     if failure is None and effective is not None and effective < MIN_ORACLE_LABELS:
         failure = (f"the label term rests on {effective:.1f} effective labels (< {MIN_ORACLE_LABELS}, Kish ESS of "
                    "the importance weights of the labelled rows): its variance cannot be estimated")
     status = policy_status(assumptions=ledger, overlap=diag.get("judge_overlap"), drop_fraction=drop_fraction,
-                           failure=failure)
+                           failure=failure, checks=judged, fixes=fixes)
     reasons = list(status.reasons)
     if transport is not None and transport["status"] == "FAIL" and "transport" not in rests_on:
         reasons.append(f"transport audit FAIL ({transport['source']}: mean residual {transport['delta']:+.3f} on "
@@ -186,7 +233,7 @@ def _policy_result(ctx: AnalysisContext, estimator: Estimator, policy: str,
     result = PolicyResult(**values, ess=None if ess_source is None else ess_source["ess"],
                           max_weight=None if ess_source is None else ess_source["max_weight"],
                           status=status.status, reliable=status.reliable, reasons=reasons, n_used=n_used,
-                          n_dropped_by_reason=dropped, assumptions=ledger, checks=checks["checks"],
+                          n_dropped_by_reason=dropped, assumptions=ledger, checks=judged,
                           details={} if est is None else est.details)
     arrays = {"raw": raw_w, "used": None if est is None else est.weights}
     return result, diag, est, arrays

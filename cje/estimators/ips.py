@@ -27,8 +27,9 @@ import numpy as np
 
 from cje.estimators.base import Estimator, PolicyEstimate, register
 from cje.estimators.context import AnalysisContext
+from cje.estimators.direct import residual_correction
 
-__all__ = ["RawIPSEstimator", "CalibratedIPSEstimator", "ips_estimate"]
+__all__ = ["RawIPSEstimator", "CalibratedIPSEstimator", "ips_estimate", "with_probe_correction"]
 
 
 def ips_estimate(ctx: AnalysisContext, policy: str, weights: np.ndarray, details: dict,
@@ -51,6 +52,41 @@ def ips_estimate(ctx: AnalysisContext, policy: str, weights: np.ndarray, details
                           n_used=int(rows.size), weights=weights, details=details, rests_on=list(rests_on))
 
 
+def with_probe_correction(ctx: AnalysisContext, policy: str, rows: np.ndarray, est: PolicyEstimate) -> PolicyEstimate:
+    """Add the probe residual correction to an estimate over logged ``rows`` that rests on transport.
+
+    Parameters
+    ----------
+    ctx, policy : the analysis context and target policy.
+    rows : the logged rows the estimate's influence is over (its clusters).
+    est : the estimate; returned unchanged when it does not rest on transport or the target
+        has no probe labels among ``rows``.
+
+    Returns
+    -------
+    PolicyEstimate
+        psi + delta_P, influence + phi_P, jackknife + delta_P^(-k); 'transport' replaced by
+        'random_labels' in ``rests_on``; the correction in ``details``.
+    """
+    view = ctx.fresh.get(policy)
+    if "transport" not in est.rests_on or view is None or not view.probe.any():
+        return est
+    delta, phi, jack_delta, n_probe = residual_correction(ctx, view, rows)
+    if not n_probe:
+        return est
+    k = ctx.n_folds
+    jack = (np.full(k, est.estimate) if est.jackknife is None else est.jackknife) + jack_delta
+    rests_on = list(dict.fromkeys([a for a in est.rests_on if a != "transport"] + ["random_labels"]))
+    notes = {**est.notes, "random_labels": f"the residual correction on {n_probe} probe labels of the target's "
+                                           "fresh draws removes calibration transport bias"}
+    return PolicyEstimate(estimate=est.estimate + delta, influence=est.influence + phi, cluster_ids=est.cluster_ids,
+                          jackknife=jack, n_used=est.n_used, weights=est.weights,
+                          details={**est.details, "uncorrected_estimate": est.estimate, "residual_correction": delta,
+                                   "n_probe_labels": n_probe},
+                          rests_on=rests_on, notes=notes, dropped=est.dropped, weight_rows=est.weight_rows,
+                          df_parts=est.df_parts + [(phi, max(n_probe - 1, 1))])
+
+
 @register
 class RawIPSEstimator(Estimator):
     """Clipped self-normalised IPS (SNIPS)."""
@@ -59,6 +95,10 @@ class RawIPSEstimator(Estimator):
     weight_role = "primary"
 
     def estimate(self, ctx: AnalysisContext, policy: str) -> PolicyEstimate:
+        return with_probe_correction(ctx, policy, ctx.rows(policy), self.estimate_uncorrected(ctx, policy))
+
+    def estimate_uncorrected(self, ctx: AnalysisContext, policy: str) -> PolicyEstimate:
+        """The IPS estimate without the probe correction (a reference for the checks)."""
         rests_on = ["overlap"] if ctx.rewards_are_labels else ["overlap", "transport"]
         return ips_estimate(ctx, policy, ctx.clipped_weights(policy), {"clip": ctx.options.clip}, rests_on)
 
@@ -71,6 +111,10 @@ class CalibratedIPSEstimator(Estimator):
     weight_role = "primary"
 
     def estimate(self, ctx: AnalysisContext, policy: str) -> PolicyEstimate:
+        return with_probe_correction(ctx, policy, ctx.rows(policy), self.estimate_uncorrected(ctx, policy))
+
+    def estimate_uncorrected(self, ctx: AnalysisContext, policy: str) -> PolicyEstimate:
+        """The calibrated-IPS estimate without the probe correction (a reference for the checks)."""
         sim = ctx.calibrated_weights(policy)
         raw = ctx.raw_weights(policy)
         details = {"simcal_choice": sim.choice, "simcal_stacking_weights": sim.stacking_weights,

@@ -28,7 +28,7 @@ from cje.estimators import get_estimator
 from cje.estimators.context import AnalysisOptions, build_context
 from cje.sim.scenarios import simulate_scenario
 
-__all__ = ["GridSpec", "STANDARD_GRIDS", "replicate_rows", "run_grid", "summarise", "DEFAULT_ESTIMATORS"]
+__all__ = ["GridSpec", "STANDARD_GRIDS", "BROKEN_TARGETS", "replicate_rows", "run_grid", "summarise", "DEFAULT_ESTIMATORS"]
 
 DEFAULT_ESTIMATORS = ("naive", "direct", "raw-ips", "calibrated-ips", "dr-cpo", "mrdr", "tmle", "oc-dr-cpo",
                       "tr-cpo", "stacked-dr")
@@ -52,15 +52,27 @@ class GridSpec:
 
 # The grids behind the Monte-Carlo tests (tests/stats) and the table in docs/statistics.md
 # (python -m benchmarks.monte_carlo): the same seeds, so the published numbers are the tested ones.
-# 'gaming' and 'gaming-unseen' run with and without probe labels (10% of each target's fresh draws).
+# Healthy scenarios run without probes and at the default probe budget (config/config.yaml:
+# analysis.probe_coverage 0.5); the scenarios with a judge failure (gaming, a judge-blind defect)
+# run without probes and with probe labels on 10% of each target's fresh draws.
 STANDARD_GRIDS = {
     "mild": GridSpec("mild", seed0=1_000_000),
     "strong": GridSpec("strong", seed0=2_000_000),
+    "mild+probes": GridSpec("mild", probe_coverage=0.5, seed0=7_000_000),
+    "strong+probes": GridSpec("strong", probe_coverage=0.5, seed0=8_000_000),
     "gaming+probes": GridSpec("gaming", probe_coverage=0.1, seed0=3_000_000),
     "gaming-unseen+probes": GridSpec("gaming-unseen", probe_coverage=0.1, seed0=4_000_000),
     "gaming": GridSpec("gaming", seed0=5_000_000),
     "gaming-unseen": GridSpec("gaming-unseen", seed0=6_000_000),
+    "judge-blind-unseen": GridSpec("judge-blind-unseen", seed0=9_000_000),
+    "judge-blind-unseen+probes": GridSpec("judge-blind-unseen", probe_coverage=0.1, seed0=10_000_000),
+    "judge-blind-rare": GridSpec("judge-blind-rare", seed0=11_000_000),
+    "judge-blind-rare+probes": GridSpec("judge-blind-rare", probe_coverage=0.1, seed0=12_000_000),
 }
+# Targets whose judge score is not a sufficient surrogate (a judge failure the estimates must
+# flag or correct); every other target of a scenario is healthy.
+BROKEN_TARGETS = {"gaming": ("gamer",), "gaming-unseen": ("gamer",), "judge-blind-unseen": ("defective",),
+                  "judge-blind-rare": ("defective",)}
 
 
 def replicate_rows(spec: GridSpec, replicate: int) -> list[dict]:

@@ -92,6 +92,15 @@ def _estimates_table(meta: dict) -> str:
     return table("estimates", headers, rows, filterable=True, text_columns=(0, 1, 12))
 
 
+def _support_text(support: dict | None) -> str:
+    """'m [lower, upper] VERDICT' of the support check, or an em dash."""
+    if not support or support.get("m") is None:
+        return "\u2014"
+    lo, hi = support.get("lower"), support.get("upper")
+    bounds = f" [{_num(lo)}, {_num(hi) if hi is not None else 'inf'}]"
+    return f"{_num(support['m'])}{bounds} {support.get('verdict', '')}".strip()
+
+
 def _diagnostics_table(meta: dict) -> str:
     rows = []
     for name in meta["target_policies"]:
@@ -111,6 +120,7 @@ def _diagnostics_table(meta: dict) -> str:
                  + cell(_pct(raw.get("top5_share")), raw.get("top5_share"))
                  + cell(_num(raw.get("hill_index"), ".2f"), raw.get("hill_index"))
                  + cell(_num(raw.get("hellinger_affinity")), raw.get("hellinger_affinity"))
+                 + cell(_support_text(d.get("support")), (d.get("support") or {}).get("m"), "text")
                  + cell(_pct(used.get("ess")), used.get("ess"))
                  + cell(_num(used.get("max_weight"), ".3g"), used.get("max_weight"))
                  + cell(_num(d.get("judge_overlap")), d.get("judge_overlap"))
@@ -123,6 +133,9 @@ def _diagnostics_table(meta: dict) -> str:
                "raw max W", ("raw top-5% share", "share of weight on the top 5% of rows"),
                ("raw Hill index", "tail index; < 2 infinite variance, < 1 infinite mean"),
                ("raw Hellinger affinity", "mean sqrt(W); 1 = identical policies"),
+               ("support", "mean of the unnormalised ratios exp(lp_target - lp_base) with one-sided 99% bounds: 1 when "
+                           "the base covers the target, 1 - q when the target puts mass q where the base never goes; "
+                           "upper bound < 0.9 FAILs overlap"),
                "used ESS", "used max W",
                ("judge overlap", "Bhattacharyya coefficient of fresh vs logged judge scores; < 0.5 CRITICAL"),
                ("out-of-range mass", "share of fresh judge scores outside the labelled score range"),

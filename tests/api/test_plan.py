@@ -115,7 +115,7 @@ def test_probe_plan_counts_the_calibration_error_in_the_audit():
     z = special.ndtri(0.5 + probe_power / 2)
     assert e < (1.96 + z) * np.sqrt(vo_m)  # the stated reason holds
     # the audits of the pilots really do carry that error: their se exceeds the probe-noise part
-    audits = [p["metadata"]["diagnostics"]["better"]["transport"] for p in
+    audits = [p["metadata"]["diagnostics"]["better"]["probe_audit"] for p in
               [_run(n, 40_000 + s, policies, "direct", 0.2, probe=0.1, draws=draws) for s in range(3)]]
     assert all(a["oracle_variance"] and a["se"] > a["se_labels"] for a in audits)
 

@@ -44,12 +44,18 @@ def test_unhelpful_flagged_by_every_estimator_without_probes(arena_logged, arena
     assert payload["metadata"]["diagnostics"]["unhelpful"]["judge_overlap"] == pytest.approx(0.47, abs=0.005)
 
 
-def test_probe_labels_make_the_transport_audit_fail_for_unhelpful(arena_logged, arena_fresh):
+def test_probe_labels_show_the_transport_failure_of_unhelpful(arena_logged, arena_fresh):
     payload = _run(arena_logged, arena_fresh, "direct", 0.25, 0, probe=0.1)
     diag = payload["metadata"]["diagnostics"]
-    assert diag["unhelpful"]["transport"]["status"] == "FAIL"
-    assert diag["unhelpful"]["transport"]["n_probe"] == 50
-    assert any("transport audit FAIL" in r for r in payload["metadata"]["policies"]["unhelpful"]["reasons"])
+    audit = diag["unhelpful"]["transport"]
+    # a residual of -0.17 on 50 probes; the fold calibrators disagree on unhelpful's scores (outside
+    # the logged ones: judge overlap 0.47), so the audit's oracle part has K - 1 = 4 df and the fixed
+    # check level (two-sided 0.002) does not reject: not a PASS, and the estimate does not rest on it
+    assert audit["n_probe"] == 50 and audit["delta"] < -0.1 and audit["status"] != "PASS"
+    assert audit["df"] < 10 and not audit["pass_reachable"]
+    unhelpful = payload["metadata"]["policies"]["unhelpful"]
+    assert unhelpful["status"] == "WARNING"  # corrected with probes, but the judge says little about it
+    assert any("overlap 0.47" in r and "probe labels' correction alone" in r for r in unhelpful["reasons"])
     for policy in HONEST_POLICIES:
         # 50 probes cannot show the calibration equivalent within the estimate's own SE (the
         # revised PASS rule), but nothing fails; direct applies the probe correction itself, so it

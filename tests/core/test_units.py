@@ -169,24 +169,87 @@ def test_status_ladder():
     failed = checked + [{"id": "transport", "status": "FAIL", "evidence": "mean residual -0.2"}]
     s = policy_status(assumptions=failed, overlap=0.9, drop_fraction=0.0)
     assert s.status == "CRITICAL" and not s.reliable
-    s = policy_status(assumptions=checked, overlap=0.4, drop_fraction=0.0)
+    # judge-score overlap speaks to transport: it lowers estimates that rest on it ...
+    on_transport = checked + [{"id": "transport", "status": "PASS", "evidence": ""}]
+    s = policy_status(assumptions=on_transport, overlap=0.4, drop_fraction=0.0)
     assert s.status == "CRITICAL" and not s.reliable and "overlap" in s.reasons[0]
+    assert policy_status(assumptions=on_transport, overlap=0.7, drop_fraction=0.0).status == "WARNING"
+    # ... and not those that correct with probe labels (they do not rest on transport)
+    assert policy_status(assumptions=checked, overlap=0.6, drop_fraction=0.0).status == "GOOD"
+    assert policy_status(assumptions=checked, overlap=0.4, drop_fraction=0.0).status == "WARNING"
     assert policy_status(assumptions=checked, overlap=0.9, drop_fraction=0.2).status == "WARNING"
     naive = [{"id": "judge_is_metric", "status": "UNTESTED", "evidence": "too few labels"}]
     assert policy_status(assumptions=naive, overlap=0.9, drop_fraction=0.0).status == "CRITICAL"
+    # a failed check that names no assumption of the ledger (the estimate vs the probe-label mean)
+    vs_probes = {"check": "estimate_vs_probe_mean", "status": "FAIL", "difference": -0.1, "ci_lower": -0.15,
+                 "ci_upper": -0.05, "p_value": 1e-5, "assumptions": []}
+    s = policy_status(assumptions=checked, overlap=0.9, drop_fraction=0.0, checks=[vs_probes])
+    assert s.status == "CRITICAL" and "estimate_vs_probe_mean" in s.reasons[0]
 
 
 def test_audit_verdict_is_an_equivalence_test():
     from cje.checks.audits import Audit, audit_verdict
 
     tight = Audit("probes", 0.001, 0.002, -0.003, 0.005, 400, 0.05)
-    assert audit_verdict(tight, se_estimate=0.01) == "PASS"      # CI inside +-min(0.05, 0.01)
-    assert audit_verdict(tight, se_estimate=0.004) == "UNTESTED"  # the estimate's own SE is smaller
+    assert audit_verdict(tight, se_estimate=0.01).status == "PASS"      # TOST inside +-min(0.05, 0.01)
+    assert audit_verdict(tight, se_estimate=0.004).status == "UNTESTED"  # the estimate's own SE is smaller
     wide = Audit("probes", 0.0, 0.03, -0.06, 0.06, 20, 0.05)
-    assert audit_verdict(wide, se_estimate=0.01) == "UNTESTED"    # too few labels to tell is not a pass
+    assert audit_verdict(wide, se_estimate=0.01).status == "UNTESTED"    # too few labels to tell is not a pass
+    assert not audit_verdict(wide, se_estimate=0.01).pass_reachable
     biased = Audit("probes", -0.03, 0.005, -0.04, -0.02, 400, 0.05)
-    assert audit_verdict(biased, se_estimate=0.01) == "FAIL"      # a bias larger than the estimate's SE
-    assert audit_verdict(biased, se_estimate=0.05) == "PASS"      # ... but small against a wide interval
+    assert audit_verdict(biased, se_estimate=0.01).status == "FAIL"      # a bias larger than the estimate's SE
+    assert audit_verdict(biased, se_estimate=0.05).status == "PASS"      # ... but small against a wide interval
+
+
+def test_one_decision_rule_for_every_check():
+    from scipy import stats
+
+    from cje.checks.audits import CHECK_ALPHA, CHECKS_PER_ESTIMATE, decide
+
+    assert CHECK_ALPHA * CHECKS_PER_ESTIMATE <= 0.01  # the false-CRITICAL budget per estimate
+    z_fail = stats.norm.ppf(1 - CHECK_ALPHA / 2)
+    # significant at the fixed level and material: FAIL; just below the level: not FAIL, whatever --level says
+    assert decide(0.1, 0.1 / (z_fail + 0.01), float("inf"), 0.01).status == "FAIL"
+    assert decide(0.1, 0.1 / (z_fail - 0.01), float("inf"), 0.01).status == "UNTESTED"
+    # significant but immaterial (smaller than the tolerance): not a FAIL
+    assert decide(0.005, 0.001, float("inf"), 0.01).status != "FAIL"
+    # non-significance is no evidence: a wide check is UNTESTED, never PASS
+    v = decide(0.0, 0.05, float("inf"), 0.01)
+    assert v.status == "UNTESTED" and not v.pass_reachable
+    assert v.detectable_bias == pytest.approx((z_fail + stats.norm.ppf(0.8)) * 0.05)
+    # a zero difference with zero SE (an A/A comparison) has p = 1 and PASSes
+    v = decide(0.0, 0.0, float("inf"), 0.01)
+    assert v.p_value == 1.0 and v.status == "PASS"
+    assert decide(0.02, 0.0, float("inf"), 0.01).status == "FAIL"
+
+
+def test_probe_and_weighted_label_audits_are_pooled():
+    from cje.checks.audits import Audit, pool_audits
+
+    probe = Audit("probes", 0.02, 0.02, -0.02, 0.06, 100, 0.05, df=99.0)
+    label = Audit("weighted_labels", -0.01, 0.01, -0.03, 0.01, 200, 0.05, df=199.0)
+    pooled = pool_audits([probe, label], 0.95)
+    assert pooled.source == "pooled" and pooled.n == 300
+    assert pooled.delta == pytest.approx((0.02 / 0.02 ** 2 - 0.01 / 0.01 ** 2) / (1 / 0.02 ** 2 + 1 / 0.01 ** 2))
+    assert pooled.se == pytest.approx((1 / 0.02 ** 2 + 1 / 0.01 ** 2) ** -0.5) and pooled.se < label.se
+    assert pool_audits([probe, None], 0.95) is probe and pool_audits([None, None], 0.95) is None
+
+
+def test_overlap_needs_positive_evidence_and_fails_on_missing_support():
+    from cje.checks.status import overlap_evidence
+
+    raw = {"ess": 0.6, "hill_index": 5.0}
+    covered = {"m": 1.0, "lower": 0.95, "upper": 1.05, "verdict": "PASS"}
+    missing = {"m": 0.6, "lower": 0.58, "upper": 0.62, "verdict": "FAIL"}
+    unclear = {"m": 0.9, "lower": 0.7, "upper": 1.2, "verdict": "UNTESTED"}
+    assert overlap_evidence(raw, covered, [])[0] == "PASS"
+    assert overlap_evidence(raw, missing, [])[0] == "FAIL"       # ESS and Hill cannot see missing mass
+    assert overlap_evidence(raw, unclear, [])[0] == "UNTESTED"   # good ESS alone is not evidence of support
+    assert overlap_evidence({"ess": 0.2, "hill_index": 5.0}, covered, [])[0] == "UNTESTED"
+    assert overlap_evidence({"ess": 0.05, "hill_index": 5.0}, covered, [])[0] == "FAIL"
+    balance = {"check": "ips_vs_direct", "status": "FAIL"}
+    assert overlap_evidence(raw, covered, [balance])[0] == "FAIL"
+    assert overlap_evidence(raw, covered, [{"check": "ips_vs_direct", "status": "UNTESTED"}])[0] == "PASS"
 
 
 def test_probe_audit_counts_the_calibration_error():
