@@ -310,6 +310,7 @@ class AnalysisContext:
         Returns
         -------
         FreshView
+            The policy's draws aligned with the logged rows.
 
         Raises
         ------
@@ -368,6 +369,7 @@ def build_context(data: LoggedData, fresh: dict[str, FreshDraws], options: Analy
     Returns
     -------
     AnalysisContext
+        The shared folds, calibration, rewards and fresh-draw views of the analysis.
     """
     mask = mask_oracle_labels(data.oracle_labels, options.oracle_coverage, options.seed)
     scored = np.isfinite(data.judge_scores)

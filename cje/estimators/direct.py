@@ -98,7 +98,7 @@ def residual_correction(ctx: AnalysisContext, view: FreshView, rows: np.ndarray)
     influence : ndarray
         Per-row influence contribution over ``rows`` (zeros without probe labels).
     jackknife : ndarray of shape (K,)
-        delta^(-k) per fold (zeros without probe labels).
+        The delta^(-k) per fold (zeros without probe labels).
     n_probe : int
         Number m of probe labels used.
     """

@@ -271,6 +271,7 @@ def dr_cpo(inp: DRInputs, model: OutcomeModel) -> DRResult:
     Returns
     -------
     DRResult
+        The dr-cpo component (estimate, influence, jackknife, assumptions).
 
     References
     ----------
@@ -297,6 +298,7 @@ def mrdr(inp: DRInputs, model: OutcomeModel, omega: str = "w") -> DRResult:
     Returns
     -------
     DRResult
+        The mrdr component.
 
     Raises
     ------
@@ -483,6 +485,7 @@ def finish(inp: DRInputs, result: DRResult) -> PolicyEstimate:
     Returns
     -------
     PolicyEstimate
+        The estimate as the analysis records it, with the weights and dropped rows.
     """
     ctx = inp.ctx
     details = {**result.details, "weights": inp.weights_source, "n_fresh_draws": int(inp.fpos.size),
@@ -525,6 +528,7 @@ class DREstimatorBase(Estimator):
         Returns
         -------
         DRResult
+            The component.
         """
         raise NotImplementedError
 
@@ -539,6 +543,7 @@ class DREstimatorBase(Estimator):
         Returns
         -------
         DRResult
+            The component, probe-corrected when the policy has probe labels.
         """
         return with_probes(inp, self.compute(inp))
 
@@ -555,6 +560,7 @@ class DREstimatorBase(Estimator):
         Returns
         -------
         PolicyEstimate
+            The estimate of ``policy``.
 
         Raises
         ------
@@ -592,6 +598,7 @@ class DRCPOEstimator(DREstimatorBase):
         Returns
         -------
         DRResult
+            The dr-cpo component.
         """
         return dr_cpo(inp, self.outcome_model)
 
@@ -628,6 +635,7 @@ class MRDREstimator(DREstimatorBase):
         Returns
         -------
         DRResult
+            The mrdr component.
 
         Raises
         ------
@@ -662,6 +670,7 @@ class OCDRCPOEstimator(DREstimatorBase):
         Returns
         -------
         DRResult
+            The oc-dr-cpo component.
         """
         return oc_dr_cpo(inp, self.outcome_model)
 
@@ -691,5 +700,6 @@ class TRCPOEstimator(DREstimatorBase):
         Returns
         -------
         DRResult
+            The tr-cpo component.
         """
         return tr_cpo(inp, self.outcome_model)

@@ -133,7 +133,7 @@ class DRInputs:
         Returns
         -------
         CrossFit
-            g on the used rows and on the fresh draws.
+            The outcome model g on the used rows and on the fresh draws.
         """
         try:  # equal frozen models (the default isotonic one) share fits across estimators
             hash(model)
@@ -159,7 +159,7 @@ class DRInputs:
         Returns
         -------
         CrossFit
-            m on the used rows and on the fresh draws (>= 0).
+            The weight model m on the used rows and on the fresh draws (>= 0).
         """
         key = ("m", raw)
         if key not in self.cache:
@@ -205,6 +205,7 @@ def prepare_dr(ctx: AnalysisContext, policy: str, weights: WeightSource = "calib
     Returns
     -------
     DRInputs
+        The aligned arrays over the used rows U and the fresh draws.
 
     Raises
     ------

@@ -62,6 +62,7 @@ def ips_estimate(ctx: AnalysisContext, policy: str, weights: np.ndarray, details
     Returns
     -------
     PolicyEstimate
+        The estimate, its influence and its OUA jackknife over ``ctx.rows(policy)``.
     """
     rows = ctx.rows(policy)
     rewards = ctx.R[rows]

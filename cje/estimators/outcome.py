@@ -224,6 +224,7 @@ def cross_fit(model: OutcomeModel, scores: np.ndarray, targets: np.ndarray, fold
     Returns
     -------
     CrossFit
+        The out-of-fold predictions on the logged rows and the fresh draws.
     """
     logged = np.empty(scores.size)
     fresh = np.empty(fresh_scores.size)
@@ -282,6 +283,6 @@ def cross_fit_weight_model(scores: np.ndarray, weights: np.ndarray, folds: np.nd
     Returns
     -------
     CrossFit
-        m on logged rows and on fresh draws, >= 0.
+        The weight model m on logged rows and on fresh draws, >= 0.
     """
     return cross_fit(_WeightModel(), scores, weights, folds, n_folds, fresh_scores, fresh_folds)

@@ -270,5 +270,6 @@ class StackedDREstimator(DREstimatorBase):
         Returns
         -------
         DRResult
+            The stacked component.
         """
         return self.compute_with_probes(inp)

@@ -105,6 +105,7 @@ def tmle(inp: DRInputs, model: OutcomeModel) -> DRResult:
     Returns
     -------
     DRResult
+        The targeted component; its details record eps and the untargeted parts.
 
     References
     ----------
@@ -159,5 +160,6 @@ class TMLEEstimator(DREstimatorBase):
         Returns
         -------
         DRResult
+            The tmle component.
         """
         return tmle(inp, self.outcome_model)
