@@ -160,6 +160,7 @@ def numeric_field(frame: pl.DataFrame, name: str, path: str,
     Returns
     -------
     ndarray of float or None
+        The values (NaN where null); None when the field is absent.
 
     Raises
     ------
@@ -194,6 +195,7 @@ def integer_field(frame: pl.DataFrame, name: str, path: str, minimum: int = 0) -
     Returns
     -------
     ndarray of int64 or None
+        The values; None when the field is absent.
 
     Raises
     ------
@@ -231,6 +233,7 @@ def text_field(frame: pl.DataFrame, name: str, path: str, allow_integer: bool = 
     Returns
     -------
     polars.Series of str or None
+        The coalesced column; None when the field is absent.
 
     Raises
     ------

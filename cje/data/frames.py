@@ -106,6 +106,7 @@ def as_polars(frame: Any) -> pl.DataFrame | None:
     Returns
     -------
     polars.DataFrame or None
+        The frame, or None when ``frame`` is not a DataFrame.
     """
     if isinstance(frame, pl.DataFrame):
         return frame
@@ -303,6 +304,7 @@ def load_fresh(fresh: Any, policies: list[str], fields: FieldMap, tmp_dir: Path)
     Returns
     -------
     dict of str to FreshDraws
+        {policy: draws} for the target policies found in ``fresh``.
 
     Raises
     ------

@@ -360,6 +360,7 @@ def nonblank_line_numbers(path: str | Path) -> list[int]:
     Returns
     -------
     list of int
+        Line ``i`` of the list is the line row ``i`` came from.
 
     Raises
     ------

@@ -245,6 +245,7 @@ def load_logged_data(path: str | Path) -> LoggedData:
     Returns
     -------
     LoggedData
+        The validated rows, with per-policy validity masks and drop counts.
 
     Raises
     ------
@@ -334,6 +335,7 @@ def load_fresh_draws(path: str | Path, policy: str) -> FreshDraws:
     Returns
     -------
     FreshDraws
+        The draws with a judge score, and the count of those dropped.
 
     Raises
     ------
@@ -433,6 +435,7 @@ def load_fresh_draws_dir(directory: str | Path, policies: list[str]) -> dict[str
     Returns
     -------
     dict of str to FreshDraws
+        {policy: draws} for the policies with a file.
 
     Raises
     ------
