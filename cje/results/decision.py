@@ -48,6 +48,7 @@ def level_label(level: float | None) -> str:
     Returns
     -------
     str
+        The level as a percentage, e.g. ``'95%'``.
     """
     return f"{100 * (0.95 if level is None else level):g}%"
 
@@ -102,6 +103,7 @@ class Comparison:
         Returns
         -------
         str
+            The comparison as one line.
         """
         ci = ("" if self.ci_lower is None else
               f" [{self.ci_lower:+.3f}, {self.ci_upper:+.3f}] ({level_label(self.level)} CI)")
@@ -180,6 +182,7 @@ def withheld_policies(payload: dict) -> list[str]:
     Returns
     -------
     list of str
+        In output order.
     """
     meta = payload["metadata"]
     return [p for p in meta["target_policies"] if meta["policies"][p]["estimate"] is None]
@@ -250,6 +253,7 @@ class BestPolicy:
         Returns
         -------
         str
+            The decision as one sentence.
         """
         lv = level_label(self.level)
         if self.policy is None:
@@ -278,6 +282,7 @@ def best_policy(payload: dict, include_base: bool = True) -> BestPolicy:
     Returns
     -------
     BestPolicy
+        The best candidate, whether it is resolved, and the candidate closest to it.
     """
     meta = payload["metadata"]
     level = _level(payload)

@@ -342,6 +342,7 @@ def load_schema() -> dict:
     Returns
     -------
     dict
+        The parsed schema.
     """
     return json.loads(SCHEMA_PATH.read_text())
 
