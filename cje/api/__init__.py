@@ -36,6 +36,7 @@ def resolve_estimator(name: str, has_fresh_draws: bool) -> str:
     Returns
     -------
     str
+        The estimator name to run.
     """
     if name == "auto":
         return "direct" if has_fresh_draws else "calibrated-ips"
@@ -72,11 +73,24 @@ def analyze(data: Any, fresh_draws: Any = None, estimator: str = "auto", oracle_
         Share of logged rows whose oracle label calibration may use (0, 1].
     seed : int, default=0
         Seed of the coverage mask, the folds and the probe selection.
-    probe_coverage, n_folds, calibration, clip, rho, transport_margin, level
-        As the ``cje analyze`` flags of the same names (``--calibration`` is ``monotone``,
-        ``two_stage`` or ``auto``).
-    refuse_unreliable, allow_missing_fresh_draws : bool, default=False
-        As the ``cje analyze`` flags of the same names.
+    probe_coverage : float, default=0.0
+        As the ``cje analyze`` flag ``--probe-coverage``.
+    n_folds : int, default=5
+        As ``--n-folds``.
+    calibration : {'monotone', 'two_stage', 'auto'}, default='monotone'
+        As ``--calibration``.
+    clip : float, default=100.0
+        As ``--clip``.
+    rho : float, default=1.0
+        As ``--rho``.
+    transport_margin : float, default=0.05
+        As ``--transport-margin``.
+    level : float, default=0.95
+        As ``--level``.
+    refuse_unreliable : bool, default=False
+        As ``--refuse-unreliable``.
+    allow_missing_fresh_draws : bool, default=False
+        As ``--allow-missing-fresh-draws``.
     judge_field, oracle_field, prompt_id_field, base_logprob_field : str
         The user's column names of those fields.
     target_logprob_fields : dict of str to str or None, default=None

@@ -59,7 +59,13 @@ class Result:
         return self.analysis.to_dict()
 
     def to_dict(self) -> dict:
-        """The estimates.json payload."""
+        """The estimates.json payload.
+
+        Returns
+        -------
+        dict
+            The strict-JSON payload (computed once).
+        """
         return self.payload
 
     @property
@@ -117,6 +123,7 @@ class Result:
         Returns
         -------
         Comparison
+            The paired comparison psi_a - psi_b.
 
         Raises
         ------
@@ -142,6 +149,7 @@ class Result:
         Returns
         -------
         BestPolicy
+            The best candidate and whether it is resolved.
         """
         return best_policy(self.payload, include_base=include_base)
 
@@ -162,6 +170,7 @@ class Result:
         Returns
         -------
         str
+            The terminal summary.
         """
 
         return format_summary(self.payload, dashboard=self.dashboard)
@@ -184,6 +193,7 @@ class Result:
         Returns
         -------
         matplotlib.figure.Figure
+            The forest plot.
         """
         # matplotlib is imported only when a figure is drawn
         from cje.viz.forest import policy_estimates_figure
@@ -196,6 +206,7 @@ class Result:
         Returns
         -------
         matplotlib.figure.Figure
+            The weight histograms.
 
         Raises
         ------
@@ -213,6 +224,7 @@ class Result:
         Returns
         -------
         matplotlib.figure.Figure
+            The calibration plot.
 
         Raises
         ------
@@ -275,6 +287,7 @@ def load_result(path: str | Path) -> Result:
     Returns
     -------
     Result
+        The result, with its plot data and dashboard when present.
 
     Raises
     ------
