@@ -78,6 +78,7 @@ def temp_name(name: str, suffix: str = ".tmp") -> str:
     Returns
     -------
     str
+        A hidden name in the target's folder.
     """
     return f".{name}.{_HOST}.{os.getpid()}.{secrets.token_hex(6)}{suffix}"
 
@@ -131,6 +132,7 @@ def remove_stale_temps(directory: str | os.PathLike, name: str, suffix: str = ".
     Returns
     -------
     int
+        The number of temporaries removed.
     """
     removed = 0
     try:

@@ -42,6 +42,7 @@ def plain_number(value: object) -> str:
     Returns
     -------
     str
+        The number as text.
     """
     if isinstance(value, bool) or not isinstance(value, (Real, np.number)):
         return repr(value)

@@ -238,6 +238,7 @@ class Plan:
         Returns
         -------
         ndarray
+            The half-width at each count.
         """
         return half_width_curve(target.parts, labels, self.pilot_labels, self.n_folds, self.level)[0]
 
@@ -247,6 +248,7 @@ class Plan:
         Returns
         -------
         list of dict
+            The table's rows.
         """
         return [{"target": t.name, "kind": t.kind, "goal": t.goal, "pilot_half_width": t.parts.pilot_half_width,
                  "se_without_oua": t.parts.se_base, "oracle_variance": t.parts.oracle_variance,
@@ -261,6 +263,7 @@ class Plan:
         Returns
         -------
         str
+            The table as text.
         """
 
         lv = level_label(self.level)
@@ -300,6 +303,7 @@ class Plan:
         Returns
         -------
         matplotlib.figure.Figure
+            The plan's figure (:func:`cje.viz.plan_plot.plan_figure`).
         """
         # matplotlib is imported only when a figure is drawn
         from cje.viz.plan_plot import plan_figure
@@ -477,6 +481,7 @@ def plan_labels(pilot: Any, half_width: float | None = None, compare: list[tuple
     Returns
     -------
     Plan
+        One target per policy or pair, with the labels it needs.
 
     Raises
     ------

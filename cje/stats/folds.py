@@ -33,6 +33,7 @@ def stable_hash(keys: np.ndarray) -> np.ndarray:
     Returns
     -------
     ndarray of uint64
+        One hash per key.
     """
     encoded = np.char.encode(np.asarray(keys, dtype=str), "utf-8")
     width = encoded.dtype.itemsize
@@ -111,6 +112,7 @@ def fold_of_prompts(query_ids: np.ndarray, logged_ids: np.ndarray, logged_folds:
     Returns
     -------
     ndarray of int64
+        One fold per query id.
     """
     query = np.asarray(query_ids, dtype=str)
     order = np.argsort(logged_ids, kind="stable")
