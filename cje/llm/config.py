@@ -106,6 +106,7 @@ class ProviderConfig:
         Returns
         -------
         str
+            The key (``"not-needed"`` for local and keyless providers).
 
         Raises
         ------
@@ -173,6 +174,7 @@ class PolicyConfig:
         Returns
         -------
         str
+            16 hex characters.
         """
         return _hash(asdict(self))
 
@@ -248,6 +250,7 @@ class ScorerConfig:
         Returns
         -------
         str
+            16 hex characters.
         """
         d = asdict(self)
         for k in ("coverage", "fresh_draw_coverage", "seed"):
@@ -299,6 +302,7 @@ def load_config(path: str | os.PathLike) -> dict:
     Returns
     -------
     dict
+        The config mapping.
 
     Raises
     ------
@@ -343,6 +347,7 @@ def provider_config(cfg: dict, name: str) -> ProviderConfig:
     Returns
     -------
     ProviderConfig
+        The checked provider.
 
     Raises
     ------
@@ -389,6 +394,7 @@ def policy_config(cfg: dict, name: str) -> PolicyConfig:
     Returns
     -------
     PolicyConfig
+        The checked policy.
 
     Raises
     ------
@@ -422,6 +428,7 @@ def scorer_config(cfg: dict, role: str) -> ScorerConfig:
     Returns
     -------
     ScorerConfig
+        The checked scorer.
 
     Raises
     ------

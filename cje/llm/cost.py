@@ -43,6 +43,7 @@ def stage_kind(stage: str) -> str:
     Returns
     -------
     str
+        The part before the first ``:``.
     """
     return str(stage).split(":", 1)[0]
 
@@ -76,6 +77,7 @@ class CostReport:
         Returns
         -------
         float
+            The sum.
         """
         return float(sum(r.get(key, 0) or 0 for r in self.rows))
 
@@ -106,6 +108,7 @@ class CostReport:
         Returns
         -------
         str
+            The report as text.
         """
         def lines(rows: list[dict], first: str) -> list[str]:
             out = [f"{first:<16}{'calls':>9}{'errors':>8}{'retries':>9}{'prompt tok':>13}{'compl. tok':>13}"
@@ -129,6 +132,7 @@ class CostReport:
         Returns
         -------
         dict
+            The report as plain data.
         """
         return {"rows": self.rows, "by_stage": self.by("stage"), "by_provider": self.by("provider"),
                 "total_cost_usd": self.total(), "warnings": self.warnings, "logs": self.logs}

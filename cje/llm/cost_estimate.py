@@ -79,6 +79,7 @@ class Estimate:
         Returns
         -------
         float
+            The sum.
         """
         return float(sum(r[key] for r in self.rows))
 
@@ -88,6 +89,7 @@ class Estimate:
         Returns
         -------
         str
+            The estimate as text.
         """
         out = [f"estimate before the run: {self.n_prompts} prompts, ~{self.prompt_tokens:.0f} tokens per prompt",
                f"{'stage':<10}{'provider':<14}{'calls':>9}{'prompt tok':>14}{'compl. tok <=':>15}{'cost USD <=':>13}"]
@@ -103,6 +105,7 @@ class Estimate:
         Returns
         -------
         dict
+            The estimate as plain data.
         """
         return {"n_prompts": self.n_prompts, "prompt_tokens": self.prompt_tokens, "rows": self.rows,
                 "total_cost_usd": self.total(), "total_calls": self.total("calls"), "warnings": self.warnings}
@@ -154,6 +157,7 @@ def estimate_run(cfg: dict, n_prompts: int | None = None, prompt_tokens: float |
     Returns
     -------
     Estimate
+        Upper bounds per (stage, provider), with notes and warnings.
 
     Raises
     ------

@@ -68,6 +68,7 @@ def looks_like_key(value: str) -> bool:
     Returns
     -------
     bool
+        Whether the value looks like an API key.
     """
     return scrub_key_like(value) != value
 
@@ -85,6 +86,7 @@ def is_env_var_name(value: str) -> bool:
     Returns
     -------
     bool
+        Whether the value is a plausible variable name.
     """
     return bool(ENV_NAME.fullmatch(value)) and not looks_like_key(value) and not (
         len(value) >= 20 and any(c.isdigit() for c in value) and any(c.islower() for c in value))
@@ -127,6 +129,7 @@ class Scrubber:
         Returns
         -------
         str
+            The scrubbed text.
         """
         if not isinstance(text, str):
             text = str(text)

@@ -65,6 +65,7 @@ def end_of_turn(template: str) -> str:
     Returns
     -------
     str
+        The marker.
 
     Raises
     ------
@@ -131,6 +132,7 @@ def render_full(template: str, system_prompt: str | None, user_prompt: str, resp
     Returns
     -------
     str
+        The full string.
 
     Raises
     ------
@@ -166,6 +168,7 @@ def render_messages(template: str, messages: list[dict]) -> str:
     Returns
     -------
     str
+        The rendered chat, ending where the assistant's turn starts.
 
     Raises
     ------

@@ -108,6 +108,7 @@ def request_key(identity: dict, endpoint: str, request: dict, sample: Any = None
     Returns
     -------
     str
+        64 hex characters.
     """
     blob = json.dumps({"format": FORMAT, "provider": identity, "endpoint": endpoint,
                        "request": request, "sample": sample},
@@ -314,6 +315,7 @@ class RequestCache:
         Returns
         -------
         bool
+            False when nobody holds it or its holder is gone.
         """
         path = self._claim_path(key)
         return path.exists() and not self._stale(path)

@@ -59,6 +59,7 @@ class CallLog:
         Returns
         -------
         str
+            The scrubbed text.
         """
         return self.scrubber.scrub(text, key_like=key_like)
 
@@ -137,6 +138,7 @@ class Accounting:
         Returns
         -------
         list of dict
+            Copies of the totals.
         """
         return [dict(r) for r in self.rows.values()]
 

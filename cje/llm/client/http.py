@@ -206,6 +206,7 @@ def chat_text(resp: Any) -> str:
     Returns
     -------
     str
+        The message text.
 
     Raises
     ------

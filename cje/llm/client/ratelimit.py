@@ -83,6 +83,7 @@ def provider_limit_id(provider) -> str:
     Returns
     -------
     str
+        The id.
     """
     digest = hashlib.sha256(f"{provider.kind}|{provider.base_url or ''}".encode()).hexdigest()[:8]
     return f"{provider.name}-{digest}"

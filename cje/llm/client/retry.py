@@ -143,6 +143,7 @@ class RetryState:
         Returns
         -------
         float or None
+            Seconds, in [0, retry_after_max_s].
         """
         if retry_after is None:
             return None

@@ -117,7 +117,9 @@ def scaled_lse(logits: np.ndarray, temperature: float) -> tuple[np.ndarray, np.n
     Returns
     -------
     x : ndarray of float32, shape (n, V)
+        The scaled logits.
     lse : ndarray of float64, shape (n,)
+        Their row-wise log-sum-exp.
     """
     t = float(temperature) if temperature and temperature > 0 else 1.0
     x = np.asarray(logits, dtype=np.float32) / np.float32(t)
@@ -164,6 +166,7 @@ def sample_token(
     Returns
     -------
     int
+        The drawn token id.
     """
     probs = np.exp(logprobs)
     keep = np.ones(probs.shape[0], dtype=bool)
@@ -242,6 +245,7 @@ class LocalEngine:
         Returns
         -------
         list of int
+            Token ids, BOS first.
         """
         return self.llm.tokenize(text.encode("utf-8"), add_bos=True, special=True)
 
@@ -256,6 +260,7 @@ class LocalEngine:
         Returns
         -------
         bytes
+            The token's bytes.
         """
         cached = self._piece_cache.get(token)
         if cached is None:
@@ -278,6 +283,7 @@ class LocalEngine:
         Returns
         -------
         bool
+            Whether generation stops at this token.
         """
         return bool(self._lib.llama_vocab_is_eog(self._vocab, token))
 
@@ -405,8 +411,11 @@ class LocalEngine:
         Returns
         -------
         tokens : list of int
+            The tokens, BOS first.
         sequential_from : int or None
+            Where one-token decodes start (None: all batched).
         token_path : {'canonical', 'sampled'}
+            Which response tokens were used.
 
         Raises
         ------
@@ -474,6 +483,7 @@ class LocalEngine:
         Returns
         -------
         generation : Generation
+            The evaluation's tokens and why it stopped.
         text : str
             The generated text.
 

@@ -51,6 +51,7 @@ def pinned_env(n_threads: int) -> dict[str, str]:
     Returns
     -------
     dict of str to str
+        The environment for the server's child process.
     """
     env = dict(os.environ)
     env.update({name: str(n_threads) for name in THREAD_ENV_VARS})

@@ -83,6 +83,7 @@ def load_stage_file(path: Path, schema: dict, key: tuple[str, ...]) -> pl.DataFr
     Returns
     -------
     polars.DataFrame
+        The ``schema`` columns, one row per key.
 
     Raises
     ------
@@ -259,6 +260,7 @@ def format_summary(summary: dict) -> str:
     Returns
     -------
     str
+        The summary as text.
     """
     lines = [f"cje_dataset.jsonl: {summary['logged_rows']} logged rows; fresh draws: "
              + ", ".join(f"{p}={n}" for p, n in summary["fresh_draws"].items())]

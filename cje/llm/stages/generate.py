@@ -57,6 +57,7 @@ def sampling_request(policy: PolicyConfig, provider: ProviderConfig, prompt: str
     Returns
     -------
     dict
+        The endpoint and the request's fields.
     """
     extra = dict(policy.extra_body)
     if provider.kind == "local":
@@ -141,6 +142,7 @@ def sample_seed(policy: str, prompt_id: str, draw_idx: int) -> int:
     Returns
     -------
     int
+        In [0, 2**31).
     """
     digest = hashlib.blake2b(f"{policy}\x1f{prompt_id}\x1f{draw_idx}".encode(), digest_size=4).digest()
     return int.from_bytes(digest, "big") & 0x7FFFFFFF

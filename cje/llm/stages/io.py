@@ -37,6 +37,7 @@ def record_key(record: dict, key_fields: Sequence[str]) -> tuple:
     Returns
     -------
     tuple
+        The values of ``key_fields``.
     """
     return tuple(record.get(k) for k in key_fields)
 
@@ -65,6 +66,7 @@ def dedupe_sorted(records: Iterable[dict], key_fields: Sequence[str]) -> list[di
     Returns
     -------
     list of dict
+        One record per key, sorted.
     """
     best: dict[tuple, dict] = {}
     for rec in records:
@@ -133,6 +135,7 @@ def read_jsonl(path: str | os.PathLike, required: Sequence[str] = ()) -> list[di
     Returns
     -------
     list of dict
+        One dict per non-blank line.
 
     Raises
     ------

@@ -66,7 +66,9 @@ def load_rubric(path: str) -> tuple[list[str], str]:
     Returns
     -------
     variants : list of str
+        The rubric variants.
     rubric_hash : str
+        The sha256 hex of the file text.
 
     Raises
     ------
@@ -98,6 +100,7 @@ def render_rubric(variant: str, prompt: str, response: str) -> str:
     Returns
     -------
     str
+        The filled-in rubric.
     """
     return variant.replace("{prompt}", prompt).replace("{response}", response)
 
@@ -276,6 +279,7 @@ def oracle_selection(keys: list[tuple], coverage: float, seed: int) -> set[tuple
     Returns
     -------
     set of tuple
+        The keys to label.
     """
     def u(key: tuple) -> float:
         digest = hashlib.blake2b("\x1f".join(map(str, (seed, *key))).encode(), digest_size=16)

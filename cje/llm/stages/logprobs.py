@@ -44,6 +44,7 @@ def cut_by_max_tokens(resp: dict, max_tokens_of: dict[str, int]) -> bool:
     Returns
     -------
     bool
+        Whether the response was cut.
     """
     if resp.get("finish_reason") is not None:
         return resp["finish_reason"] == "length"

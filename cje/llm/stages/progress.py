@@ -80,6 +80,7 @@ class Progress:
         Returns
         -------
         str
+            The progress line.
         """
         elapsed = max(time.monotonic() - self.t0, 1e-9)
         rate = (self.done - self._initial_done()) / elapsed

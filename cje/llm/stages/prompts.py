@@ -62,6 +62,7 @@ def read_source_frame(source: str) -> tuple[pl.DataFrame, str]:
     Returns
     -------
     frame : polars.DataFrame
+        The source's rows.
     description : str
         The path, or ``huggingface:<name>``.
 
@@ -200,6 +201,7 @@ def seeded_subset(df: pl.DataFrame, n_samples: int | None, seed: int) -> pl.Data
     Returns
     -------
     polars.DataFrame
+        The subset, sorted by prompt_id.
 
     Raises
     ------
@@ -271,6 +273,7 @@ def select_shard(prompt_ids: list[str], shard: int, num_shards: int) -> set[str]
     Returns
     -------
     set of str
+        The shard's prompt ids.
 
     Raises
     ------

@@ -84,6 +84,7 @@ class Score:
         Returns
         -------
         dict
+            The fields of one output row.
         """
         return asdict(self)
 
@@ -131,6 +132,7 @@ def echo_from_response(resp: Any) -> Echo:
     Returns
     -------
     Echo
+        The echoed tokens, log-probs, offsets and metadata.
 
     Raises
     ------
@@ -168,6 +170,7 @@ def refusal_reason(policy) -> str | None:
     Returns
     -------
     str or None
+        The reason, or None.
     """
     if policy.chat_template == "none":
         return (f"policy '{policy.name}': chat_template 'none' cannot be teacher-forced "
@@ -198,6 +201,7 @@ def temperature_error(echo: Echo, temperature: float) -> str | None:
     Returns
     -------
     str or None
+        The error text, or None when the temperatures agree.
     """
     scored_at = 1.0 if echo.logprob_temperature is None else float(echo.logprob_temperature)
     if abs(scored_at - float(temperature)) <= 1e-9:
@@ -236,6 +240,7 @@ def locate_span(echo: Echo, prompt_text: str, full_text: str) -> tuple[int, int]
     Returns
     -------
     start, end : int
+        Token indices of the span.
 
     Raises
     ------
@@ -280,6 +285,7 @@ def sum_checked(values: list[float | None], what: str) -> float:
     Returns
     -------
     float
+        The sum.
 
     Raises
     ------
@@ -350,6 +356,8 @@ def score_two_call(full: Echo, prompt: Echo, temperature: float) -> Score:
     Returns
     -------
     Score
+        The response's log-prob (method ``two_call``), or an ``error`` Score when the difference
+        is not a log-probability.
     """
     for echo in (full, prompt):
         err = temperature_error(echo, temperature)
@@ -396,6 +404,7 @@ def render_pair(policy, user_prompt: str, response: str, include_end_of_turn: bo
     Returns
     -------
     prompt_text, full_text : str
+        The rendered prompt-only and full strings.
     """
     prompt_text = render_prompt(policy.chat_template, policy.system_prompt, user_prompt)
     if include_end_of_turn:
