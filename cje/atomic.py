@@ -39,6 +39,16 @@ def fsync_directory(directory: str | os.PathLike) -> None:
 
     File systems that refuse fsync on a folder (EINVAL, ENOTSUP, ...) are skipped
     silently: there is nothing more a process can do there.
+
+    Parameters
+    ----------
+    directory : str or PathLike
+        The folder.
+
+    Raises
+    ------
+    OSError
+        Any other failure to open or fsync it.
     """
     try:
         fd = os.open(directory, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
@@ -56,7 +66,20 @@ def fsync_directory(directory: str | os.PathLike) -> None:
 
 
 def temp_name(name: str, suffix: str = ".tmp") -> str:
-    """A unique hidden sibling name for ``name``: ``.{name}.{host}.{pid}.{random}{suffix}``."""
+    """A unique hidden sibling name for ``name``: ``.{name}.{host}.{pid}.{random}{suffix}``.
+
+    Parameters
+    ----------
+    name : str
+        The target's file name.
+    suffix : str, default='.tmp'
+        The ending of the temporary name.
+
+    Returns
+    -------
+    str
+        A hidden name in the target's folder.
+    """
     return f".{name}.{_HOST}.{os.getpid()}.{secrets.token_hex(6)}{suffix}"
 
 
@@ -71,7 +94,22 @@ def _pid_alive(pid: int) -> bool:
 
 
 def is_stale_temp(entry: str, name: str, suffix: str = ".tmp") -> bool:
-    """True when ``entry`` is a temporary of ``name`` whose writer (same host) is no longer running."""
+    """True when ``entry`` is a temporary of ``name`` whose writer (same host) is no longer running.
+
+    Parameters
+    ----------
+    entry : str
+        A folder entry.
+    name : str
+        The target's file name.
+    suffix : str, default='.tmp'
+        The ending of its temporaries (:func:`temp_name`).
+
+    Returns
+    -------
+    bool
+        False for a temporary of another host, of this process or of a live process.
+    """
     prefix = f".{name}.{_HOST}."
     if not (entry.startswith(prefix) and entry.endswith(suffix)):
         return False
@@ -80,7 +118,22 @@ def is_stale_temp(entry: str, name: str, suffix: str = ".tmp") -> bool:
 
 
 def remove_stale_temps(directory: str | os.PathLike, name: str, suffix: str = ".tmp") -> int:
-    """Delete temporaries of ``directory/name`` left by killed writers; return how many."""
+    """Delete temporaries of ``directory/name`` left by killed writers; return how many.
+
+    Parameters
+    ----------
+    directory : str or PathLike
+        The folder (an unreadable folder counts as none removed).
+    name : str
+        The target's file name.
+    suffix : str, default='.tmp'
+        The ending of its temporaries.
+
+    Returns
+    -------
+    int
+        The number of temporaries removed.
+    """
     removed = 0
     try:
         entries = os.listdir(directory)
@@ -105,6 +158,16 @@ def atomic_output_path(path: str | os.PathLike) -> Iterator[Path]:
     block it is fsync-ed, given that mode again (in case the writer re-created it),
     renamed over ``path``, and the folder is fsync-ed. On an exception it is deleted
     and ``path`` is unchanged. Parent folders are created.
+
+    Parameters
+    ----------
+    path : str or PathLike
+        The file to replace.
+
+    Yields
+    ------
+    Path
+        The temporary path, in the same folder.
     """
     path = Path(path)
     parent = path.parent
@@ -139,6 +202,16 @@ def atomic_writer(path: str | os.PathLike) -> Iterator[IO[bytes]]:
 
     Same contract as :func:`atomic_output_path` (fsync file, rename, fsync folder,
     0666 minus umask); on an exception inside the block ``path`` is unchanged.
+
+    Parameters
+    ----------
+    path : str or PathLike
+        The file to replace.
+
+    Yields
+    ------
+    file object
+        A binary handle open for writing.
     """
     with atomic_output_path(path) as tmp:
         with open(tmp, "wb") as handle:
@@ -146,11 +219,27 @@ def atomic_writer(path: str | os.PathLike) -> Iterator[IO[bytes]]:
 
 
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
-    """Write ``data`` to ``path`` atomically and durably (see :func:`atomic_writer`)."""
+    """Write ``data`` to ``path`` atomically and durably (see :func:`atomic_writer`).
+
+    Parameters
+    ----------
+    path : str or PathLike
+        The file to replace.
+    data : bytes
+        Its new content.
+    """
     with atomic_writer(path) as handle:
         handle.write(data)
 
 
 def atomic_write_text(path: str | os.PathLike, text: str) -> None:
-    """Write ``text`` (UTF-8) to ``path`` atomically and durably (see :func:`atomic_writer`)."""
+    """Write ``text`` (UTF-8) to ``path`` atomically and durably (see :func:`atomic_writer`).
+
+    Parameters
+    ----------
+    path : str or PathLike
+        The file to replace.
+    text : str
+        Its new content.
+    """
     atomic_write_bytes(path, text.encode("utf-8"))

@@ -12,10 +12,14 @@ class InputError(CJEError):
 
     Parameters
     ----------
-    message : what is wrong, in words a user understands.
-    path : the file the problem is in (or None).
-    line : 1-based line number in that file (or None).
-    field : the JSON field concerned (or None).
+    message : str
+        What is wrong, in words a user understands.
+    path : str or None, default=None
+        The file the problem is in.
+    line : int or None, default=None
+        1-based line number in that file.
+    field : str or None, default=None
+        The JSON field concerned.
     """
 
     def __init__(self, message: str, path: str | None = None, line: int | None = None,
@@ -37,7 +41,15 @@ class InputError(CJEError):
 
 
 class ConfigError(CJEError):
-    """Bad configuration or command-line option; names the key or flag."""
+    """Bad configuration or command-line option; names the key or flag.
+
+    Parameters
+    ----------
+    message : str
+        What is wrong.
+    key : str or None, default=None
+        The config key; the message then reads ``config key '{key}': {message}``.
+    """
 
     def __init__(self, message: str, key: str | None = None):
         self.key = key
@@ -45,7 +57,15 @@ class ConfigError(CJEError):
 
 
 class OutputError(CJEError):
-    """The output folder cannot take the results (a file, read-only, unwritable); names the folder."""
+    """The output folder cannot take the results (a file, read-only, unwritable); names the folder.
+
+    Parameters
+    ----------
+    message : str
+        What is wrong.
+    path : str or None, default=None
+        The output folder; the message then reads ``output folder {path}: {message}``.
+    """
 
     def __init__(self, message: str, path: str | None = None):
         self.path = path
@@ -57,6 +77,15 @@ class OptionError(ConfigError):
 
     ``OptionError("must be in (0, 1), got 1.5", flag="--level", key="level")`` reads
     ``option --level (level): must be in (0, 1), got 1.5``.
+
+    Parameters
+    ----------
+    message : str
+        What is wrong.
+    flag : str
+        The command-line flag.
+    key : str
+        The option / config key.
     """
 
     def __init__(self, message: str, flag: str, key: str):

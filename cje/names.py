@@ -31,18 +31,32 @@ def safe_component(name: str, what: str, *, path: str | None = None, line: int |
 
     Parameters
     ----------
-    name : the candidate (a policy name, provider name, id, ...).
-    what : what it is, in the user's words ("policy name", "config key 'policies'", ...);
+    name : str
+        The candidate (a policy name, provider name, id, ...).
+    what : str
+        What it is, in the user's words ("policy name", "config key 'policies'", ...);
         it starts the error message.
-    path, line, field : when the name came from a data file, where it was found; the
-        error is then an :class:`InputError` naming ``file:line`` and the field.
+    path : str or None, default=None
+        When the name came from a data file, the file; the error is then an
+        :class:`InputError` naming ``file:line`` and the field.
+    line : int or None, default=None
+        The 1-based line where it was found.
+    field : str or None, default=None
+        The field it was found in.
 
     Returns
     -------
-    ``name``, when it is a non-empty ``str`` of at most 200 characters matching
-    ``[A-Za-z0-9_.-]+`` that does not start with a dot (so never ``.``, ``..``, a
-    hidden file, a separator or a NUL). Otherwise raises :class:`ConfigError`
-    (or :class:`InputError` when ``path`` is given) with a one-line message.
+    str
+        ``name``, when it is a non-empty ``str`` of at most 200 characters matching
+        ``[A-Za-z0-9_.-]+`` that does not start with a dot (so never ``.``, ``..``, a
+        hidden file, a separator or a NUL).
+
+    Raises
+    ------
+    ConfigError
+        Otherwise, with a one-line message.
+    InputError
+        Instead of ConfigError when ``path`` is given.
     """
     if not isinstance(name, str):
         problem = f"{what} must be a string, got {type(name).__name__} {_shown(str(name))}"

@@ -32,7 +32,18 @@ MAX_LEVEL = 1 - 1e-9
 
 
 def plain_number(value: object) -> str:
-    """A number as users write it (``1.5``, ``nan``, ``5000``), never ``np.float64(1.5)``."""
+    """A number as users write it (``1.5``, ``nan``, ``5000``), never ``np.float64(1.5)``.
+
+    Parameters
+    ----------
+    value : object
+        A number (anything else is shown with ``repr``).
+
+    Returns
+    -------
+    str
+        The number as text.
+    """
     if isinstance(value, bool) or not isinstance(value, (Real, np.number)):
         return repr(value)
     if isinstance(value, (Integral, np.integer)):
@@ -65,7 +76,17 @@ def check_options(options) -> None:
     oracle_coverage in (0, 1]; probe_coverage in [0, 1); n_folds an integer >= 2;
     seed an integer in [0, 2^63 - 1]; clip > 1; rho > 0; transport_margin in (0, 1);
     level in (0, 1 - 1e-9]; every float finite (nan and inf rejected); calibration
-    one of monotone, two_stage, auto. Raises :class:`OptionError`.
+    one of monotone, two_stage, auto.
+
+    Parameters
+    ----------
+    options : AnalysisOptions
+        The options to check.
+
+    Raises
+    ------
+    OptionError
+        The first bad value, naming the command-line flag and the option key.
     """
     c = _real("oracle_coverage", options.oracle_coverage)
     if not 0 < c <= 1:
@@ -103,6 +124,18 @@ def check_against_data(options, data) -> None:
     (round(oracle_coverage * n) of the labelled, judged rows, as :func:`cje.stats.oracle_mask.mask_oracle_labels`
     selects them), i.e. ``n_folds <= labels / 2``. With fewer labels than
     :data:`cje.stats.calibration.MIN_ORACLE_LABELS` calibration itself reports the shortage.
+
+    Parameters
+    ----------
+    options : AnalysisOptions
+        The options.
+    data : LoggedData
+        The logged data.
+
+    Raises
+    ------
+    OptionError
+        Too many folds for the labels (``--n-folds``).
     """
 
     mask = mask_oracle_labels(data.oracle_labels, options.oracle_coverage, options.seed)

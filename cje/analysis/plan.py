@@ -43,6 +43,16 @@ t_{n_c - 1} * SE_b however many labels: then only more prompts help.
   P(pass) = 2 Phi((e - w_k) / s_k) - 1. The plan is the smallest k with P(pass) >= probe
   power; when even k -> infinity cannot reach it (e < (t + z) sqrt(V_o(m))) no probe
   count helps until more oracle labels shrink V_o(m).
+
+References
+----------
+van der Vaart, A. W. (1998). Asymptotic Statistics. Cambridge University Press, ch. 25.
+Chow, S.-C., Shao, J., & Wang, H. (2008). Sample Size Calculations in Clinical Research
+(2nd ed.). Chapman & Hall/CRC, ch. 3.
+Welch, B. L. (1947). The generalization of 'Student's' problem when several different
+population variances are involved. Biometrika, 34(1/2), 28-35.
+Efron, B., & Stein, C. (1981). The jackknife estimate of variance. The Annals of
+Statistics, 9(3), 586-596.
 """
 
 from __future__ import annotations
@@ -67,7 +77,21 @@ __all__ = ["VarianceParts", "Target", "Plan", "plan_labels", "pilot_payloads", "
 
 @dataclass(frozen=True)
 class VarianceParts:
-    """What the model needs of one estimate (a policy) or one difference (a comparison)."""
+    """What the model needs of one estimate (a policy) or one difference (a comparison).
+
+    Parameters
+    ----------
+    name : str
+        The policy, or ``"a - b"`` for a comparison.
+    se_base : float
+        SE_b (``se_without_oua``), pooled over pilots.
+    oracle_variance : float
+        V_o at the pilot's m0 (0 when the pilot skipped OUA).
+    df_base : float
+        n_c - 1.
+    pilot_half_width : float or None, default=None
+        The mean pilot CI half-width, for reference.
+    """
 
     name: str
     se_base: float            # SE_b (se_without_oua), pooled over pilots
@@ -82,8 +106,36 @@ def _t(df: np.ndarray | float, prob: float) -> np.ndarray:
 
 def half_width_curve(parts: VarianceParts, labels: np.ndarray, m0: float, n_folds: int,
                      level: float) -> tuple[np.ndarray, np.ndarray]:
-    """(half-width, df) at each label count in ``labels`` (module docstring; one df per count,
-    from :func:`cje.stats.inference.satterthwaite_df`, so keep ``labels`` to plot-grid sizes)."""
+    """(half-width, df) at each label count in ``labels`` (module docstring).
+
+    half_width(m) = t_{(1 + level)/2, df(m)} * sqrt(SE_b^2 + V_o m0 / m), with one df per
+    count from :func:`cje.stats.inference.satterthwaite_df`, so keep ``labels`` to plot-grid sizes.
+
+    Parameters
+    ----------
+    parts : VarianceParts
+        SE_b, V_o and the base df of the target.
+    labels : array-like of int
+        Oracle label counts m.
+    m0 : float
+        The pilot's label count.
+    n_folds : int
+        Number K of folds (V_o has K - 1 df).
+    level : float
+        The confidence level.
+
+    Returns
+    -------
+    half_width : ndarray
+        One per count.
+    df : ndarray
+        The Welch-Satterthwaite df of each.
+
+    References
+    ----------
+    Welch, B. L. (1947). The generalization of 'Student's' problem when several different
+    population variances are involved. Biometrika, 34(1/2), 28-35.
+    """
     m = np.asarray(labels, float)
     vb = parts.se_base ** 2
     vo = parts.oracle_variance * m0 / m
@@ -93,7 +145,29 @@ def half_width_curve(parts: VarianceParts, labels: np.ndarray, m0: float, n_fold
 
 @dataclass
 class Target:
-    """One planned quantity: a policy's half-width or a pair's separation."""
+    """One planned quantity: a policy's half-width or a pair's separation.
+
+    Parameters
+    ----------
+    name : str
+        The policy, or ``"a - b"``.
+    kind : {'half_width', 'separation'}
+        What is planned.
+    parts : VarianceParts
+        Its variance parts from the pilot.
+    goal : float
+        Target half-width, or the margin to detect.
+    labels_needed : int or None
+        The oracle labels needed; None = not reachable with n rows.
+    half_width_at_plan : float
+        At labels_needed, or with every row labelled when unreachable.
+    floor_half_width : float
+        With infinitely many labels (sampling error only).
+    probe_labels : int or None, default=None
+        Probe labels for the transport audit (None: none reach the audit's power, or no fresh draws).
+    probe_note : str, default=''
+        Where the probe plan's residual SD came from, or why there is none.
+    """
 
     name: str
     kind: str                  # 'half_width' | 'separation'
@@ -107,12 +181,35 @@ class Target:
 
     @property
     def reachable(self) -> bool:
+        """True when some label count up to n reaches the goal."""
         return self.labels_needed is not None
 
 
 @dataclass
 class Plan:
-    """The plan: one :class:`Target` per policy (or pair), and what the pilot was."""
+    """The plan: one :class:`Target` per policy (or pair), and what the pilot was.
+
+    Parameters
+    ----------
+    estimator : str
+        The pilot's estimator.
+    n_samples : int
+        Logged rows n.
+    pilot_labels : float
+        The pilot's oracle label count m0 (averaged over pilots).
+    n_folds : int
+        Number K of folds.
+    level : float
+        The confidence level.
+    n_pilots : int
+        Pilot runs pooled.
+    power : float
+        The power of the separation plan.
+    targets : list of Target
+        The planned quantities.
+    sources : list of str
+        Where each pilot came from.
+    """
 
     estimator: str
     n_samples: int
@@ -131,10 +228,30 @@ class Plan:
         return None if not needed or None in needed else max(needed)
 
     def curve(self, target: Target, labels: np.ndarray) -> np.ndarray:
+        """Half-width of ``target`` at each label count in ``labels`` (:func:`half_width_curve`).
+
+        Parameters
+        ----------
+        target : Target
+            A planned quantity.
+        labels : array-like of int
+            Oracle label counts.
+
+        Returns
+        -------
+        ndarray
+            The half-width at each count.
+        """
         return half_width_curve(target.parts, labels, self.pilot_labels, self.n_folds, self.level)[0]
 
     def to_rows(self) -> list[dict]:
-        """One dict per target (the columns of the printed table)."""
+        """One dict per target (the columns of the printed table).
+
+        Returns
+        -------
+        list of dict
+            The table's rows.
+        """
         return [{"target": t.name, "kind": t.kind, "goal": t.goal, "pilot_half_width": t.parts.pilot_half_width,
                  "se_without_oua": t.parts.se_base, "oracle_variance": t.parts.oracle_variance,
                  "labels_needed": t.labels_needed,
@@ -143,7 +260,13 @@ class Plan:
                  "probe_labels": t.probe_labels} for t in self.targets]
 
     def table(self) -> str:
-        """The small table ``cje plan`` prints."""
+        """The small table ``cje plan`` prints.
+
+        Returns
+        -------
+        str
+            The table as text.
+        """
 
         lv = level_label(self.level)
         lines = [f"pilot: {self.estimator}, n = {self.n_samples} logged rows, {self.pilot_labels:g} oracle labels, "
@@ -177,7 +300,13 @@ class Plan:
         return "\n".join(lines)
 
     def figure(self):
-        """CI half-width against oracle labels for every target (a matplotlib Figure)."""
+        """CI half-width against oracle labels for every target (a matplotlib Figure).
+
+        Returns
+        -------
+        matplotlib.figure.Figure
+            The plan's figure (:func:`cje.viz.plan_plot.plan_figure`).
+        """
         # matplotlib is imported only when a figure is drawn
         from cje.viz.plan_plot import plan_figure
 
@@ -189,7 +318,27 @@ def _f(value, spec: str) -> str:
 
 
 def pilot_payloads(sources: Any) -> tuple[list[dict], list[str]]:
-    """Payloads from estimates.json paths / folders / payload dicts / :class:`cje.api.result.Result`s."""
+    """Payloads from estimates.json paths / folders / payload dicts / :class:`cje.api.result.Result`s.
+
+    Parameters
+    ----------
+    sources : object or list
+        One source or a list of them (several = seeds of one setting, pooled).
+
+    Returns
+    -------
+    payloads : list of dict
+        The estimates.json payloads.
+    names : list of str
+        Where each came from (a path, ``<payload>`` or ``<Result>``).
+
+    Raises
+    ------
+    InputError
+        A pilot file is missing or is not a valid estimates.json.
+    ConfigError
+        No pilot is given, or the pilots differ in estimator, rows, folds or level.
+    """
 
     items = sources if isinstance(sources, (list, tuple)) else [sources]
     payloads, names = [], []
@@ -313,17 +462,44 @@ def plan_labels(pilot: Any, half_width: float | None = None, compare: list[tuple
 
     Parameters
     ----------
-    pilot : estimates.json path(s), folder(s), payload dict(s) or Result(s) of one setting
+    pilot : str, Path, dict, Result or a list of them
+        estimates.json path(s), folder(s), payload dict(s) or Result(s) of one setting
         (several = seeds, pooled).
-    half_width : target CI half-width per policy (at the pilot's level); or
-    compare, margin : pairs (a, b) to separate by ``margin`` with ``power`` ('base' allowed).
-    policies : restrict the half-width plan to these targets (default: every target with
+    half_width : float or None, default=None
+        Target CI half-width per policy (at the pilot's level); or
+    compare : list of (str, str) or None, default=None
+        Pairs (a, b) to separate by ``margin`` with ``power`` ('base' allowed).
+    margin : float or None, default=None
+        The difference to detect (with ``compare``).
+    power : float, default=0.8
+        Power of the separation, in (0, 1).
+    policies : list of str or None, default=None
+        Restrict the half-width plan to these targets (default: every target with
         an estimate in the pilot).
-    transport_margin : the audit margin (``--transport-margin`` of the analysis).
-    probe_power : probability the audit passes when the transport holds (default ``power``).
+    transport_margin : float, default=0.05
+        The audit margin (``--transport-margin`` of the analysis).
+    probe_power : float or None, default=None
+        Probability the audit passes when the transport holds (default ``power``).
 
-    Returns a :class:`Plan`. Raises ConfigError for a bad target, InputError for a pilot
-    missing what the model needs.
+    Returns
+    -------
+    Plan
+        One target per policy or pair, with the labels it needs.
+
+    Raises
+    ------
+    ConfigError
+        A bad target: neither or both of ``half_width`` and ``compare``, a power outside (0, 1),
+        a half-width or margin not > 0, an unknown policy.
+    InputError
+        A pilot missing what the model needs (e.g. ``se_without_oua``).
+    KeyError
+        A pair to separate was not compared in the pilot.
+
+    References
+    ----------
+    Chow, S.-C., Shao, J., & Wang, H. (2008). Sample Size Calculations in Clinical Research
+    (2nd ed.). Chapman & Hall/CRC, ch. 3.
     """
     if (half_width is None) == (compare is None):
         raise ConfigError("give either a target half-width or pairs to separate (with a margin)", key="target")

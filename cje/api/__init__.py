@@ -21,8 +21,23 @@ __all__ = ["analyze", "resolve_estimator"]
 
 
 def resolve_estimator(name: str, has_fresh_draws: bool) -> str:
-    """``'auto'`` -> ``'direct'`` with fresh draws (no importance weights needed), else
-    ``'calibrated-ips'``; any other name is returned unchanged (checked by the analysis)."""
+    """Resolve ``'auto'`` to an estimator name.
+
+    ``'auto'`` -> ``'direct'`` with fresh draws (no importance weights needed), else
+    ``'calibrated-ips'``; any other name is returned unchanged (checked by the analysis).
+
+    Parameters
+    ----------
+    name : str
+        An estimator name or ``'auto'``.
+    has_fresh_draws : bool
+        Whether fresh draws were given.
+
+    Returns
+    -------
+    str
+        The estimator name to run.
+    """
     if name == "auto":
         return "direct" if has_fresh_draws else "calibrated-ips"
     return name
@@ -41,32 +56,63 @@ def analyze(data: Any, fresh_draws: Any = None, estimator: str = "auto", oracle_
 
     Parameters
     ----------
-    data : path of a logged-data JSONL, or a polars / pandas DataFrame with one row per
+    data : str, Path, polars.DataFrame or pandas.DataFrame
+        Path of a logged-data JSONL, or a polars / pandas DataFrame with one row per
         logged (base-policy) response: ``prompt``, ``response``, ``base_policy_logprob``,
         ``target_policy_logprobs`` ({policy: log-prob} object; or one column per target,
         see ``target_logprob_fields``), ``judge_score``, optional ``oracle_label``,
         ``prompt_id`` (fields may also sit under ``metadata``, as in the pipeline's files).
-    fresh_draws : None, a folder of ``{policy}_responses.jsonl``, a ``{policy: DataFrame}``
+    fresh_draws : None, str, Path, dict or DataFrame, default=None
+        None, a folder of ``{policy}_responses.jsonl``, a ``{policy: DataFrame}``
         dict, or one long DataFrame with a ``policy`` column (``policy_field``); rows have
         ``prompt_id``, ``judge_score``, optional ``draw_idx`` and ``oracle_label``.
-    estimator : an estimator name (``naive``, ``direct``, ``raw-ips``, ``calibrated-ips``,
+    estimator : str, default='auto'
+        An estimator name (``naive``, ``direct``, ``raw-ips``, ``calibrated-ips``,
         ``dr-cpo``, ... docs/estimators.md) or ``'auto'`` (:func:`resolve_estimator`).
-    oracle_coverage : share of logged rows whose oracle label calibration may use (0, 1].
-    seed : seed of the coverage mask, the folds and the probe selection.
-    probe_coverage, n_folds, calibration, clip, rho, transport_margin, level,
-    refuse_unreliable, allow_missing_fresh_draws : as the ``cje analyze`` flags of the
-        same names (``--calibration`` is ``monotone``, ``two_stage`` or ``auto``).
-    judge_field, oracle_field, prompt_id_field, base_logprob_field : the user's column
-        names of those fields.
-    target_logprob_fields : {policy: column} when each target's log-prob is its own column.
-    judge_scale, oracle_scale : (low, high) of a scale other than [0, 1]; values are
-        mapped to (x - low) / (high - low), and a value outside [low, high] is an error.
+    oracle_coverage : float, default=1.0
+        Share of logged rows whose oracle label calibration may use (0, 1].
+    seed : int, default=0
+        Seed of the coverage mask, the folds and the probe selection.
+    probe_coverage : float, default=0.0
+        As the ``cje analyze`` flag ``--probe-coverage``.
+    n_folds : int, default=5
+        As ``--n-folds``.
+    calibration : {'monotone', 'two_stage', 'auto'}, default='monotone'
+        As ``--calibration``.
+    clip : float, default=100.0
+        As ``--clip``.
+    rho : float, default=1.0
+        As ``--rho``.
+    transport_margin : float, default=0.05
+        As ``--transport-margin``.
+    level : float, default=0.95
+        As ``--level``.
+    refuse_unreliable : bool, default=False
+        As ``--refuse-unreliable``.
+    allow_missing_fresh_draws : bool, default=False
+        As ``--allow-missing-fresh-draws``.
+    judge_field, oracle_field, prompt_id_field, base_logprob_field : str
+        The user's column names of those fields.
+    target_logprob_fields : dict of str to str or None, default=None
+        {policy: column} when each target's log-prob is its own column.
+    policy_field : str, default='policy'
+        The policy column of a long fresh-draws DataFrame.
+    judge_scale, oracle_scale : (float, float) or None, default=None
+        (low, high) of a scale other than [0, 1]; values are mapped to
+        (x - low) / (high - low), and a value outside [low, high] is an error.
 
     Returns
     -------
-    :class:`cje.api.result.Result`. Raises :class:`cje.errors.ConfigError` (bad option)
-    or :class:`cje.errors.InputError` (bad data, naming the file and line or the
-    DataFrame row, and the field) before any estimate is computed.
+    Result
+        :class:`cje.api.result.Result`.
+
+    Raises
+    ------
+    ConfigError
+        A bad option, before any estimate is computed.
+    InputError
+        Bad data, naming the file and line or the DataFrame row, and the field, before any
+        estimate is computed.
     """
 
     fields = FieldMap(judge=judge_field, oracle=oracle_field, prompt_id=prompt_id_field,

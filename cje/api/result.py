@@ -35,6 +35,15 @@ class Result:
     ``plot_estimates()`` / ``plot_weights()`` / ``plot_calibration()`` (matplotlib
     figures), ``write(dir, plots=False)``, ``to_dict()`` (the estimates.json payload),
     ``metadata``, ``analysis`` (the underlying :class:`~cje.results.model.AnalysisOutput`).
+
+    Parameters
+    ----------
+    analysis : AnalysisOutput
+        The analysis to wrap.
+    refuse_unreliable : bool, default=False
+        Whether unreliable estimates were withheld (``--refuse-unreliable``).
+    dashboard : Path or None, default=None
+        The dashboard file, when written (set by ``write(..., plots=True)``).
     """
 
     def __init__(self, analysis: AnalysisOutput, refuse_unreliable: bool = False,
@@ -50,15 +59,23 @@ class Result:
         return self.analysis.to_dict()
 
     def to_dict(self) -> dict:
-        """The estimates.json payload."""
+        """The estimates.json payload.
+
+        Returns
+        -------
+        dict
+            The strict-JSON payload (computed once).
+        """
         return self.payload
 
     @property
     def metadata(self) -> dict:
+        """The ``metadata`` block of the estimates.json payload."""
         return self.payload["metadata"]
 
     @property
     def estimator(self) -> str:
+        """The estimator's registry name."""
         return self.analysis.estimator
 
     @property
@@ -68,6 +85,7 @@ class Result:
 
     @property
     def level(self) -> float:
+        """The confidence level of the intervals (0.95 when the payload does not say)."""
         return float((self.metadata.get("inference") or {}).get("level", 0.95))
 
     @property
@@ -93,9 +111,26 @@ class Result:
         """psi_a - psi_b: paired difference, SE, CI at the analysis level, p-value (``'base'`` = logging policy).
 
         Read from ``metadata.comparisons`` (difference of the aligned influence
-        functions plus the oracle-uncertainty jackknife of the difference). Raises
-        ``KeyError`` for a policy without an estimate or an unknown name, and
-        ``ValueError`` for a policy whose estimate was withheld.
+        functions plus the oracle-uncertainty jackknife of the difference).
+
+        Parameters
+        ----------
+        a : str
+            A policy.
+        b : str, default='base'
+            The policy it is compared with.
+
+        Returns
+        -------
+        Comparison
+            The paired comparison psi_a - psi_b.
+
+        Raises
+        ------
+        KeyError
+            A policy without an estimate or an unknown name.
+        ValueError
+            A policy whose estimate was withheld.
         """
         for name in (a, b):
             if name in self.withheld:
@@ -104,7 +139,18 @@ class Result:
         return find_comparison(self.payload, a, b)
 
     def best_policy(self, include_base: bool = True) -> BestPolicy:
-        """The best reliable candidate and whether it is resolved (:func:`cje.results.decision.best_policy`)."""
+        """The best reliable candidate and whether it is resolved (:func:`cje.results.decision.best_policy`).
+
+        Parameters
+        ----------
+        include_base : bool, default=True
+            Count the base policy's on-policy estimate as a candidate.
+
+        Returns
+        -------
+        BestPolicy
+            The best candidate and whether it is resolved.
+        """
         return best_policy(self.payload, include_base=include_base)
 
     @property
@@ -119,7 +165,13 @@ class Result:
 
     # --- text, HTML, plots ---------------------------------------------------
     def summary(self) -> str:
-        """The decision-first text ``cje analyze`` prints (:func:`cje.viz.text.format_summary`)."""
+        """The decision-first text ``cje analyze`` prints (:func:`cje.viz.text.format_summary`).
+
+        Returns
+        -------
+        str
+            The terminal summary.
+        """
 
         return format_summary(self.payload, dashboard=self.dashboard)
 
@@ -136,21 +188,49 @@ class Result:
         return result_html(self.payload)
 
     def plot_estimates(self) -> "Figure":
-        """Forest plot of the estimates and CIs (the dashboard's ``policy_estimates.png``)."""
+        """Forest plot of the estimates and CIs (the dashboard's ``policy_estimates.png``).
+
+        Returns
+        -------
+        matplotlib.figure.Figure
+            The forest plot.
+        """
         # matplotlib is imported only when a figure is drawn
         from cje.viz.forest import policy_estimates_figure
 
         return policy_estimates_figure(self.payload)
 
     def plot_weights(self) -> "Figure":
-        """Raw vs used importance-weight histograms per policy (``weight_distributions.png``)."""
+        """Raw vs used importance-weight histograms per policy (``weight_distributions.png``).
+
+        Returns
+        -------
+        matplotlib.figure.Figure
+            The weight histograms.
+
+        Raises
+        ------
+        ValueError
+            The result has no plot data (loaded without plot_data.npz).
+        """
         # matplotlib is imported only when a figure is drawn
         from cje.viz.plots import weight_distributions_figure
 
         return weight_distributions_figure(self.payload, self._plot_data())
 
     def plot_calibration(self) -> "Figure":
-        """Judge -> oracle calibration and reliability diagram (``calibration_curve.png``)."""
+        """Judge -> oracle calibration and reliability diagram (``calibration_curve.png``).
+
+        Returns
+        -------
+        matplotlib.figure.Figure
+            The calibration plot.
+
+        Raises
+        ------
+        ValueError
+            The result has no plot data (loaded without plot_data.npz).
+        """
         # matplotlib is imported only when a figure is drawn
         from cje.viz.plots import calibration_figure
 
@@ -165,8 +245,25 @@ class Result:
     def write(self, output_dir: str | Path, plots: bool = False) -> dict[str, Path]:
         """Write what ``cje analyze --output-dir output_dir [--plots]`` writes; return the paths.
 
-        Keys: ``json``, ``csv``, ``plot_data`` and with ``plots`` also ``plots`` (the
-        PNGs) and ``dashboard`` (``plots/diagnostics_dashboard.html``).
+        Parameters
+        ----------
+        output_dir : str or Path
+            The output folder (one published set, :func:`cje.results.files.publish_analysis`).
+        plots : bool, default=False
+            Also write ``plots/`` (the PNGs and the dashboard).
+
+        Returns
+        -------
+        dict
+            Keys: ``json``, ``csv``, ``plot_data`` and with ``plots`` also ``plots`` (the
+            PNGs) and ``dashboard`` (``plots/diagnostics_dashboard.html``).
+
+        Raises
+        ------
+        OutputError
+            The folder cannot be written.
+        NullEstimateError
+            A target has no finite estimate and was not withheld.
         """
         paths: dict = dict(publish_analysis(self.analysis, output_dir,  # one set, cje.results.files
                                             render=render_analysis_plots if plots else None,
@@ -177,8 +274,28 @@ class Result:
 
 
 def load_result(path: str | Path) -> Result:
-    """A :class:`Result` from an estimates.json (or the folder holding it); ``plot_data.npz``
-    beside it is loaded too when present (needed by ``plot_weights`` / ``plot_calibration``)."""
+    """A :class:`Result` from an estimates.json (or the folder holding it).
+
+    ``plot_data.npz`` beside it is loaded too when present (needed by ``plot_weights`` /
+    ``plot_calibration``), from the same published set as estimates.json.
+
+    Parameters
+    ----------
+    path : str or Path
+        An estimates.json file, or its folder.
+
+    Returns
+    -------
+    Result
+        The result, with its plot data and dashboard when present.
+
+    Raises
+    ------
+    FileNotFoundError
+        No estimates.json there.
+    jsonschema.ValidationError
+        The file breaks the estimates.json schema.
+    """
     path = Path(path)
     if path.is_dir():
         path = path / "estimates.json"

@@ -23,7 +23,27 @@ __all__ = ["field_sources", "numeric_field", "integer_field", "text_field", "des
 
 
 def raw_rows(path: str) -> Iterator[tuple[int, Any]]:
-    """(line number, parsed JSON) of every non-blank line; error paths only (a Python loop)."""
+    """(line number, parsed JSON) of every non-blank line; error paths only (a Python loop).
+
+    Lines that are not valid JSON are skipped.
+
+    Parameters
+    ----------
+    path : str
+        The JSONL file (read with :func:`cje.data.jsonl.read_bytes_checked`).
+
+    Yields
+    ------
+    line : int
+        The 1-based line number.
+    value : object
+        The parsed JSON value.
+
+    Raises
+    ------
+    InputError
+        The file fails the checks of :func:`cje.data.jsonl.read_bytes_checked`.
+    """
     raw = read_bytes_checked(path)
     for number, line in enumerate(raw.split(b"\n"), start=1):
         if line.strip():
@@ -34,7 +54,18 @@ def raw_rows(path: str) -> Iterator[tuple[int, Any]]:
 
 
 def describe(value: Any) -> str:
-    """A JSON value as a user wrote it: ``the string '0.5'``, ``true``, ``an object``, ``1.5``."""
+    """A JSON value as a user wrote it: ``the string '0.5'``, ``true``, ``an object``, ``1.5``.
+
+    Parameters
+    ----------
+    value : object
+        A parsed JSON value.
+
+    Returns
+    -------
+    str
+        Its description for an error message (strings longer than 40 characters are shortened).
+    """
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, str):
@@ -52,7 +83,20 @@ def describe(value: Any) -> str:
 
 
 def field_sources(frame: pl.DataFrame, name: str) -> list[tuple[tuple[str, ...], pl.Series]]:
-    """Where ``name`` is in ``frame``: [(("name",), top-level column), (("metadata", "name"), struct field)]."""
+    """Where ``name`` is in ``frame``: [(("name",), top-level column), (("metadata", "name"), struct field)].
+
+    Parameters
+    ----------
+    frame : polars.DataFrame
+        A frame read by :func:`cje.data.jsonl.read_jsonl_frame`.
+    name : str
+        A field name.
+
+    Returns
+    -------
+    list of (tuple of str, polars.Series)
+        The path of each place the field is found and its column; empty when absent.
+    """
     out = []
     if name in frame.columns:
         out.append(((name,), frame.get_column(name)))
@@ -97,9 +141,31 @@ def numeric_field(frame: pl.DataFrame, name: str, path: str,
                   series: pl.Series | None = None, label: str | None = None) -> np.ndarray | None:
     """Float array of field ``name`` (NaN where null), or None when absent.
 
-    ``series``/``label`` check one given column instead (e.g. a struct field such as
-    ``target_policy_logprobs.clone``). Raises :class:`InputError` naming the first
-    line whose value is not a JSON number (a string, a boolean, an object, ...).
+    Top-level and ``metadata`` values are each checked, then coalesced (top level first).
+
+    Parameters
+    ----------
+    frame : polars.DataFrame or None
+        The frame to look in (unused with ``series``).
+    name : str
+        The field name.
+    path : str
+        The file, for error messages.
+    series : polars.Series or None, default=None
+        Check this one column instead (e.g. a struct field such as
+        ``target_policy_logprobs.clone``).
+    label : str or None, default=None
+        The dotted field name of ``series`` in error messages.
+
+    Returns
+    -------
+    ndarray of float or None
+        The values (NaN where null); None when the field is absent.
+
+    Raises
+    ------
+    InputError
+        Naming the first line whose value is not a JSON number (a string, a boolean, an object, ...).
     """
     if series is not None:
         return _numeric_series(series, path, tuple(label.split("."))).to_numpy().astype(float)
@@ -113,8 +179,28 @@ def numeric_field(frame: pl.DataFrame, name: str, path: str,
 def integer_field(frame: pl.DataFrame, name: str, path: str, minimum: int = 0) -> np.ndarray | None:
     """Int64 array of an integer field (null -> ``minimum``), or None when absent.
 
-    Integral floats (``1.0``) are accepted; fractions, strings, booleans and values
-    below ``minimum`` are an :class:`InputError` naming the line.
+    Integral floats (``1.0``) are accepted.
+
+    Parameters
+    ----------
+    frame : polars.DataFrame
+        The frame to look in.
+    name : str
+        The field name.
+    path : str
+        The file, for error messages.
+    minimum : int, default=0
+        The smallest allowed value, also the value of nulls.
+
+    Returns
+    -------
+    ndarray of int64 or None
+        The values; None when the field is absent.
+
+    Raises
+    ------
+    InputError
+        Naming the line of a fraction, a string, a boolean or a value below ``minimum``.
     """
     sources = field_sources(frame, name)
     if not sources:
@@ -133,8 +219,26 @@ def integer_field(frame: pl.DataFrame, name: str, path: str, minimum: int = 0) -
 def text_field(frame: pl.DataFrame, name: str, path: str, allow_integer: bool = False) -> pl.Series | None:
     """String column of field ``name`` (coalesced top level / metadata), or None when absent.
 
-    Must be JSON strings (with ``allow_integer`` also integers, e.g. numeric prompt ids,
-    which become their decimal text); anything else is an :class:`InputError`.
+    Parameters
+    ----------
+    frame : polars.DataFrame
+        The frame to look in.
+    name : str
+        The field name.
+    path : str
+        The file, for error messages.
+    allow_integer : bool, default=False
+        Also accept JSON integers (e.g. numeric prompt ids), which become their decimal text.
+
+    Returns
+    -------
+    polars.Series of str or None
+        The coalesced column; None when the field is absent.
+
+    Raises
+    ------
+    InputError
+        A value is not a JSON string (or integer, with ``allow_integer``); the message names its line.
     """
     sources = field_sources(frame, name)
     if not sources:

@@ -40,12 +40,17 @@ __all__ = ["FieldMap", "as_polars", "load_logged", "load_fresh"]
 class FieldMap:
     """Where the standard fields are in the user's data, and the scales to convert.
 
-    judge / oracle / prompt_id / base_logprob : column names of judge_score,
-        oracle_label, prompt_id and base_policy_logprob.
-    target_logprobs : {policy: column} when each target's log-prob is its own column
+    Parameters
+    ----------
+    judge, oracle, prompt_id, base_logprob : str
+        Column names of judge_score, oracle_label, prompt_id and base_policy_logprob.
+    target_logprobs : dict or None, default=None
+        {policy: column} when each target's log-prob is its own column
         (instead of the ``target_policy_logprobs`` object).
-    policy : the policy column of a long fresh-draws frame.
-    judge_scale, oracle_scale : (lo, hi) of the user's scale, None = already [0, 1].
+    policy : str, default='policy'
+        The policy column of a long fresh-draws frame.
+    judge_scale, oracle_scale : (float, float) or None, default=None
+        (lo, hi) of the user's scale, None = already [0, 1].
     """
 
     judge: str = "judge_score"
@@ -66,17 +71,43 @@ class FieldMap:
 
     @property
     def is_standard(self) -> bool:
+        """True when no column is renamed, no target log-prob column is mapped and no scale is converted."""
         return not self.renames and self.target_logprobs is None and self.judge_scale is None \
             and self.oracle_scale is None
 
     def user_name(self, field: str | None) -> str | None:
-        """The user's name of a standard field (for error messages)."""
+        """The user's name of a standard field (for error messages).
+
+        Parameters
+        ----------
+        field : str or None
+            A standard field name.
+
+        Returns
+        -------
+        str or None
+            The user's column name, or ``field`` itself when it is not renamed.
+        """
         back = {std: user for user, std in self.renames.items()}
         return back.get(field, field)
 
 
 def as_polars(frame: Any) -> pl.DataFrame | None:
-    """A polars DataFrame from a polars or pandas DataFrame; None for anything else."""
+    """A polars DataFrame from a polars or pandas DataFrame; None for anything else.
+
+    pandas frames are converted column by column without pyarrow; pandas' missing
+    values (NaN, None, NA) become nulls.
+
+    Parameters
+    ----------
+    frame : object
+        A polars or pandas DataFrame, or anything else.
+
+    Returns
+    -------
+    polars.DataFrame or None
+        The frame, or None when ``frame`` is not a DataFrame.
+    """
     if isinstance(frame, pl.DataFrame):
         return frame
     if type(frame).__module__.split(".")[0] == "pandas" and hasattr(frame, "columns"):
@@ -186,7 +217,31 @@ def _via_temp(frame: pl.DataFrame, fields: FieldMap, label: str, where: callable
 
 
 def load_logged(data: Any, fields: FieldMap, tmp_dir: Path) -> LoggedData:
-    """The logged data from a path or DataFrame (see the module docstring)."""
+    """The logged data from a path or DataFrame (see the module docstring).
+
+    Parameters
+    ----------
+    data : str, Path, polars.DataFrame or pandas.DataFrame
+        The logged data.
+    fields : FieldMap
+        Where the standard fields are, and the scales to convert.
+    tmp_dir : Path
+        A private folder for the standardised JSONL the loader reads.
+
+    Returns
+    -------
+    LoggedData
+        Its ``path`` is the user's file, or ``"<DataFrame>"``.
+
+    Raises
+    ------
+    ConfigError
+        ``data`` is neither a path nor a DataFrame, a mapped column is missing, or a scale is
+        not a pair (low, high) with low < high.
+    InputError
+        The loader's errors, pointed at the user's file and line or DataFrame row and column
+        name; a DataFrame with no rows; a value outside its scale.
+    """
     frame = as_polars(data)
     if frame is None:
         if not isinstance(data, (str, Path)):
@@ -233,6 +288,31 @@ def load_fresh(fresh: Any, policies: list[str], fields: FieldMap, tmp_dir: Path)
     Policies in the input that are not targets of the logged data (e.g. the base
     policy's own draws) are ignored, as ``cje analyze`` ignores their files; a
     warning names them.
+
+    Parameters
+    ----------
+    fresh : str, Path, dict of str to DataFrame, DataFrame or None
+        A folder of ``{policy}_responses.jsonl``, {policy: DataFrame}, or one long DataFrame
+        with a policy column (``fields.policy``); None for no fresh draws.
+    policies : list of str
+        The target policies of the logged data.
+    fields : FieldMap
+        Where the standard fields are (target log-prob columns are ignored here).
+    tmp_dir : Path
+        A private folder for the standardised JSONL files.
+
+    Returns
+    -------
+    dict of str to FreshDraws
+        {policy: draws} for the target policies found in ``fresh``.
+
+    Raises
+    ------
+    ConfigError
+        ``fresh`` is of the wrong type, a DataFrame in the dict is not one, or a long frame
+        has no policy column.
+    InputError
+        The loader's errors, pointed at the user's data; the folder is missing.
     """
     if fresh is None:
         return {}

@@ -99,9 +99,26 @@ def _open_checked(path: Path) -> int:
 def read_bytes_checked(path: str | Path, max_line_bytes: int = MAX_LINE_BYTES) -> bytes:
     """Steps 1-3 of the module docstring: the file's bytes, checked, without a UTF-8 mark.
 
-    Raises :class:`InputError` (one line, file[:line]) for a bad path, a line longer
-    than ``max_line_bytes``, compressed or UTF-16/32 data, NUL bytes or invalid UTF-8.
     Memory is bounded by the bytes read before a failing line plus one chunk.
+
+    Parameters
+    ----------
+    path : str or Path
+        The file to read.
+    max_line_bytes : int, default=MAX_LINE_BYTES
+        The longest line allowed (16 MiB).
+
+    Returns
+    -------
+    bytes
+        The file's content, without a UTF-8 byte-order mark.
+
+    Raises
+    ------
+    InputError
+        One line, file[:line], for a bad path, a line longer than ``max_line_bytes``,
+        compressed or UTF-16/32 data, or NUL bytes. (Invalid UTF-8 is reported by
+        :func:`read_jsonl_frame`, which decodes the bytes and names line and column.)
     """
     path = Path(path)
     where = str(path)
@@ -286,15 +303,21 @@ def read_jsonl_frame(path: str | Path) -> pl.DataFrame:
 
     Parameters
     ----------
-    path : the JSONL file (UTF-8, one JSON object per line; blank lines skipped).
+    path : str or Path
+        The JSONL file (UTF-8, one JSON object per line; blank lines skipped).
 
     Returns
     -------
-    DataFrame whose nested objects are struct columns; integer-valued floats stay
-    numeric. Row ``i`` came from line ``nonblank_line_numbers(path)[i]``. Raises
-    :class:`InputError` (one line naming file, line and, for a repeated key, the
-    key) for every check listed in the module docstring, an empty file, a line
-    that is not an object, or rows whose structures cannot be combined.
+    polars.DataFrame
+        Nested objects are struct columns; integer-valued floats stay numeric. Row ``i``
+        came from line ``nonblank_line_numbers(path)[i]``.
+
+    Raises
+    ------
+    InputError
+        One line naming file, line and, for a repeated key, the key: for every check listed in
+        the module docstring, an empty file, a line that is not an object, or rows whose
+        structures cannot be combined.
     """
     where = str(path)
     raw = read_bytes_checked(path)
@@ -328,13 +351,36 @@ def nonblank_line_numbers(path: str | Path) -> list[int]:
 
     Row ``i`` of a frame read by :func:`read_jsonl_frame` came from line
     ``nonblank_line_numbers(path)[i]``. Only used on error paths.
+
+    Parameters
+    ----------
+    path : str or Path
+        The JSONL file.
+
+    Returns
+    -------
+    list of int
+        Line ``i`` of the list is the line row ``i`` came from.
+
+    Raises
+    ------
+    InputError
+        The file fails the checks of :func:`read_bytes_checked`.
     """
     raw = read_bytes_checked(path)
     return _lines(raw.decode("utf-8", errors="replace").encode("utf-8"), str(path))["line"].to_list()
 
 
 def write_jsonl(path: str | Path, rows: Iterable[dict[str, Any]]) -> None:
-    """Write dict rows as JSONL atomically (strict JSON: NaN/inf become null)."""
+    """Write dict rows as JSONL atomically (strict JSON: NaN/inf become null).
+
+    Parameters
+    ----------
+    path : str or Path
+        The file to write (replaced atomically, :func:`cje.atomic.atomic_write_text`).
+    rows : iterable of dict
+        One JSON object per line; NaN and +-inf anywhere inside become null.
+    """
     lines = [json.dumps(_strict(row), ensure_ascii=False) for row in rows]
     atomic_write_text(path, "\n".join(lines) + ("\n" if lines else ""))
 

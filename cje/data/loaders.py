@@ -32,16 +32,28 @@ LOGPROB_REASONS = ("null", "nan", "inf", "positive")
 class LoggedData:
     """Logged (base-policy) rows ready for analysis; arrays are aligned by row.
 
-    Attributes
+    Parameters
     ----------
-    prompt_ids : str array, unique.
-    judge_scores : judge score S in [0, 1].
-    oracle_labels : oracle label Y in [0, 1], NaN where absent.
-    base_logprobs : log pi0(A|X); NaN where invalid.
-    target_logprobs : {policy: log pi'(A|X)}; NaN where invalid.
-    valid : {policy: bool mask}, rows usable for that policy (both log-probs valid).
-    dropped : {policy: {reason: count}} rows dropped for that policy only.
-    response_lengths : characters in the response (a two-stage calibration covariate).
+    path : str
+        The file the rows were read from.
+    prompt_ids : ndarray of str
+        Unique prompt ids.
+    judge_scores : ndarray
+        Judge score S in [0, 1] (NaN where missing: the row is dropped for every policy).
+    oracle_labels : ndarray
+        Oracle label Y in [0, 1], NaN where absent.
+    base_logprobs : ndarray
+        log pi0(A|X); NaN where invalid.
+    target_logprobs : dict of str to ndarray
+        {policy: log pi'(A|X)}; NaN where invalid.
+    valid : dict of str to ndarray of bool
+        {policy: bool mask}, rows usable for that policy (both log-probs valid and a judge score).
+    dropped : dict of str to dict
+        {policy: {reason: count}} rows dropped for that policy only.
+    response_lengths : ndarray
+        Characters in the response (a two-stage calibration covariate).
+    n_rows_dropped_missing_judge : int, default=0
+        Rows without a judge score.
     """
 
     path: str
@@ -57,16 +69,38 @@ class LoggedData:
 
     @property
     def n(self) -> int:
+        """Number of logged rows."""
         return int(self.prompt_ids.shape[0])
 
     @property
     def target_policies(self) -> list[str]:
+        """The target policies, in file order."""
         return list(self.target_logprobs)
 
 
 @dataclass
 class FreshDraws:
-    """Fresh draws of one target policy: one row per (prompt_id, draw_idx)."""
+    """Fresh draws of one target policy: one row per (prompt_id, draw_idx).
+
+    Parameters
+    ----------
+    policy : str
+        The target policy.
+    path : str
+        The file the draws were read from.
+    prompt_ids : ndarray of str
+        The prompt of each draw.
+    judge_scores : ndarray
+        Judge score S' in [0, 1] of each draw.
+    oracle_labels : ndarray
+        Oracle label in [0, 1], NaN where absent.
+    draw_idx : ndarray of int64
+        The draw's index within its prompt.
+    n_dropped_missing_judge : int, default=0
+        Draws dropped for a missing judge score.
+    response_lengths : ndarray or None, default=None
+        Characters of each response; NaN/None when the file has no responses.
+    """
 
     policy: str
     path: str
@@ -79,6 +113,7 @@ class FreshDraws:
 
     @property
     def n(self) -> int:
+        """Number of draws."""
         return int(self.prompt_ids.shape[0])
 
 
@@ -150,10 +185,19 @@ def _prompt_ids(frame: pl.DataFrame, path: str, prompts: pl.Series | None) -> np
 
 
 def logprob_invalid_reason(values: np.ndarray) -> np.ndarray:
-    """Classify log-probs: '' when valid (finite and <= 0), else null/nan/inf/positive.
+    """Classify log-probs: '' when valid (finite and <= 0), else nan/inf/positive.
 
-    Input: float array with NaN standing for JSON null when ``null_mask`` is
-    unavailable. Output: str array of reasons, same shape.
+    NaN stands for JSON null here; the caller marks nulls 'null' from the column's null mask.
+
+    Parameters
+    ----------
+    values : ndarray of float
+        Log-probs.
+
+    Returns
+    -------
+    ndarray of object
+        Reasons ('', 'nan', 'inf' or 'positive'), same shape.
     """
     reasons = np.full(values.shape, "", dtype=object)
     reasons[np.isinf(values)] = "inf"
@@ -189,14 +233,28 @@ def _check_policy_name(policy: str, path: str) -> None:
 def load_logged_data(path: str | Path) -> LoggedData:
     """Load and validate a logged-data JSONL file.
 
-    Errors (raised as :class:`InputError` naming file, line and field):
-    malformed JSON, missing ``prompt``/``response``/``base_policy_logprob``/
-    ``target_policy_logprobs``, duplicate ``prompt_id``, judge score or oracle
-    label outside [0, 1], every judge score null, a field of the wrong JSON type
-    (a number given as a string or boolean, :mod:`cje.data.fields`), a policy name that
-    is not a safe file-name component. Invalid log-probs (null, NaN, +-inf, > 0) are not
-    errors: the row is dropped for the policies concerned and counted by reason.
-    Rows without a judge score are dropped for every policy and counted.
+    Invalid log-probs (null, NaN, +-inf, > 0) are not errors: the row is dropped for the
+    policies concerned and counted by reason. Rows without a judge score are dropped for
+    every policy and counted.
+
+    Parameters
+    ----------
+    path : str or Path
+        The logged-data JSONL file.
+
+    Returns
+    -------
+    LoggedData
+        The validated rows, with per-policy validity masks and drop counts.
+
+    Raises
+    ------
+    InputError
+        Naming file, line and field: malformed JSON, missing ``prompt``/``response``/
+        ``base_policy_logprob``/``target_policy_logprobs``, duplicate ``prompt_id``, judge score
+        or oracle label outside [0, 1], every judge score null, a field of the wrong JSON type
+        (a number given as a string or boolean, :mod:`cje.data.fields`), a policy name that
+        is not a safe file-name component.
     """
     path = str(path)
     frame = read_jsonl_frame(path)
@@ -265,9 +323,25 @@ def load_logged_data(path: str | Path) -> LoggedData:
 def load_fresh_draws(path: str | Path, policy: str) -> FreshDraws:
     """Load one policy's fresh draws (``prompt_id``, ``judge_score``, ``draw_idx``, optional ``oracle_label``).
 
-    Errors name file, line and field: malformed JSON, missing prompt_id, judge
-    score or oracle label outside [0, 1], duplicate (prompt_id, draw_idx).
     Draws without a judge score (a failed judge call) are dropped and counted.
+
+    Parameters
+    ----------
+    path : str or Path
+        The policy's ``{policy}_responses.jsonl``.
+    policy : str
+        The target policy.
+
+    Returns
+    -------
+    FreshDraws
+        The draws with a judge score, and the count of those dropped.
+
+    Raises
+    ------
+    InputError
+        Naming file, line and field: malformed JSON, missing prompt_id, judge score or oracle
+        label outside [0, 1], duplicate (prompt_id, draw_idx).
     """
     path = str(path)
     frame = read_jsonl_frame(path)
@@ -294,8 +368,28 @@ def fresh_draw_files(directory: str | Path, policies: list[str]) -> tuple[dict[s
     """``({policy: directory/{policy}_responses.jsonl}, [policies without that file])``.
 
     Each policy name is checked with :func:`cje.names.safe_component` before it
-    becomes a path. Raises :class:`InputError` when ``directory`` is missing, is a
-    file or is a symlink loop.
+    becomes a path.
+
+    Parameters
+    ----------
+    directory : str or Path
+        The fresh-draws folder.
+    policies : list of str
+        The target policies.
+
+    Returns
+    -------
+    found : dict of str to Path
+        The file of each policy that has one.
+    missing : list of str
+        The policies without one.
+
+    Raises
+    ------
+    InputError
+        ``directory`` is missing, is a file or is a symlink loop.
+    ConfigError
+        A policy name is not a safe file-name component.
     """
     directory = Path(directory)
     where = str(directory)
@@ -329,8 +423,25 @@ def load_fresh_draws_dir(directory: str | Path, policies: list[str]) -> dict[str
     A policy without its file is not an error here (IPS estimators only use fresh
     draws for diagnostics and ground truth): :func:`fresh_draw_files` lists them so
     the analysis reports them (``metadata.fresh_draws_missing`` and a warning), and
-    estimators that need fresh draws refuse to run without them. A file that exists
-    but cannot be read (a folder, a symlink loop, empty, malformed) is an error.
+    estimators that need fresh draws refuse to run without them.
+
+    Parameters
+    ----------
+    directory : str or Path
+        The fresh-draws folder.
+    policies : list of str
+        The target policies.
+
+    Returns
+    -------
+    dict of str to FreshDraws
+        {policy: draws} for the policies with a file.
+
+    Raises
+    ------
+    InputError
+        A file that exists but cannot be read (a folder, a symlink loop, empty, malformed),
+        or the folder itself is missing (:func:`fresh_draw_files`).
     """
     found, _missing = fresh_draw_files(directory, policies)
     return {policy: load_fresh_draws(file, policy) for policy, file in found.items()}

@@ -11,7 +11,7 @@ _MODULES = ("direct", "ips", "dr", "tmle", "stacked")
 for _name in _MODULES:
     try:
         importlib.import_module(f"cje.estimators.{_name}")
-    except ModuleNotFoundError as _exc:  # modules of later issues may not exist yet
+    except ModuleNotFoundError as _exc:  # a listed module may be absent; an import error inside one is raised
         if _exc.name != f"cje.estimators.{_name}":
             raise
 

@@ -24,20 +24,34 @@ __all__ = ["PolicyEstimate", "Estimator", "register", "get_estimator", "ESTIMATO
 class PolicyEstimate:
     """What an estimator returns for one policy.
 
-    estimate : the point estimate psi.
-    influence : per-cluster (prompt) influence values phi_c, psi_hat - psi ~ mean(phi).
-    cluster_ids : prompt ids aligned with ``influence``.
-    jackknife : psi^(-k) for k = 1..K (None when OUA does not apply).
-    n_used : rows (prompts) the estimate averages over.
-    weights : the importance weights used (over the used rows), if any.
-    details : estimator-specific numbers recorded in the output.
-    rests_on : ids of the assumptions the estimate rests on (keys of :data:`cje.checks.status.ASSUMPTIONS`);
+    Parameters
+    ----------
+    estimate : float
+        The point estimate psi.
+    influence : ndarray
+        Per-cluster (prompt) influence values phi_c, psi_hat - psi ~ mean(phi).
+    cluster_ids : ndarray
+        Prompt ids aligned with ``influence``.
+    jackknife : ndarray or None
+        psi^(-k) for k = 1..K (None when OUA does not apply).
+    n_used : int
+        Rows (prompts) the estimate averages over.
+    weights : ndarray or None, default=None
+        The importance weights used (over the used rows), if any.
+    details : dict
+        Estimator-specific numbers recorded in the output.
+    rests_on : list of str
+        Ids of the assumptions the estimate rests on (keys of :data:`cje.checks.status.ASSUMPTIONS`);
         the analysis checks each and records it in ``metadata.policies[p].assumptions``.
-    notes : {assumption id: extra text} specific to this estimate (e.g. why a DR correction is zero).
-    dropped : extra {reason: count} drops made by the estimator (e.g. missing fresh draws).
-    weight_rows : logged row indices ``weights`` refer to, when not ``ctx.rows(policy)``
+    notes : dict
+        {assumption id: extra text} specific to this estimate (e.g. why a DR correction is zero).
+    dropped : dict
+        Extra {reason: count} drops made by the estimator (e.g. missing fresh draws).
+    weight_rows : ndarray or None, default=None
+        Logged row indices ``weights`` refer to, when not ``ctx.rows(policy)``
         (e.g. DR rows dropped for missing fresh draws).
-    df_parts : [(part of ``influence``, its df)] for pieces that average over few units (label
+    df_parts : list of (ndarray, float)
+        [(part of ``influence``, its df)] for pieces that average over few units (label
         term, probe correction); they set the interval's Welch-Satterthwaite df
         (:func:`cje.stats.inference.interval`).
     """
@@ -57,13 +71,20 @@ class PolicyEstimate:
 
 
 class Estimator:
-    """Base class. Subclasses set the class attributes and implement :meth:`estimate`.
+    """Base class of the estimators: subclasses set the class attributes and implement :meth:`estimate`.
 
-    weight_role : 'primary' (the estimate is a weighted mean), 'correction' (weights
+    Attributes
+    ----------
+    name : str
+        The registry name (``get_estimator(name)``).
+    weight_role : {'primary', 'correction', 'none'}
+        'primary' (the estimate is a weighted mean), 'correction' (weights
         enter a correction term) or 'none' (a recorded label; the status follows the
         assumptions the estimate actually rests on, ``PolicyEstimate.rests_on``).
-    needs_fresh_draws : the estimator cannot run without fresh draws.
-    uses_calibration : the estimate transports the base-policy calibration to the target.
+    needs_fresh_draws : bool
+        The estimator cannot run without fresh draws.
+    uses_calibration : bool
+        The estimate transports the base-policy calibration to the target.
     """
 
     name: ClassVar[str] = ""
@@ -72,6 +93,20 @@ class Estimator:
     uses_calibration: ClassVar[bool] = True
 
     def estimate(self, ctx: AnalysisContext, policy: str) -> PolicyEstimate:  # pragma: no cover
+        """Estimate the value of one target policy from the shared analysis context.
+
+        Parameters
+        ----------
+        ctx : AnalysisContext
+            The shared folds, calibration, rewards and weights of the analysis.
+        policy : str
+            The target policy.
+
+        Returns
+        -------
+        PolicyEstimate
+            The point estimate, its per-prompt influence values and its OUA jackknife.
+        """
         raise NotImplementedError
 
 
@@ -79,17 +114,52 @@ ESTIMATORS: dict[str, type[Estimator]] = {}
 
 
 def register(cls: type[Estimator]) -> type[Estimator]:
-    """Class decorator adding an estimator to the registry under ``cls.name``."""
+    """Class decorator adding an estimator to the registry under ``cls.name``.
+
+    Parameters
+    ----------
+    cls : type of Estimator
+        The estimator class; ``cls.name`` is its registry key.
+
+    Returns
+    -------
+    type of Estimator
+        ``cls`` itself, unchanged.
+    """
     ESTIMATORS[cls.name] = cls
     return cls
 
 
 def estimator_names() -> list[str]:
+    """Names of the registered estimators, sorted.
+
+    Returns
+    -------
+    list of str
+        The keys of :data:`ESTIMATORS` in alphabetical order.
+    """
     return sorted(ESTIMATORS)
 
 
 def get_estimator(name: str) -> Estimator:
-    """Instantiate a registered estimator by name; unknown names list the valid ones."""
+    """Instantiate a registered estimator by name; unknown names list the valid ones.
+
+    Parameters
+    ----------
+    name : str
+        A registry name, e.g. ``"calibrated-ips"``.
+
+    Returns
+    -------
+    Estimator
+        A new instance of the registered class, with default arguments.
+
+    Raises
+    ------
+    ConfigError
+        ``name`` is not registered; the message suggests the closest name and lists the valid ones
+        (``key="estimator"``).
+    """
     if name not in ESTIMATORS:
         import difflib
 

@@ -22,7 +22,32 @@ __all__ = ["AnalysisOptions", "FreshView", "AnalysisContext", "build_context", "
 
 @dataclass(frozen=True)
 class AnalysisOptions:
-    """Knobs shared by every estimator (defaults follow statistics.md)."""
+    """Knobs shared by every estimator (defaults follow statistics.md).
+
+    Parameters
+    ----------
+    n_folds : int, default=5
+        Number K of cross-fitting folds.
+    seed : int, default=0
+        Seed of the fold map, the oracle mask and the probe selection.
+    oracle_coverage : float, default=1.0
+        Share of logged rows whose oracle label the analysis may use.
+    calibration_mode : str, default='monotone'
+        Judge -> oracle calibration mode (:func:`cje.stats.calibration.calibrate`).
+    clip : float, default=100.0
+        Clip of the raw-ips weights.
+    rho : float, default=1.0
+        SIMCal-W variance cap: Var(W_cal) <= rho * Var(W_raw).
+    probe_coverage : float, default=0.0
+        Share of each target's labelled fresh draws used as probe labels
+        (:func:`cje.stats.oracle_mask.select_probe_labels`).
+    transport_margin : float, default=0.05
+        Margin of the transport audit.
+    level : float, default=0.95
+        Confidence level of the intervals.
+    allow_missing_fresh_draws : bool, default=False
+        Drop logged rows without fresh draws for a policy instead of raising.
+    """
 
     n_folds: int = 5
     seed: int = 0
@@ -40,6 +65,18 @@ def index_in(query: np.ndarray, reference: np.ndarray) -> np.ndarray:
     """Position of each query id in ``reference`` (unique ids), -1 when absent.
 
     A polars hash join: O(n) and no per-id Python lookups (a million ids in ~0.3 s).
+
+    Parameters
+    ----------
+    query : array-like of str
+        Ids to look up.
+    reference : array-like of str
+        Unique ids to look them up in.
+
+    Returns
+    -------
+    ndarray of int64
+        For each query id its position in ``reference``, or -1.
     """
     import polars as pl
 
@@ -55,10 +92,30 @@ def index_in(query: np.ndarray, reference: np.ndarray) -> np.ndarray:
 class FreshView:
     """One target's fresh draws aligned with the logged rows.
 
-    Per draw: ``row`` (logged row index, -1 if the prompt was not logged: ignored),
-    judge score, oracle label, ``probe`` (label usable by the analysis), calibrated
-    values ``R`` = f(S'), ``R_fold`` = f^(-k)(S') (K x draws), ``R_oof``.
-    Per logged row: ``n_draws``; ``row_mean(x)`` averages a per-draw array by prompt.
+    Parameters
+    ----------
+    policy : str
+        The target policy.
+    row : ndarray of int
+        Per draw, the logged row index (-1 if the prompt was not logged: ignored).
+    judge : ndarray
+        Per draw, the judge score S'.
+    oracle : ndarray
+        Per draw, the oracle label (NaN when unlabelled).
+    probe : ndarray of bool
+        Per draw, whether its label is usable by the analysis (a probe label).
+    R : ndarray
+        Per draw, the calibrated value f(S').
+    R_fold : ndarray of shape (K, n_draws)
+        Per draw, f^(-k)(S').
+    R_oof : ndarray
+        Per draw, f^(-fold)(S'), the calibrator without the prompt's fold.
+    n_draws : ndarray of int
+        Per logged row, its number of draws.
+    n_ignored_draws : int
+        Draws of prompts that were not logged.
+    n_ignored_prompts : int
+        Distinct prompts of those ignored draws.
     """
 
     policy: str
@@ -74,7 +131,18 @@ class FreshView:
     n_ignored_prompts: int
 
     def row_mean(self, per_draw: np.ndarray) -> np.ndarray:
-        """Mean of a per-draw array over each logged row's draws (NaN where a row has none)."""
+        """Mean of a per-draw array over each logged row's draws (NaN where a row has none).
+
+        Parameters
+        ----------
+        per_draw : ndarray
+            One value per draw, aligned with ``row``.
+
+        Returns
+        -------
+        ndarray
+            One value per logged row.
+        """
         n = self.n_draws.size
         sums = np.bincount(self.row, weights=per_draw, minlength=n)
         with np.errstate(invalid="ignore", divide="ignore"):
@@ -82,6 +150,7 @@ class FreshView:
 
     @property
     def has_fresh(self) -> np.ndarray:
+        """Per logged row: whether it has at least one fresh draw."""
         return self.n_draws > 0
 
     @property
@@ -94,12 +163,34 @@ class FreshView:
 class AnalysisContext:
     """Everything estimators share; built once per analysis by :func:`build_context`.
 
-    R : the rewards estimators average: f(S) below 100% oracle coverage, Y at 100%.
-    R_fold, R_oof : R recomputed with f^(-k) (K x n) and out of fold (equal to R at 100%).
-    f_oof, f_fold : the calibrator's own out-of-fold and per-fold predictions f^(oof)(S),
+    Parameters
+    ----------
+    data : LoggedData
+        The logged data.
+    options : AnalysisOptions
+        The analysis options.
+    folds : ndarray of int
+        The one fold map over the logged rows.
+    mask : OracleMask
+        Which oracle labels the analysis uses and which it holds out.
+    calibration : Calibration
+        The fitted judge -> oracle calibration.
+    covariates : ndarray of shape (n, 1)
+        Standardised log response length of each logged row (for the two-stage calibration).
+    R : ndarray
+        The rewards estimators average: f(S) below 100% oracle coverage, Y at 100%.
+    R_oof : ndarray
+        R out of fold (equal to R at 100%).
+    R_fold : ndarray of shape (K, n)
+        R recomputed with f^(-k) (equal to R at 100%).
+    oua : bool
+        Whether R carries a fitted calibrator (False at 100% coverage).
+    fresh : dict of str to FreshView
+        The fresh draws of each target that has them.
+    f_oof, f_fold : ndarray or None
+        The calibrator's own out-of-fold and per-fold predictions f^(oof)(S),
         f^(-k)(S) on every logged row, at every coverage (the label residuals Y - f^(oof)(S)
         of the transport audit and of tr-cpo's label term use them).
-    oua : whether R carries a fitted calibrator (False at 100% coverage).
     """
 
     data: LoggedData
@@ -124,18 +215,44 @@ class AnalysisContext:
 
     @property
     def n_folds(self) -> int:
+        """Number K of cross-fitting folds."""
         return self.options.n_folds
 
     @property
     def labelled(self) -> np.ndarray:
+        """Per logged row: whether its oracle label is used (the coverage mask)."""
         return self.mask.used
 
     def rows(self, policy: str) -> np.ndarray:
-        """Indices of the logged rows valid for ``policy``."""
+        """Indices of the logged rows valid for ``policy``.
+
+        Parameters
+        ----------
+        policy : str
+            A target policy.
+
+        Returns
+        -------
+        ndarray of int
+            Row indices, in order.
+        """
         return np.flatnonzero(self.data.valid[policy])
 
     def raw_weights(self, policy: str) -> np.ndarray:
-        """Hajek weights over :meth:`rows` (cached)."""
+        """Hajek weights over :meth:`rows` (cached).
+
+        W_i = n exp(lr_i - max lr) / sum_j exp(lr_j - max lr), lr = lp_target - lp_base (mean 1).
+
+        Parameters
+        ----------
+        policy : str
+            A target policy.
+
+        Returns
+        -------
+        ndarray
+            One weight per row of :meth:`rows`.
+        """
         key = ("raw", policy)
         if key not in self._cache:
             rows = self.rows(policy)
@@ -144,13 +261,37 @@ class AnalysisContext:
         return self._cache[key]
 
     def clipped_weights(self, policy: str) -> np.ndarray:
+        """The Hajek weights clipped at ``options.clip`` and renormalised to mean 1 (cached; raw-ips).
+
+        Parameters
+        ----------
+        policy : str
+            A target policy.
+
+        Returns
+        -------
+        ndarray
+            One weight per row of :meth:`rows`.
+        """
         key = ("clipped", policy)
         if key not in self._cache:
             self._cache[key] = clip_weights(self.raw_weights(policy), self.options.clip)
         return self._cache[key]
 
     def calibrated_weights(self, policy: str) -> SimcalResult:
-        """SIMCal-W weights over :meth:`rows`, ordered by f^(oof)(S) (cached)."""
+        """SIMCal-W weights over :meth:`rows`, ordered by f^(oof)(S) (cached).
+
+        Parameters
+        ----------
+        policy : str
+            A target policy.
+
+        Returns
+        -------
+        SimcalResult
+            The calibrated weights and the record of how they were chosen
+            (:func:`cje.stats.weights.simcal_weights`).
+        """
         key = ("simcal", policy)
         if key not in self._cache:
             rows = self.rows(policy)
@@ -159,6 +300,23 @@ class AnalysisContext:
         return self._cache[key]
 
     def fresh_view(self, policy: str) -> FreshView:
+        """The fresh draws of ``policy`` aligned with the logged rows.
+
+        Parameters
+        ----------
+        policy : str
+            A target policy.
+
+        Returns
+        -------
+        FreshView
+            The policy's draws aligned with the logged rows.
+
+        Raises
+        ------
+        InputError
+            The policy has no fresh draws; the message names the file expected in ``--fresh-draws-dir``.
+        """
         if policy not in self.fresh:
             raise InputError(f"no fresh draws for policy '{policy}': pass --fresh-draws-dir DIR "
                              f"containing {policy}_responses.jsonl")
@@ -198,6 +356,20 @@ def build_context(data: LoggedData, fresh: dict[str, FreshDraws], options: Analy
 
     Rewards: R = f(S) for every logged row; at 100% oracle coverage with every row
     labelled, R = Y and the OUA jackknife is skipped (statistics.md 3, 6).
+
+    Parameters
+    ----------
+    data : LoggedData
+        The logged data.
+    fresh : dict of str to FreshDraws
+        Fresh draws per target policy (may be empty).
+    options : AnalysisOptions
+        Folds, seed, coverages and the other knobs.
+
+    Returns
+    -------
+    AnalysisContext
+        The shared folds, calibration, rewards and fresh-draw views of the analysis.
     """
     mask = mask_oracle_labels(data.oracle_labels, options.oracle_coverage, options.seed)
     scored = np.isfinite(data.judge_scores)

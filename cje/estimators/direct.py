@@ -11,6 +11,10 @@ direct method applies the fitted calibrator f to the fresh draws at every oracle
 coverage, 100% included, so its OUA jackknife (psi recomputed with each f^(-k)) is
 always computed (statistics.md 6, revised: without it coverage was 0.82-0.88 at
 100% labels).
+
+References
+----------
+Landesberg et al. (2025). Causal Judge Evaluation. arXiv:2512.11150.
 """
 
 from __future__ import annotations
@@ -30,6 +34,29 @@ def fresh_rows(ctx: AnalysisContext, policy: str) -> tuple[FreshView, np.ndarray
     A logged prompt without fresh draws is an error listing the first missing ids
     and the count, unless ``allow_missing_fresh_draws``: then those rows are dropped
     for this policy and counted under ``missing_fresh_draws``.
+
+    Parameters
+    ----------
+    ctx : AnalysisContext
+        The shared analysis context.
+    policy : str
+        The target policy.
+
+    Returns
+    -------
+    view : FreshView
+        The policy's fresh draws aligned with the logged rows.
+    rows : ndarray of int
+        Indices of the scored logged rows with at least one fresh draw.
+    dropped : dict
+        {reason: count}: ``missing_fresh_draws`` (when allowed) and
+        ``fresh_draws_for_unlogged_prompts_ignored`` (draws of prompts not in the logged data).
+
+    Raises
+    ------
+    InputError
+        The policy has no fresh draws at all, or some logged prompts have none and
+        ``allow_missing_fresh_draws`` is off (``field="prompt_id"``).
     """
     view = ctx.fresh_view(policy)
     scored = np.isfinite(ctx.data.judge_scores)
@@ -51,8 +78,29 @@ def fresh_rows(ctx: AnalysisContext, policy: str) -> tuple[FreshView, np.ndarray
 def residual_correction(ctx: AnalysisContext, view: FreshView, rows: np.ndarray):
     """Probe-label residual correction of the direct method.
 
-    Returns (delta, per-row influence contribution over ``rows``, delta^(-k) per fold)
-    or (0, zeros, zeros) when the policy has no probe labels among ``rows``.
+    delta = mean over the probe-labelled draws of (Y - f^(oof)(S')), over the draws of ``rows``;
+    its per-row influence contribution is the row's sum of (Y - f^(oof)(S') - delta), times
+    n_rows / m (m probe labels), and its jackknife delta^(-k) = mean (Y - f^(-k)(S')).
+
+    Parameters
+    ----------
+    ctx : AnalysisContext
+        The shared analysis context.
+    view : FreshView
+        The target's fresh draws.
+    rows : ndarray of int
+        The logged rows the estimate uses.
+
+    Returns
+    -------
+    delta : float
+        The correction (0 when the policy has no probe labels among ``rows``).
+    influence : ndarray
+        Per-row influence contribution over ``rows`` (zeros without probe labels).
+    jackknife : ndarray of shape (K,)
+        The delta^(-k) per fold (zeros without probe labels).
+    n_probe : int
+        Number m of probe labels used.
     """
     in_rows = np.zeros(ctx.data.n, bool)
     in_rows[rows] = True
@@ -70,13 +118,36 @@ def residual_correction(ctx: AnalysisContext, view: FreshView, rows: np.ndarray)
 
 @register
 class NaiveEstimator(Estimator):
-    """Mean judge score of the fresh draws (reference only)."""
+    """Mean judge score of the fresh draws (reference only).
+
+    psi = mean_i mean_j S'_ij; influence phi_i = mean_j S'_ij - psi; no OUA jackknife (no
+    calibrator enters).
+    """
 
     name = "naive"
     needs_fresh_draws = True
     uses_calibration = False
 
     def estimate(self, ctx: AnalysisContext, policy: str) -> PolicyEstimate:
+        """Mean judge score of ``policy``'s fresh draws, averaged per prompt first.
+
+        Parameters
+        ----------
+        ctx : AnalysisContext
+            The shared analysis context.
+        policy : str
+            The target policy.
+
+        Returns
+        -------
+        PolicyEstimate
+            Rests on ``fresh_draws`` and ``judge_is_metric``.
+
+        Raises
+        ------
+        InputError
+            Fresh draws are missing (:func:`fresh_rows`).
+        """
         view, rows, dropped = fresh_rows(ctx, policy)
         per_prompt = view.row_mean(view.judge)[rows]
         psi = float(per_prompt.mean())
@@ -88,12 +159,37 @@ class NaiveEstimator(Estimator):
 
 @register
 class DirectEstimator(Estimator):
-    """Calibrated direct method over fresh draws, with the probe-label residual correction."""
+    """Calibrated direct method over fresh draws, with the probe-label residual correction.
+
+    psi = mean_i mean_j f(S'_ij) + delta (:func:`residual_correction`); influence
+    phi_i = (gbar_i - mean gbar) + the correction's contribution, gbar_i = mean_j f(S'_ij);
+    OUA jackknife psi^(-k) = mean_i mean_j f^(-k)(S'_ij) + delta^(-k), always computed.
+    """
 
     name = "direct"
     needs_fresh_draws = True
 
     def estimate(self, ctx: AnalysisContext, policy: str) -> PolicyEstimate:
+        """Calibrated mean of ``policy``'s fresh draws plus the probe residual correction.
+
+        Parameters
+        ----------
+        ctx : AnalysisContext
+            The shared analysis context.
+        policy : str
+            The target policy.
+
+        Returns
+        -------
+        PolicyEstimate
+            Rests on ``fresh_draws`` and ``transport``, or on ``random_labels`` instead of
+            ``transport`` when probe labels correct it; the probe part carries its own df (m - 1).
+
+        Raises
+        ------
+        InputError
+            Fresh draws are missing (:func:`fresh_rows`).
+        """
         view, rows, dropped = fresh_rows(ctx, policy)
         g = view.row_mean(view.R)[rows]
         base = float(g.mean())

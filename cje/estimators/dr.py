@@ -44,6 +44,15 @@ Injection (for double-robustness checks and experiments): every class takes
 ``outcome_model`` (any :class:`~cje.estimators.outcome.OutcomeModel`, default
 cross-fitted isotonic) and ``weights`` ('calibrated' default, 'raw', 'clipped', or a
 callable ``(ctx, policy) -> array over ctx.rows(policy)``).
+
+References
+----------
+Bang, H., & Robins, J. M. (2005). Doubly robust estimation in missing data and causal
+inference models. Biometrics, 61(4), 962-973.
+Farajtabar, M., Chow, Y., & Ghavamzadeh, M. (2018). More robust doubly robust off-policy
+evaluation. ICML 2018.
+Kish, L. (1965). Survey Sampling. Wiley (the effective sample size of the label term).
+Landesberg et al. (2025). Causal Judge Evaluation. arXiv:2512.11150.
 """
 
 from __future__ import annotations
@@ -72,11 +81,32 @@ MATTERS_SHARE = 0.1
 
 @dataclass
 class DRResult:
-    """One DR component: estimate, per-prompt IF over ``inputs.rows``, jackknife (or None),
-    details, the assumption ids it rests on (+ notes), and the per-row weighted residual of
-    its correction (for the orthogonality score). ``label_term``: tr-cpo's (delta, IF, jackknife);
-    ``label_influence``: the part of the IF that is oracle-label noise (tr-cpo below 100% coverage),
-    the same randomness as the other components' calibration error (stacked-dr needs to know)."""
+    """One DR component, before it is wrapped as a :class:`~cje.estimators.base.PolicyEstimate`.
+
+    Parameters
+    ----------
+    estimate : float
+        The component's point estimate.
+    influence : ndarray
+        Per-prompt influence values over ``inputs.rows``.
+    jackknife : ndarray or None
+        The OUA jackknife psi^(-k), or None.
+    details : dict
+        Numbers recorded in the output.
+    rests_on : list of str
+        The assumption ids it rests on.
+    residual : ndarray
+        The per-row weighted residual of its correction (for the orthogonality score).
+    notes : dict
+        {assumption id: text} for those assumptions.
+    label_term : tuple or None, default=None
+        tr-cpo's (delta, IF, jackknife).
+    label_influence : ndarray or None, default=None
+        The part of the IF that is oracle-label noise (tr-cpo below 100% coverage),
+        the same randomness as the other components' calibration error (stacked-dr needs to know).
+    df_parts : list of (ndarray, float)
+        [(part of influence, df)] (:func:`cje.stats.inference.interval`).
+    """
 
     estimate: float
     influence: np.ndarray
@@ -98,10 +128,31 @@ def _score_ci(values: np.ndarray, z: float = 1.959964) -> dict:
 
 
 def assemble(inp: DRInputs, g: CrossFit, R: np.ndarray, extra: dict[str, np.ndarray] | None = None):
-    """psi = mean gbar + mean W (R - g) + sum_t mean t; returns (psi, phi, parts).
+    """Combine the direct part, the weighted correction and extra terms into one DR estimate.
 
-    ``extra`` maps term names to per-row arrays (e.g. the orthogonalising term).
-    phi uses the Hajek form W (R - g - c) for the weighted correction.
+    psi = mean gbar + mean W (R - g) + sum_t mean t, with the influence
+    phi = (gbar - mean gbar) + W (R - g - c) + sum_t (t - mean t), c = mean W (R - g):
+    the Hajek form W (R - g - c) for the weighted correction.
+
+    Parameters
+    ----------
+    inp : DRInputs
+        The policy's aligned inputs.
+    g : CrossFit
+        The cross-fitted outcome model on the logged rows and the fresh draws.
+    R : ndarray
+        The rewards over the used rows (R, or R^(-k) for the jackknife).
+    extra : dict of str to ndarray or None, default=None
+        Term names to per-row arrays (e.g. the orthogonalising term).
+
+    Returns
+    -------
+    psi : float
+        The estimate.
+    phi : ndarray
+        Its per-row influence values.
+    parts : dict
+        ``direct_part``, ``weighted_correction`` and the mean of each extra term.
     """
     gbar = inp.row_mean(g.fresh)
     resid = inp.W * (R - g.logged)
@@ -130,14 +181,31 @@ def _matters(term: np.ndarray, phi: np.ndarray) -> bool:
 
 
 def family_assumptions(inp: DRInputs, gap: float, correction: np.ndarray, phi: np.ndarray) -> tuple[list[str], dict]:
-    """What dr-cpo / mrdr / tmle / oc-dr-cpo rest on, given max |R - g| (``gap``) and the
-    per-row weighted correction W (R - g) against the estimate's influence ``phi``.
+    """What dr-cpo / mrdr / tmle / oc-dr-cpo rest on.
 
     With R = Y (100% coverage) and raw weights, the correction is the textbook DR one:
     right when either the outcome model (with transport) or the weights are. Otherwise the
     calibrated part rests on transport; the weights add 'overlap' only when the correction
     materially enters the estimate (:func:`_matters`), and a zero correction is said to be the
     direct method, so weights that contribute nothing never lower the status.
+
+    Parameters
+    ----------
+    inp : DRInputs
+        The policy's aligned inputs.
+    gap : float
+        max |R - g| over the used rows.
+    correction : ndarray
+        The per-row weighted correction W (R - g).
+    phi : ndarray
+        The estimate's influence values.
+
+    Returns
+    -------
+    rests_on : list of str
+        Assumption ids.
+    notes : dict
+        {assumption id: text} explaining the choice.
     """
     if inp.ctx.rewards_are_labels and inp.weights_source in ("raw", "clipped"):
         return ["fresh_draws", "transport_or_overlap"], {}
@@ -191,19 +259,80 @@ def _model_name(model: OutcomeModel) -> str:
 
 
 def dr_cpo(inp: DRInputs, model: OutcomeModel) -> DRResult:
-    """dr-cpo on prepared inputs (see the module docstring for the formula)."""
+    """dr-cpo on prepared inputs: psi = mean_i gbar_i + mean_i W_i (R_i - g_i).
+
+    Parameters
+    ----------
+    inp : DRInputs
+        The policy's aligned inputs.
+    model : OutcomeModel
+        The outcome model g, cross-fitted on the fold map.
+
+    Returns
+    -------
+    DRResult
+        The dr-cpo component (estimate, influence, jackknife, assumptions).
+
+    References
+    ----------
+    Bang, H., & Robins, J. M. (2005). Doubly robust estimation in missing data and causal
+    inference models. Biometrics, 61(4), 962-973.
+    """
     return _dr_family(inp, model, None, orthogonal=False)
 
 
 def mrdr(inp: DRInputs, model: OutcomeModel, omega: str = "w") -> DRResult:
-    """mrdr: outcome model fitted with sample weights omega(W) ('w' or 'w2')."""
+    """mrdr: outcome model fitted with sample weights omega(W) ('w' or 'w2').
+
+    psi = mean_i gbar_i + mean_i W_i (R_i - g_i), g fitted with sample weights W ('w') or W^2 ('w2').
+
+    Parameters
+    ----------
+    inp : DRInputs
+        The policy's aligned inputs.
+    model : OutcomeModel
+        The outcome model g.
+    omega : {'w', 'w2'}, default='w'
+        The sample weights of its fit.
+
+    Returns
+    -------
+    DRResult
+        The mrdr component.
+
+    Raises
+    ------
+    ValueError
+        ``omega`` is not 'w' or 'w2'.
+
+    References
+    ----------
+    Farajtabar, M., Chow, Y., & Ghavamzadeh, M. (2018). More robust doubly robust off-policy
+    evaluation. ICML 2018.
+    """
     if omega not in ("w", "w2"):
         raise ValueError(f"mrdr omega must be 'w' or 'w2', got {omega!r}")
     return _dr_family(inp, model, omega, orthogonal=False)
 
 
 def oc_dr_cpo(inp: DRInputs, model: OutcomeModel) -> DRResult:
-    """oc-dr-cpo: dr-cpo + mean (W_raw - m(S)) (R - f^(oof)(S))."""
+    """oc-dr-cpo: dr-cpo + mean (W_raw - m(S)) (R - f^(oof)(S)).
+
+    m(S) = E[W_raw | S], cross-fitted. With R = Y (100% coverage) the term estimates the
+    transport bias with the full weights, and the estimate rests on ``transport_or_overlap``.
+
+    Parameters
+    ----------
+    inp : DRInputs
+        The policy's aligned inputs.
+    model : OutcomeModel
+        The outcome model g.
+
+    Returns
+    -------
+    DRResult
+        At 100% coverage ``label_term`` holds the orthogonalising term (delta, IF, None).
+    """
     return _dr_family(inp, model, None, orthogonal=True)
 
 
@@ -216,10 +345,28 @@ def _kish_df(weights: np.ndarray) -> float:
 def tr_cpo(inp: DRInputs, model: OutcomeModel) -> DRResult:
     """tr-cpo = dr-cpo + delta_L, the full-weight label term (module docstring).
 
+    delta_L = sum_i L_i W_raw,i (Y_i - f^(oof)(S_i)) / sum_i L_i W_raw,i.
     IF: dr-cpo's plus L W_raw (e - delta_L) / mean(L W_raw), e = Y - f^(oof)(S); OUA
     jackknife: dr-cpo's with f^(-k) plus delta_L recomputed with e^(-k) = Y - f^(-k)(S).
     Fewer than 2 labelled rows (or no weight on them): no label term, and the estimate
-    rests on transport like dr-cpo.
+    rests on transport like dr-cpo. The label part's df is the Kish effective number of
+    labels minus one, (sum L W_raw)^2 / sum L W_raw^2 - 1, at least 1.
+
+    Parameters
+    ----------
+    inp : DRInputs
+        The policy's aligned inputs.
+    model : OutcomeModel
+        The outcome model g.
+
+    Returns
+    -------
+    DRResult
+        With ``label_term`` = (delta_L, its IF, its jackknife) and ``label_influence``.
+
+    References
+    ----------
+    Kish, L. (1965). Survey Sampling. Wiley.
     """
     base = dr_cpo(inp, model)
     if inp.ctx.rewards_are_labels:
@@ -275,6 +422,18 @@ def with_probes(inp: DRInputs, result: DRResult) -> DRResult:
     mean(Y - f^(oof)(S')) over the probe-labelled fresh draws (its IF and jackknife too);
     the estimate no longer rests on transport. tr-cpo (``label_term`` set): the probes,
     which need no weights, replace its label term.
+
+    Parameters
+    ----------
+    inp : DRInputs
+        The policy's aligned inputs.
+    result : DRResult
+        The component without probes.
+
+    Returns
+    -------
+    DRResult
+        ``result`` itself when the policy has no probe labels among the used rows.
     """
     delta_p, phi_p, jack_p, n_probe = residual_correction(inp.ctx, inp.view, inp.rows)
     if not n_probe:
@@ -315,6 +474,18 @@ def finish(inp: DRInputs, result: DRResult) -> PolicyEstimate:
 
     Also records the direct-vs-IPS split: ``ips_estimate_same_weights`` = mean W R next
     to the DR ``direct_part``; far apart means the weights and the outcome model disagree.
+
+    Parameters
+    ----------
+    inp : DRInputs
+        The policy's aligned inputs.
+    result : DRResult
+        The component.
+
+    Returns
+    -------
+    PolicyEstimate
+        The estimate as the analysis records it, with the weights and dropped rows.
     """
     ctx = inp.ctx
     details = {**result.details, "weights": inp.weights_source, "n_fresh_draws": int(inp.fpos.size),
@@ -330,8 +501,12 @@ def finish(inp: DRInputs, result: DRResult) -> PolicyEstimate:
 class DREstimatorBase(Estimator):
     """Shared constructor and ``estimate`` of the DR family.
 
-    outcome_model : an OutcomeModel (default cross-fitted isotonic of R on S).
-    weights : 'calibrated' (SIMCal-W, default), 'raw', 'clipped' or a callable
+    Parameters
+    ----------
+    outcome_model : OutcomeModel or None, default=None
+        An OutcomeModel (default cross-fitted isotonic of R on S).
+    weights : str or callable, default='calibrated'
+        'calibrated' (SIMCal-W, default), 'raw', 'clipped' or a callable
         ``(ctx, policy) -> weights over ctx.rows(policy)`` (a deliberate override).
     """
 
@@ -343,30 +518,104 @@ class DREstimatorBase(Estimator):
         self.weights = weights
 
     def compute(self, inp: DRInputs) -> DRResult:  # pragma: no cover - abstract
+        """The component on prepared inputs, without probe labels (each subclass implements it).
+
+        Parameters
+        ----------
+        inp : DRInputs
+            The policy's aligned inputs.
+
+        Returns
+        -------
+        DRResult
+            The component.
+        """
         raise NotImplementedError
 
     def compute_with_probes(self, inp: DRInputs) -> DRResult:
-        """The component with the target's probe labels applied (:func:`with_probes`)."""
+        """The component with the target's probe labels applied (:func:`with_probes`).
+
+        Parameters
+        ----------
+        inp : DRInputs
+            The policy's aligned inputs.
+
+        Returns
+        -------
+        DRResult
+            The component, probe-corrected when the policy has probe labels.
+        """
         return with_probes(inp, self.compute(inp))
 
     def estimate(self, ctx, policy: str) -> PolicyEstimate:
+        """Prepare the DR inputs of ``policy``, compute the component with probes and wrap it.
+
+        Parameters
+        ----------
+        ctx : AnalysisContext
+            The shared analysis context.
+        policy : str
+            The target policy.
+
+        Returns
+        -------
+        PolicyEstimate
+            The estimate of ``policy``.
+
+        Raises
+        ------
+        InputError
+            Fresh draws are missing (:func:`cje.estimators.direct.fresh_rows`).
+        WeightError
+            The weights over the used rows are unusable (:func:`cje.estimators.dr_inputs.prepare_dr`).
+        """
         inp = prepare_dr(ctx, policy, self.weights)
         return finish(inp, self.compute_with_probes(inp))
 
 
 @register
 class DRCPOEstimator(DREstimatorBase):
-    """dr-cpo: direct part on fresh draws + weighted residual correction on logged rows."""
+    """dr-cpo: direct part on fresh draws + weighted residual correction on logged rows.
+
+    Parameters
+    ----------
+    outcome_model : OutcomeModel or None, default=None
+        The outcome model g (default cross-fitted isotonic of R on S).
+    weights : str or callable, default='calibrated'
+        As in :class:`DREstimatorBase`.
+    """
 
     name = "dr-cpo"
 
     def compute(self, inp: DRInputs) -> DRResult:
+        """dr-cpo on prepared inputs (:func:`dr_cpo`).
+
+        Parameters
+        ----------
+        inp : DRInputs
+            The policy's aligned inputs.
+
+        Returns
+        -------
+        DRResult
+            The dr-cpo component.
+        """
         return dr_cpo(inp, self.outcome_model)
 
 
 @register
 class MRDREstimator(DREstimatorBase):
-    """mrdr: dr-cpo with the outcome model fitted with sample weights omega(W)."""
+    """mrdr: dr-cpo with the outcome model fitted with sample weights omega(W).
+
+    Parameters
+    ----------
+    outcome_model : OutcomeModel or None, default=None
+        The outcome model (default cross-fitted isotonic of R on S).
+    weights : str or callable, default='calibrated'
+        As in :class:`DREstimatorBase`.
+    omega : {'w', 'w2'}, default='w'
+        Sample weights W or W^2 of the outcome model's fit.
+    """
 
     name = "mrdr"
 
@@ -376,24 +625,81 @@ class MRDREstimator(DREstimatorBase):
         self.omega = omega
 
     def compute(self, inp: DRInputs) -> DRResult:
+        """mrdr on prepared inputs (:func:`mrdr`).
+
+        Parameters
+        ----------
+        inp : DRInputs
+            The policy's aligned inputs.
+
+        Returns
+        -------
+        DRResult
+            The mrdr component.
+
+        Raises
+        ------
+        ValueError
+            ``omega`` is not 'w' or 'w2'.
+        """
         return mrdr(inp, self.outcome_model, self.omega)
 
 
 @register
 class OCDRCPOEstimator(DREstimatorBase):
-    """oc-dr-cpo: dr-cpo plus the calibration-orthogonalising term."""
+    """oc-dr-cpo: dr-cpo plus the calibration-orthogonalising term.
+
+    Parameters
+    ----------
+    outcome_model : OutcomeModel or None, default=None
+        The outcome model g (default cross-fitted isotonic of R on S).
+    weights : str or callable, default='calibrated'
+        As in :class:`DREstimatorBase`.
+    """
 
     name = "oc-dr-cpo"
 
     def compute(self, inp: DRInputs) -> DRResult:
+        """oc-dr-cpo on prepared inputs (:func:`oc_dr_cpo`).
+
+        Parameters
+        ----------
+        inp : DRInputs
+            The policy's aligned inputs.
+
+        Returns
+        -------
+        DRResult
+            The oc-dr-cpo component.
+        """
         return oc_dr_cpo(inp, self.outcome_model)
 
 
 @register
 class TRCPOEstimator(DREstimatorBase):
-    """tr-cpo: dr-cpo plus the full-importance-weight oracle-label term."""
+    """tr-cpo: dr-cpo plus the full-importance-weight oracle-label term.
+
+    Parameters
+    ----------
+    outcome_model : OutcomeModel or None, default=None
+        The outcome model g (default cross-fitted isotonic of R on S).
+    weights : str or callable, default='calibrated'
+        As in :class:`DREstimatorBase`.
+    """
 
     name = "tr-cpo"
 
     def compute(self, inp: DRInputs) -> DRResult:
+        """tr-cpo on prepared inputs (:func:`tr_cpo`).
+
+        Parameters
+        ----------
+        inp : DRInputs
+            The policy's aligned inputs.
+
+        Returns
+        -------
+        DRResult
+            The tr-cpo component.
+        """
         return tr_cpo(inp, self.outcome_model)

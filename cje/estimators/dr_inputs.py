@@ -27,11 +27,50 @@ WeightSource = Union[str, Callable[[AnalysisContext, str], np.ndarray]]
 class DRInputs:
     """One policy's aligned arrays over the used rows U (n_u of them) and its fresh draws.
 
-    rows : logged row indices U; over U: S, R (the reward: f(S), or Y at 100% coverage),
-    R_fold (K x n_u, R with f^(-k)), R_oof, folds, W (the correction weights, mean 1;
-    SIMCal-W by default), W_raw (Hajek weights, mean 1), L (labelled), Y (0 where
-    unlabelled), f_oof / f_fold (the calibrator out of fold / per fold, at every coverage).
-    Per fresh draw: fpos (position in U), fS (judge), ffolds.
+    Parameters
+    ----------
+    ctx : AnalysisContext
+        The shared analysis context.
+    policy : str
+        The target policy.
+    view : FreshView
+        Its fresh draws.
+    rows : ndarray of int
+        Logged row indices U.
+    S : ndarray
+        Over U: the judge scores.
+    R : ndarray
+        Over U: the reward, f(S), or Y at 100% coverage.
+    R_fold : ndarray of shape (K, n_u)
+        R with f^(-k).
+    R_oof : ndarray
+        R out of fold.
+    folds : ndarray of int
+        The fold of each row of U.
+    W : ndarray
+        The correction weights, mean 1 (SIMCal-W by default).
+    W_raw : ndarray
+        The Hajek weights, mean 1.
+    L : ndarray of bool
+        Labelled rows.
+    Y : ndarray
+        Oracle labels, 0 where unlabelled.
+    f_oof, f_fold : ndarray
+        The calibrator out of fold / per fold (K x n_u), at every coverage.
+    fpos : ndarray of int
+        Per fresh draw: its position in U.
+    fS : ndarray
+        Per fresh draw: its judge score.
+    ffolds : ndarray of int
+        Per fresh draw: its prompt's fold.
+    n_draws : ndarray of int
+        Per row of U: its number of fresh draws.
+    dropped : dict
+        {reason: count} of rows dropped for the policy (:func:`cje.estimators.direct.fresh_rows`).
+    weights_source : str
+        'calibrated', 'raw', 'clipped' or the name of the weights callable.
+    cache : dict
+        Fitted outcome and weight models, keyed by model, fold and omega.
     """
 
     ctx: AnalysisContext
@@ -59,16 +98,42 @@ class DRInputs:
 
     @property
     def n(self) -> int:
+        """Number n_u of used rows."""
         return int(self.rows.size)
 
     def row_mean(self, per_draw: np.ndarray) -> np.ndarray:
-        """Average a per-draw array over each used prompt's fresh draws."""
+        """Average a per-draw array over each used prompt's fresh draws.
+
+        Parameters
+        ----------
+        per_draw : ndarray
+            One value per fresh draw (aligned with ``fpos``).
+
+        Returns
+        -------
+        ndarray
+            One value per used row.
+        """
         return np.bincount(self.fpos, weights=per_draw, minlength=self.n) / self.n_draws
 
     def outcome(self, model: OutcomeModel, k: int | None = None, omega: str | None = None) -> CrossFit:
         """Cross-fitted outcome model on R (k None) or on f^(-k) rewards R_fold[k] (cached).
 
-        omega: None (unweighted), 'w' (sample weights W) or 'w2' (W^2).
+        Equal frozen models (the default isotonic one) share fits across estimators.
+
+        Parameters
+        ----------
+        model : OutcomeModel
+            The outcome model g.
+        k : int or None, default=None
+            None: fit on R; else fit on R_fold[k].
+        omega : {None, 'w', 'w2'}, default=None
+            None (unweighted), 'w' (sample weights W) or 'w2' (W^2).
+
+        Returns
+        -------
+        CrossFit
+            The outcome model g on the used rows and on the fresh draws.
         """
         try:  # equal frozen models (the default isotonic one) share fits across estimators
             hash(model)
@@ -84,7 +149,18 @@ class DRInputs:
         return self.cache[key][1]
 
     def weight_model(self, raw: bool = False) -> CrossFit:
-        """m(S) = E[W | S] (or E[W_raw | S] with ``raw``), cross-fitted monotone regression (cached)."""
+        """m(S) = E[W | S] (or E[W_raw | S] with ``raw``), cross-fitted monotone regression (cached).
+
+        Parameters
+        ----------
+        raw : bool, default=False
+            Regress the Hajek weights W_raw instead of W.
+
+        Returns
+        -------
+        CrossFit
+            The weight model m on the used rows and on the fresh draws (>= 0).
+        """
         key = ("m", raw)
         if key not in self.cache:
             self.cache[key] = cross_fit_weight_model(self.S, self.W_raw if raw else self.W, self.folds,
@@ -114,8 +190,31 @@ def _mean_one(w: np.ndarray, policy: str, what: str) -> np.ndarray:
 def prepare_dr(ctx: AnalysisContext, policy: str, weights: WeightSource = "calibrated") -> DRInputs:
     """Align logged rows, weights and fresh draws of ``policy`` (cached per weight source).
 
-    The weights are restricted to the used rows and renormalised to mean 1. Raises
-    WeightError when unusable.
+    The weights are restricted to the used rows and renormalised to mean 1.
+
+    Parameters
+    ----------
+    ctx : AnalysisContext
+        The shared analysis context.
+    policy : str
+        The target policy.
+    weights : str or callable, default='calibrated'
+        'calibrated' (SIMCal-W), 'raw', 'clipped', or a callable
+        ``(ctx, policy) -> array over ctx.rows(policy)``.
+
+    Returns
+    -------
+    DRInputs
+        The aligned arrays over the used rows U and the fresh draws.
+
+    Raises
+    ------
+    WeightError
+        The weights are unusable: the wrong length, or empty, zero or non-finite over the used rows.
+    InputError
+        Fresh draws are missing (:func:`cje.estimators.direct.fresh_rows`).
+    ValueError
+        ``weights`` is an unknown name.
     """
     key = ("dr-inputs", policy, weights if isinstance(weights, str) else id(weights))
     if key in ctx._cache:

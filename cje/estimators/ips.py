@@ -19,6 +19,10 @@ rows valid for the policy, with R the reward (f(S) below 100% oracle coverage, Y
   function of S, g = R and phi = W_raw (R - psi): the raw-weight IF. At 100% coverage
   R = Y and g = f^(oof)(S), so the oracle noise Y - g is weighted by the calibrated
   weight, which is where SIMCal-W lowers the variance.
+
+References
+----------
+Landesberg et al. (2025). Causal Judge Evaluation. arXiv:2512.11150 (SIMCal-W, sec. 4).
 """
 
 from __future__ import annotations
@@ -36,8 +40,30 @@ def ips_estimate(ctx: AnalysisContext, policy: str, weights: np.ndarray, details
                  rests_on: list[str], raw_weights: np.ndarray | None = None) -> PolicyEstimate:
     """Self-normalised IPS with the given mean-1 weights over ``ctx.rows(policy)``.
 
-    ``raw_weights`` (mean 1, same rows): when the weights were fitted (SIMCal-W), the
-    orthogonalised influence function of the module docstring; else W (R - psi).
+    psi = mean_i W_i R_i. Influence: W (R - psi) without ``raw_weights``; with them (the
+    weights were fitted, SIMCal-W) the orthogonalised influence function of the module
+    docstring, phi_i = W_i (R_i - g_i) + W_raw,i (g_i - psi), g = R below 100% coverage and
+    f^(oof)(S) at 100%. OUA jackknife psi^(-k) = mean_i W_i R^(-k)_i when ``ctx.oua``, else None.
+
+    Parameters
+    ----------
+    ctx : AnalysisContext
+        The shared analysis context.
+    policy : str
+        The target policy.
+    weights : ndarray
+        Mean-1 weights over ``ctx.rows(policy)``.
+    details : dict
+        Estimator-specific numbers recorded in the output.
+    rests_on : list of str
+        Ids of the assumptions the estimate rests on.
+    raw_weights : ndarray or None, default=None
+        Mean-1 Hajek weights over the same rows, when ``weights`` were fitted.
+
+    Returns
+    -------
+    PolicyEstimate
+        The estimate, its influence and its OUA jackknife over ``ctx.rows(policy)``.
     """
     rows = ctx.rows(policy)
     rewards = ctx.R[rows]
@@ -95,10 +121,26 @@ class RawIPSEstimator(Estimator):
     weight_role = "primary"
 
     def estimate(self, ctx: AnalysisContext, policy: str) -> PolicyEstimate:
+        """:meth:`estimate_uncorrected` with the probe residual correction when it rests on
+        transport (:func:`with_probe_correction`)."""
         return with_probe_correction(ctx, policy, ctx.rows(policy), self.estimate_uncorrected(ctx, policy))
 
     def estimate_uncorrected(self, ctx: AnalysisContext, policy: str) -> PolicyEstimate:
-        """The IPS estimate without the probe correction (a reference for the checks)."""
+        """raw-ips for ``policy`` without the probe correction: :func:`ips_estimate` with the
+        clipped Hajek weights (also the reference of the calibrated-vs-raw IPS check).
+
+        Parameters
+        ----------
+        ctx : AnalysisContext
+            The shared analysis context.
+        policy : str
+            The target policy.
+
+        Returns
+        -------
+        PolicyEstimate
+            Rests on ``overlap``, and on ``transport`` too below 100% oracle coverage (R = f(S)).
+        """
         rests_on = ["overlap"] if ctx.rewards_are_labels else ["overlap", "transport"]
         return ips_estimate(ctx, policy, ctx.clipped_weights(policy), {"clip": ctx.options.clip}, rests_on)
 
@@ -111,10 +153,28 @@ class CalibratedIPSEstimator(Estimator):
     weight_role = "primary"
 
     def estimate(self, ctx: AnalysisContext, policy: str) -> PolicyEstimate:
+        """:meth:`estimate_uncorrected` with the probe residual correction when it rests on
+        transport (:func:`with_probe_correction`)."""
         return with_probe_correction(ctx, policy, ctx.rows(policy), self.estimate_uncorrected(ctx, policy))
 
     def estimate_uncorrected(self, ctx: AnalysisContext, policy: str) -> PolicyEstimate:
-        """The calibrated-IPS estimate without the probe correction (a reference for the checks)."""
+        """calibrated-ips for ``policy`` without the probe correction: :func:`ips_estimate` with
+        the SIMCal-W weights (also the reference of the calibrated-vs-raw IPS check).
+
+        Parameters
+        ----------
+        ctx : AnalysisContext
+            The shared analysis context.
+        policy : str
+            The target policy.
+
+        Returns
+        -------
+        PolicyEstimate
+            Rests on ``overlap``, ``monotone_weights`` and ``transport`` (the projection on S makes
+            even R = Y rest on transport); details record the SIMCal-W choice, stacking weights,
+            out-of-fold MSE, blend and weight variances.
+        """
         sim = ctx.calibrated_weights(policy)
         raw = ctx.raw_weights(policy)
         details = {"simcal_choice": sim.choice, "simcal_stacking_weights": sim.stacking_weights,

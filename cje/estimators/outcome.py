@@ -15,6 +15,13 @@
 Cross-fitting: for fold k the model is fitted on the logged rows outside fold k
 and applied to fold k's logged rows and to the fresh draws of fold k's prompts
 (statistics.md 2 and 5). Loops run over the K folds, never over rows.
+
+References
+----------
+Barlow, R. E., Bartholomew, D. J., Bremner, J. M., & Brunk, H. D. (1972). Statistical
+Inference under Order Restrictions. Wiley (isotonic regression, PAVA).
+Farajtabar, M., Chow, Y., & Ghavamzadeh, M. (2018). More robust doubly robust off-policy
+evaluation. ICML 2018 (MRDR).
 """
 
 from __future__ import annotations
@@ -35,7 +42,36 @@ Predictor = Callable[[np.ndarray], np.ndarray]
 def isotonic_step(x: np.ndarray, y: np.ndarray, sample_weight: np.ndarray | None = None,
                   increasing: bool = True, y_min: float | None = None,
                   y_max: float | None = None) -> StepFunction:
-    """Weighted isotonic regression of y on x (:func:`cje.stats.calibration.fit_isotonic`, no default bounds)."""
+    """Weighted isotonic regression of y on x (:func:`cje.stats.calibration.fit_isotonic`, no default bounds).
+
+    Minimises sum_i w_i (y_i - g(x_i))^2 over monotone g (increasing or decreasing),
+    optionally clipped to [y_min, y_max]; the same fit and predictions as scikit-learn's
+    ``IsotonicRegression(out_of_bounds="clip")``.
+
+    Parameters
+    ----------
+    x : ndarray
+        The covariate.
+    y : ndarray
+        The response.
+    sample_weight : ndarray or None, default=None
+        Non-negative weights (None = equal).
+    increasing : bool, default=True
+        Direction of the fit.
+    y_min, y_max : float or None, default=None
+        Bounds of the predictions (None = unbounded).
+
+    Returns
+    -------
+    StepFunction
+        The fitted step function; call it on an array of x.
+
+    References
+    ----------
+    Barlow, R. E., Bartholomew, D. J., Bremner, J. M., & Brunk, H. D. (1972). Statistical
+    Inference under Order Restrictions. Wiley.
+    Pedregosa, F., et al. (2011). Scikit-learn: Machine learning in Python. JMLR, 12, 2825-2830.
+    """
     return fit_isotonic(x, y, increasing=increasing, sample_weight=sample_weight, y_min=y_min, y_max=y_max)
 
 
@@ -46,33 +82,103 @@ class OutcomeModel(Protocol):
     rewards R, ``sample_weight`` optional non-negative weights (None = equal).
     The returned callable maps an array of scores to predictions of E[R | S].
     ``name`` is recorded in the output.
+
+    Attributes
+    ----------
+    name : str
+        The model's name in the output.
     """
 
     name: str
 
     def fit(self, scores: np.ndarray, targets: np.ndarray,
-            sample_weight: np.ndarray | None = None) -> Predictor: ...
+            sample_weight: np.ndarray | None = None) -> Predictor:
+        """Fit E[R | S] on training rows.
+
+        Parameters
+        ----------
+        scores : ndarray
+            Judge scores S of the training rows.
+        targets : ndarray
+            Their calibrated rewards R.
+        sample_weight : ndarray or None, default=None
+            Optional non-negative weights (None = equal).
+
+        Returns
+        -------
+        callable
+            Maps an array of scores to predictions of E[R | S].
+        """
+        ...
 
 
 @dataclass(frozen=True)
 class IsotonicOutcomeModel:
-    """Increasing isotonic regression of R on S, predictions in [0, 1] (the default)."""
+    """Increasing isotonic regression of R on S, predictions in [0, 1] (the default).
+
+    Parameters
+    ----------
+    name : str, default='isotonic'
+        The model's name in the output.
+    """
 
     name: str = "isotonic"
 
     def fit(self, scores, targets, sample_weight=None) -> Predictor:
+        """Fit the increasing isotonic regression of ``targets`` on ``scores``, bounded to [0, 1].
+
+        Parameters
+        ----------
+        scores : ndarray
+            Judge scores S of the training rows.
+        targets : ndarray
+            Their rewards R.
+        sample_weight : ndarray or None, default=None
+            Optional non-negative weights (MRDR).
+
+        Returns
+        -------
+        StepFunction
+            Predictions of E[R | S].
+        """
         return isotonic_step(scores, targets, sample_weight=sample_weight, y_min=0.0, y_max=1.0)
 
 
 @dataclass(frozen=True)
 class ConstantOutcomeModel:
-    """g(S) = ``value`` (a fixed, deliberately wrong model) or, when ``value`` is None,
-    the (weighted) training mean of R. Ignores S."""
+    """A constant outcome model that ignores S.
+
+    g(S) = ``value`` (a fixed, deliberately wrong model) or, when ``value`` is None,
+    the (weighted) training mean of R.
+
+    Parameters
+    ----------
+    value : float or None, default=None
+        The constant; None for the (weighted) training mean.
+    name : str, default='constant'
+        The model's name in the output.
+    """
 
     value: float | None = None
     name: str = "constant"
 
     def fit(self, scores, targets, sample_weight=None) -> Predictor:
+        """Fit the constant: ``value``, or the (weighted) mean of ``targets``.
+
+        Parameters
+        ----------
+        scores : ndarray
+            Judge scores of the training rows (ignored).
+        targets : ndarray
+            Their rewards R.
+        sample_weight : ndarray or None, default=None
+            Weights of the mean (None = equal).
+
+        Returns
+        -------
+        callable
+            Maps an array of scores to an array of the constant, same shape.
+        """
         c = self.value if self.value is not None else float(np.average(targets, weights=sample_weight))
         return lambda s: np.full(np.shape(s), c, dtype=float)
 
@@ -81,8 +187,12 @@ class ConstantOutcomeModel:
 class CrossFit:
     """Out-of-fold predictions of one cross-fitted model.
 
-    logged : prediction for each logged row from the model not trained on its fold.
-    fresh : prediction for each fresh draw from the model of its prompt's fold.
+    Parameters
+    ----------
+    logged : ndarray
+        Prediction for each logged row from the model not trained on its fold.
+    fresh : ndarray
+        Prediction for each fresh draw from the model of its prompt's fold.
     """
 
     logged: np.ndarray
@@ -94,10 +204,27 @@ def cross_fit(model: OutcomeModel, scores: np.ndarray, targets: np.ndarray, fold
               sample_weight: np.ndarray | None = None) -> CrossFit:
     """Fit ``model`` K times (without fold k) and predict fold k's logged rows and fresh draws.
 
-    Inputs: logged ``scores``/``targets``/``folds`` (aligned), optional ``sample_weight``;
-    fresh-draw ``fresh_scores`` and the fold of their prompt ``fresh_folds``.
     A fold whose complement is empty falls back to a fit on all rows.
-    Output: :class:`CrossFit`.
+
+    Parameters
+    ----------
+    model : OutcomeModel
+        The model to fit.
+    scores, targets, folds : ndarray
+        The logged rows (aligned).
+    n_folds : int
+        Number K of folds.
+    fresh_scores : ndarray
+        Judge scores of the fresh draws.
+    fresh_folds : ndarray of int
+        The fold of each fresh draw's prompt.
+    sample_weight : ndarray or None, default=None
+        Optional weights of the logged rows.
+
+    Returns
+    -------
+    CrossFit
+        The out-of-fold predictions on the logged rows and the fresh draws.
     """
     logged = np.empty(scores.size)
     fresh = np.empty(fresh_scores.size)
@@ -136,6 +263,26 @@ def cross_fit_weight_model(scores: np.ndarray, weights: np.ndarray, folds: np.nd
     """m(S) = E[W | S], cross-fitted monotone (isotonic) regression of the weights on S.
 
     The direction (increasing or decreasing) is chosen per fold on the training
-    rows. Output: :class:`CrossFit` (m on logged rows and on fresh draws), >= 0.
+    rows, by the lower training SSE.
+
+    Parameters
+    ----------
+    scores : ndarray
+        Judge scores of the logged rows.
+    weights : ndarray
+        Their importance weights W.
+    folds : ndarray of int
+        Their folds.
+    n_folds : int
+        Number K of folds.
+    fresh_scores : ndarray
+        Judge scores of the fresh draws.
+    fresh_folds : ndarray of int
+        The fold of each fresh draw's prompt.
+
+    Returns
+    -------
+    CrossFit
+        The weight model m on logged rows and on fresh draws, >= 0.
     """
     return cross_fit(_WeightModel(), scores, weights, folds, n_folds, fresh_scores, fresh_folds)

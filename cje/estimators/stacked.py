@@ -22,6 +22,12 @@ term is added for the fresh draws: the per-prompt mean in each IF already carrie
 The combination rests on the union of the assumptions of the components it puts
 weight on: a stack that mixes tr-cpo with components that rest on transport still rests
 on transport.
+
+References
+----------
+Efron, B., & Stein, C. (1981). The jackknife estimate of variance. The Annals of
+Statistics, 9(3), 586-596.
+Landesberg et al. (2025). Causal Judge Evaluation. arXiv:2512.11150.
 """
 
 from __future__ import annotations
@@ -46,10 +52,6 @@ def stack(estimates: np.ndarray, influences: list[np.ndarray], jackknifes: list[
           n_folds: int, selection_influences: list[np.ndarray] | None = None):
     """Stacking weights a, the reported V, and the combination's influence and jackknife.
 
-    Inputs: per component its estimate, influence over the same n prompts, jackknife (K
-    values) or None (a constant: no calibrator in it); optionally the influences the weights
-    are selected on (default: ``influences``).
-
     Selection: a = argmin_{a in simplex} a' cov(Phi_sel) a / n. The oracle (calibration) error
     is common to the components, so it enters as a term the selection cannot exploit: each
     component's jackknife variance rests on K - 1 = 4 df, and minimising over them picked
@@ -59,9 +61,33 @@ def stack(estimates: np.ndarray, influences: list[np.ndarray], jackknifes: list[
 
     Reported: V = cov(Phi) / n + s s', s_j = sqrt(Var_oracle,j) from component j's own
     jackknife, the oracle errors taken as perfectly correlated (an upper bound on a' C_J a by
-    Cauchy-Schwarz). Output: (a, V, Phi a, jackknife or None), the jackknife the combination's
-    pattern sum_j a_j (Psi_j^(-k) - mean) rescaled so that its oracle variance is (a' s)^2,
-    so that ``cje.stats.inference`` reports SE_total^2 = a' V a.
+    Cauchy-Schwarz). The combination's jackknife is the pattern sum_j a_j (Psi_j^(-k) - mean)
+    rescaled so that its oracle variance is (a' s)^2, so that ``cje.stats.inference`` reports
+    SE_total^2 = a' V a.
+
+    Parameters
+    ----------
+    estimates : ndarray of shape (J,)
+        Each component's estimate.
+    influences : list of ndarray
+        Each component's influence over the same n prompts.
+    jackknifes : list of (ndarray or None)
+        Each component's jackknife (K values), or None (a constant: no calibrator in it).
+    n_folds : int
+        Number K of folds.
+    selection_influences : list of ndarray or None, default=None
+        The influences the weights are selected on (default: ``influences``).
+
+    Returns
+    -------
+    alpha : ndarray of shape (J,)
+        The stacking weights (on the simplex).
+    V : ndarray of shape (J, J)
+        The reported covariance.
+    influence : ndarray
+        Phi a, the combination's influence.
+    jackknife : ndarray or None
+        The combination's jackknife, None when no component has one.
     """
     phi = np.column_stack(influences)
     n = phi.shape[0]
@@ -96,6 +122,20 @@ def oracle_channel(inp: DRInputs, result: DRResult) -> tuple[np.ndarray, np.ndar
     label IF plus the component's own jackknife deviations, rescaled so that the oracle
     variance equals the component's total variance minus that of the remaining IF. Its own
     SE_total is unchanged; only the cross-component correlation is now taken as +1 (s s').
+
+    Parameters
+    ----------
+    inp : DRInputs
+        The policy's aligned inputs.
+    result : DRResult
+        One component (probe labels applied).
+
+    Returns
+    -------
+    influence : ndarray
+        The influence without the label part (unchanged when there is none or no jackknife).
+    jackknife : ndarray or None
+        The jackknife carrying the label part.
     """
     if result.label_influence is None or result.jackknife is None:
         return result.influence, result.jackknife
@@ -133,7 +173,22 @@ def _floor_at_best_component(alpha: np.ndarray, V: np.ndarray, jack: np.ndarray 
 
 @register
 class StackedDREstimator(DREstimatorBase):
-    """stacked-dr: convex combination of the DR components with minimum total variance."""
+    """stacked-dr: convex combination of the DR components with minimum total variance.
+
+    Parameters
+    ----------
+    outcome_model : OutcomeModel or None, default=None
+        The outcome model of every component (default cross-fitted isotonic of R on S).
+    weights : str or callable, default='calibrated'
+        The correction weights of every component (as in :class:`~cje.estimators.dr.DREstimatorBase`).
+    components : tuple of str, default=COMPONENTS
+        The components to stack, a subset of :data:`COMPONENTS`.
+
+    Raises
+    ------
+    ValueError
+        A component name is not one of :data:`COMPONENTS`.
+    """
 
     name = "stacked-dr"
 
@@ -145,7 +200,23 @@ class StackedDREstimator(DREstimatorBase):
         self.components = tuple(components)
 
     def compute_with_probes(self, inp: DRInputs) -> DRResult:
-        """Stack the probe-adjusted components (probes are applied once, per component)."""
+        """Stack the probe-adjusted components (probes are applied once, per component).
+
+        A component whose label term rests on fewer effective labels than
+        ``MIN_ORACLE_LABELS`` is excluded when more than one component is stacked (its variance
+        cannot be estimated). The reported variance is floored at the best component's (the weights were chosen on
+        the same data, so a' V a alone is optimistic).
+
+        Parameters
+        ----------
+        inp : DRInputs
+            The policy's aligned inputs.
+
+        Returns
+        -------
+        DRResult
+            Details record the stacking weights, the component estimates and SEs, and any exclusion.
+        """
         results = {c: with_probes(inp, _FUNCS[c](inp, self.outcome_model)) for c in self.components}
         excluded = {c: r.details["label_effective_n"] for c, r in results.items()
                     if r.details.get("label_effective_n", np.inf) < MIN_ORACLE_LABELS and len(results) > 1}
@@ -189,4 +260,16 @@ class StackedDREstimator(DREstimatorBase):
         return DRResult(psi, phi, jack, details, rests_on, residual, notes)
 
     def compute(self, inp: DRInputs) -> DRResult:
+        """The stacked estimate (:meth:`compute_with_probes`: probes are applied per component).
+
+        Parameters
+        ----------
+        inp : DRInputs
+            The policy's aligned inputs.
+
+        Returns
+        -------
+        DRResult
+            The stacked component.
+        """
         return self.compute_with_probes(inp)

@@ -18,6 +18,11 @@ targeting never touched the fresh draws -- different from the untargeted direct
 estimate mean Q(S') when Q is wrong. Influence per prompt:
 phi_i = (Q*bar_i - mean Q*bar) + W_i (R_i - Q*_i) (van der Laan & Rose, 2011, ch. 4-5).
 OUA jackknife: Q refitted on f^(-k) rewards and eps re-solved, per fold.
+
+References
+----------
+van der Laan, M. J., & Rose, S. (2011). Targeted Learning: Causal Inference for
+Observational and Experimental Data. Springer, ch. 4-5.
 """
 
 from __future__ import annotations
@@ -39,8 +44,21 @@ Q_CLIP = 1e-4  # initial predictions are clipped to [Q_CLIP, 1 - Q_CLIP] before 
 def solve_fluctuation(W: np.ndarray, R: np.ndarray, offset: np.ndarray, h: np.ndarray) -> float:
     """eps solving mean W (R - expit(offset + eps h)) = 0 (unique root; Brent on an expanding bracket).
 
-    Inputs over the logged rows: weights W >= 0, rewards R in [0, 1], offset = logit Q, h >= 0.
-    Returns the root, or the bracket end (|eps| = 1e6) when R sits on a boundary.
+    Parameters
+    ----------
+    W : ndarray
+        Weights over the logged rows, >= 0.
+    R : ndarray
+        Rewards in [0, 1].
+    offset : ndarray
+        logit Q.
+    h : ndarray
+        The clever covariate, >= 0.
+
+    Returns
+    -------
+    float
+        The root, or the bracket end (|eps| = 1e6) when R sits on a boundary.
     """
     def score(eps: float) -> float:
         return float(np.mean(W * (R - expit(offset + eps * h))))
@@ -72,7 +90,28 @@ def _target(inp: DRInputs, Q: CrossFit, R: np.ndarray, h: CrossFit) -> tuple[flo
 
 
 def tmle(inp: DRInputs, model: OutcomeModel) -> DRResult:
-    """TMLE on prepared inputs; details record the untargeted and targeted direct parts and eps."""
+    """TMLE on prepared inputs; details record the untargeted and targeted direct parts and eps.
+
+    psi = mean Q*bar + mean W (R - Q*), logit Q* = logit Q + eps h(S) (module docstring);
+    initial predictions are clipped to [Q_CLIP, 1 - Q_CLIP] before the logit.
+
+    Parameters
+    ----------
+    inp : DRInputs
+        The policy's aligned inputs.
+    model : OutcomeModel
+        The initial outcome model Q.
+
+    Returns
+    -------
+    DRResult
+        The targeted component; its details record eps and the untargeted parts.
+
+    References
+    ----------
+    van der Laan, M. J., & Rose, S. (2011). Targeted Learning: Causal Inference for
+    Observational and Experimental Data. Springer.
+    """
     h = inp.weight_model()
     Q = inp.outcome(model)
     eps, Q_star = _target(inp, Q, inp.R, h)
@@ -98,9 +137,29 @@ def tmle(inp: DRInputs, model: OutcomeModel) -> DRResult:
 
 @register
 class TMLEEstimator(DREstimatorBase):
-    """tmle: the outcome model targeted by a logistic fluctuation, applied to the fresh draws."""
+    """tmle: the outcome model targeted by a logistic fluctuation, applied to the fresh draws.
+
+    Parameters
+    ----------
+    outcome_model : OutcomeModel or None, default=None
+        The initial outcome model Q (default cross-fitted isotonic of R on S).
+    weights : str or callable, default='calibrated'
+        As in :class:`~cje.estimators.dr.DREstimatorBase`.
+    """
 
     name = "tmle"
 
     def compute(self, inp: DRInputs) -> DRResult:
+        """TMLE on prepared inputs (:func:`tmle`).
+
+        Parameters
+        ----------
+        inp : DRInputs
+            The policy's aligned inputs.
+
+        Returns
+        -------
+        DRResult
+            The tmle component.
+        """
         return tmle(inp, self.outcome_model)

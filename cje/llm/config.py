@@ -39,6 +39,43 @@ class ProviderConfig:
     per call; a ``Retry-After`` is honoured up to ``retry_after_max_s``. Rate limits
     hold in every sliding window of ``rate_limit_window_s`` seconds (default 60:
     requests/tokens *per minute*).
+
+    Parameters
+    ----------
+    name : str
+        The provider's key in ``providers``.
+    kind : {'openai', 'local'}, default='openai'
+        An OpenAI-compatible URL, or the embedded llama.cpp server.
+    base_url : str or None, default=None
+        The endpoint (required for ``openai``).
+    api_key_env : str or None, default=None
+        The NAME of the environment variable holding the key (None: keyless).
+    model_package : str or None, default=None
+        The package holding the local model file.
+    n_threads : int, default=1
+        Threads of the local server.
+    max_concurrency : int, default=8
+        Requests in flight at once.
+    requests_per_minute, tokens_per_minute : float or None, default=None
+        Rate limits per window (None = unlimited).
+    timeout_s : float, default=120.0
+        Timeout of one request.
+    max_retries : int, default=6
+        Retries of transient failures.
+    retry_backoff_s : float, default=1.0
+        The first backoff ceiling.
+    retry_backoff_max_s : float, default=60.0
+        The cap of the backoff ceiling.
+    retry_after_max_s : float, default=120.0
+        The longest ``Retry-After`` honoured.
+    rate_limit_budget_s : float, default=1800.0
+        Total waiting on HTTP 429 per call.
+    max_timeouts : int, default=2
+        Timeouts allowed per call.
+    rate_limit_window_s : float, default=60.0
+        The sliding window of the rate limits.
+    cost_per_million_input_tokens, cost_per_million_output_tokens : float, default=0.0
+        Prices in USD.
     """
 
     name: str
@@ -64,8 +101,17 @@ class ProviderConfig:
     def api_key(self) -> str:
         """Return the API key from the environment variable ``api_key_env``.
 
-        Local servers and keyless endpoints (``api_key_env`` unset) get a
-        placeholder. Raises ``ConfigError`` naming the variable when it is unset.
+        Local servers and keyless endpoints (``api_key_env`` unset) get a placeholder.
+
+        Returns
+        -------
+        str
+            The key (``"not-needed"`` for local and keyless providers).
+
+        Raises
+        ------
+        ConfigError
+            Naming the variable when it is unset (or when ``api_key_env`` is not a variable name).
         """
         if self.kind == "local" or not self.api_key_env:
             return "not-needed"
@@ -89,6 +135,27 @@ class PolicyConfig:
     refuses the policy). On local servers top_k 0, min_p 0, repeat_penalty 1 are
     always sent; ``extra_body`` adds other provider-specific fields but cannot
     override those.
+
+    Parameters
+    ----------
+    name : str
+        The policy's key in ``policies`` (it becomes file names).
+    provider : str
+        A key of ``providers``.
+    model : str
+        The model name sent to the provider.
+    chat_template : {'none', 'gemma', 'llama3', 'chatml'}, default='none'
+        Who renders the chat.
+    system_prompt : str, default=''
+        The system prompt.
+    temperature : float, default=1.0
+        Sampling temperature.
+    max_tokens : int, default=256
+        Longest response.
+    top_p : float, default=1.0
+        Nucleus sampling.
+    extra_body : dict
+        Other provider-specific request fields.
     """
 
     name: str
@@ -102,7 +169,13 @@ class PolicyConfig:
     extra_body: dict = field(default_factory=dict)
 
     def fingerprint(self) -> str:
-        """sha256 (first 16 hex) of everything that changes what is sampled."""
+        """sha256 (first 16 hex) of everything that changes what is sampled.
+
+        Returns
+        -------
+        str
+            16 hex characters.
+        """
         return _hash(asdict(self))
 
 
@@ -118,6 +191,36 @@ class ScorerConfig:
     ``temperature`` / ``max_tokens`` of chat methods are sent only when set (reasoning
     models such as gpt-5 refuse both); ``yes_no_logprob`` always asks for one token
     at temperature 0.
+
+    Parameters
+    ----------
+    role : {'judge', 'oracle'}
+        The config section.
+    provider : str
+        A key of ``providers``.
+    model : str
+        The model name.
+    method : {'structured', 'parse', 'yes_no_logprob'}, default='structured'
+        The scoring procedure.
+    rubric_file : str, default=''
+        The rubric.
+    n_rubric_samples : int, default=1
+        Rubric variants averaged.
+    coverage : float, default=1.0
+        The oracle's labelling probability for the logged (base-policy) rows, in [0, 1]
+        (a seeded subset, :func:`cje.llm.stages.judge.oracle_selection`).
+    fresh_draw_coverage : float, default=1.0
+        The same for the target policies' fresh draws, in [0, 1].
+    seed : int, default=0
+        Seed of that selection.
+    temperature : float or None, default=None
+        Sent only when set (chat methods).
+    max_tokens : int or None, default=None
+        Sent only when set (chat methods).
+    parse_retries : int, default=2
+        Re-asks of an unparseable answer.
+    chat_template : str, default='none'
+        As in :class:`PolicyConfig`.
     """
 
     role: str
@@ -135,7 +238,20 @@ class ScorerConfig:
     chat_template: str = "none"
 
     def fingerprint(self, rubric_hash: str) -> str:
-        """sha256 (first 16 hex) of the scoring procedure and the rubric text hash."""
+        """sha256 (first 16 hex) of the scoring procedure and the rubric text hash.
+
+        Coverage, fresh-draw coverage and seed are left out (they choose what is scored, not how).
+
+        Parameters
+        ----------
+        rubric_hash : str
+            Hash of the rubric text.
+
+        Returns
+        -------
+        str
+            16 hex characters.
+        """
         d = asdict(self)
         for k in ("coverage", "fresh_draw_coverage", "seed"):
             d.pop(k)
@@ -144,8 +260,22 @@ class ScorerConfig:
 
 
 def check_api_key_env(provider: str, value: Any) -> None:
-    """``ConfigError`` unless ``api_key_env`` is an environment-variable *name*. A value
-    that looks like a key (pasted by mistake) is refused without being shown."""
+    """Check that ``api_key_env`` is an environment-variable *name*.
+
+    A value that looks like a key (pasted by mistake) is refused without being shown.
+
+    Parameters
+    ----------
+    provider : str
+        The provider, for the error's config key.
+    value : object
+        The configured ``api_key_env``.
+
+    Raises
+    ------
+    ConfigError
+        ``value`` is not a non-empty string that is a variable name.
+    """
 
     where = f"providers.{provider}.api_key_env"
     if not isinstance(value, str) or not value:
@@ -162,7 +292,23 @@ def _hash(obj: Any) -> str:
 
 
 def load_config(path: str | os.PathLike) -> dict:
-    """Read the workflow config YAML into a dict (``ConfigError`` if unreadable)."""
+    """Read the workflow config YAML into a dict.
+
+    Parameters
+    ----------
+    path : str or PathLike
+        The config file.
+
+    Returns
+    -------
+    dict
+        The config mapping.
+
+    Raises
+    ------
+    ConfigError
+        The file does not exist, is not valid YAML, or does not hold a mapping at top level.
+    """
     p = Path(path)
     try:
         cfg = yaml.safe_load(p.read_text())
@@ -189,7 +335,27 @@ def _build(cls, values: dict, where: str, **fixed):
 
 
 def provider_config(cfg: dict, name: str) -> ProviderConfig:
-    """Return the typed provider ``name`` from ``cfg['providers']``."""
+    """Return the typed provider ``name`` from ``cfg['providers']``.
+
+    Parameters
+    ----------
+    cfg : dict
+        The workflow config.
+    name : str
+        The provider.
+
+    Returns
+    -------
+    ProviderConfig
+        The checked provider.
+
+    Raises
+    ------
+    ConfigError
+        The provider is not defined, its name is not a safe file-name component, a key is
+        unknown or of the wrong type or range, ``kind`` is unknown, or ``base_url`` is missing
+        for kind 'openai'.
+    """
     providers = cfg.get("providers") or {}
     if name not in providers:
         raise ConfigError(f"provider '{name}' is not defined (have {sorted(providers)})",
@@ -216,7 +382,26 @@ def provider_config(cfg: dict, name: str) -> ProviderConfig:
 
 
 def policy_config(cfg: dict, name: str) -> PolicyConfig:
-    """Return the typed policy ``name`` from ``cfg['policies']`` (provider checked)."""
+    """Return the typed policy ``name`` from ``cfg['policies']`` (provider checked).
+
+    Parameters
+    ----------
+    cfg : dict
+        The workflow config.
+    name : str
+        The policy.
+
+    Returns
+    -------
+    PolicyConfig
+        The checked policy.
+
+    Raises
+    ------
+    ConfigError
+        The policy is not defined, its name is not a safe file-name component, a key is
+        unknown, the chat template is unknown, or its provider is bad.
+    """
     policies = cfg.get("policies") or {}
     if name not in policies:
         raise ConfigError(f"policy '{name}' is not defined (have {sorted(policies)})",
@@ -231,7 +416,26 @@ def policy_config(cfg: dict, name: str) -> PolicyConfig:
 
 
 def scorer_config(cfg: dict, role: str) -> ScorerConfig:
-    """Return the typed ``judge`` or ``oracle`` section (method and provider checked)."""
+    """Return the typed ``judge`` or ``oracle`` section (method and provider checked).
+
+    Parameters
+    ----------
+    cfg : dict
+        The workflow config.
+    role : {'judge', 'oracle'}
+        The section.
+
+    Returns
+    -------
+    ScorerConfig
+        The checked scorer.
+
+    Raises
+    ------
+    ConfigError
+        The section is missing, a key is unknown, the method is unknown,
+        ``n_rubric_samples`` < 1, a coverage outside [0, 1], or its provider is bad.
+    """
     if role not in cfg:
         raise ConfigError("section is missing", key=role)
     sc = _build(ScorerConfig, cfg[role], role, role=role)

@@ -33,23 +33,67 @@ NUMERIC = ("calls", "ok", "errors", "retries", "prompt_tokens", "completion_toke
 
 
 def stage_kind(stage: str) -> str:
-    """``'judge:clone' -> 'judge'`` (the workflow stage a log stage belongs to)."""
+    """``'judge:clone' -> 'judge'`` (the workflow stage a log stage belongs to).
+
+    Parameters
+    ----------
+    stage : str
+        A stage name from a call log.
+
+    Returns
+    -------
+    str
+        The part before the first ``:``.
+    """
     return str(stage).split(":", 1)[0]
 
 
 @dataclass
 class CostReport:
-    """Totals per (stage, provider, model) plus the warnings of the module docstring."""
+    """Totals per (stage, provider, model) plus the warnings of the module docstring.
+
+    Parameters
+    ----------
+    rows : list of dict
+        One row per (stage, provider, model) with the :data:`NUMERIC` sums.
+    warnings : list of str
+        Unpriced providers and stages killed before their summary.
+    logs : list of str
+        The call logs read.
+    """
 
     rows: list[dict] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     logs: list[str] = field(default_factory=list)
 
     def total(self, key: str = "cost_usd") -> float:
+        """Sum of ``key`` over all rows.
+
+        Parameters
+        ----------
+        key : str, default='cost_usd'
+            One of :data:`NUMERIC`.
+
+        Returns
+        -------
+        float
+            The sum.
+        """
         return float(sum(r.get(key, 0) or 0 for r in self.rows))
 
     def by(self, what: str) -> list[dict]:
-        """Totals grouped by ``'stage'`` (the stage kind: generate, logprobs, judge, oracle) or ``'provider'``."""
+        """Totals grouped by ``'stage'`` (the stage kind: generate, logprobs, judge, oracle) or ``'provider'``.
+
+        Parameters
+        ----------
+        what : {'stage', 'provider'}
+            The grouping.
+
+        Returns
+        -------
+        list of dict
+            One row per group, sorted by name.
+        """
         groups: dict[str, dict] = {}
         for r in self.rows:
             key = stage_kind(r["stage"]) if what == "stage" else r[what]
@@ -59,7 +103,13 @@ class CostReport:
         return [groups[k] for k in sorted(groups)]
 
     def table(self) -> str:
-        """The text ``cje cost`` prints: per stage, per provider, total, warnings."""
+        """The text ``cje cost`` prints: per stage, per provider, total, warnings.
+
+        Returns
+        -------
+        str
+            The report as text.
+        """
         def lines(rows: list[dict], first: str) -> list[str]:
             out = [f"{first:<16}{'calls':>9}{'errors':>8}{'retries':>9}{'prompt tok':>13}{'compl. tok':>13}"
                    f"{'cost USD':>11}"]
@@ -77,6 +127,13 @@ class CostReport:
         return "\n".join(text + [f"warning: {w}" for w in self.warnings])
 
     def to_dict(self) -> dict:
+        """The report as a JSON-able dict: rows, totals by stage and provider, total cost, warnings, logs.
+
+        Returns
+        -------
+        dict
+            The report as plain data.
+        """
         return {"rows": self.rows, "by_stage": self.by("stage"), "by_provider": self.by("provider"),
                 "total_cost_usd": self.total(), "warnings": self.warnings, "logs": self.logs}
 
@@ -100,9 +157,19 @@ def _attempt_stages(path: Path) -> dict[str, int]:
 def read_costs(logs: list[str | Path], providers: dict | None = None) -> CostReport:
     """Sum the stage summaries of every call log in ``logs`` (files, or folders searched for ``*.log``).
 
-    ``providers``: the workflow config's ``providers`` mapping, when known; a provider
-    of ``kind`` other than ``local`` without prices there is warned about even if it
-    has no tokens yet.
+    Parameters
+    ----------
+    logs : list of str or Path
+        Call-log files, or folders searched recursively for ``*.log``.
+    providers : dict or None, default=None
+        The workflow config's ``providers`` mapping, when known; a provider
+        of ``kind`` other than ``local`` without prices there is warned about even if it
+        has no tokens yet.
+
+    Returns
+    -------
+    CostReport
+        A missing log file is a warning, not an error.
     """
 
     files: list[Path] = []

@@ -46,7 +46,21 @@ def _tokens(text: str) -> int:
 
 @dataclass
 class Estimate:
-    """Rows per (stage, provider): calls, prompt_tokens, completion_tokens, cost_usd (upper bounds)."""
+    """Rows per (stage, provider): calls, prompt_tokens, completion_tokens, cost_usd (upper bounds).
+
+    Parameters
+    ----------
+    n_prompts : int
+        Prompts n.
+    prompt_tokens : float
+        Mean tokens per prompt.
+    rows : list of dict
+        One row per (stage, provider).
+    warnings : list of str
+        Hosted providers without prices.
+    notes : list of str
+        Where the prompt length came from, and what is not included.
+    """
 
     n_prompts: int
     prompt_tokens: float
@@ -55,9 +69,28 @@ class Estimate:
     notes: list[str] = field(default_factory=list)
 
     def total(self, key: str = "cost_usd") -> float:
+        """Sum of ``key`` over all rows.
+
+        Parameters
+        ----------
+        key : str, default='cost_usd'
+            ``calls``, ``prompt_tokens``, ``completion_tokens`` or ``cost_usd``.
+
+        Returns
+        -------
+        float
+            The sum.
+        """
         return float(sum(r[key] for r in self.rows))
 
     def table(self) -> str:
+        """The text ``cje cost`` prints before a run: one line per (stage, provider), total, notes, warnings.
+
+        Returns
+        -------
+        str
+            The estimate as text.
+        """
         out = [f"estimate before the run: {self.n_prompts} prompts, ~{self.prompt_tokens:.0f} tokens per prompt",
                f"{'stage':<10}{'provider':<14}{'calls':>9}{'prompt tok':>14}{'compl. tok <=':>15}{'cost USD <=':>13}"]
         for r in self.rows:
@@ -67,6 +100,13 @@ class Estimate:
         return "\n".join(out + [f"note: {n}" for n in self.notes] + [f"warning: {w}" for w in self.warnings])
 
     def to_dict(self) -> dict:
+        """The estimate as a JSON-able dict (rows, totals, warnings).
+
+        Returns
+        -------
+        dict
+            The estimate as plain data.
+        """
         return {"n_prompts": self.n_prompts, "prompt_tokens": self.prompt_tokens, "rows": self.rows,
                 "total_cost_usd": self.total(), "total_calls": self.total("calls"), "warnings": self.warnings}
 
@@ -103,7 +143,27 @@ def _prompt_stats(cfg: dict, n_prompts: int | None, prompt_tokens: float | None)
 
 
 def estimate_run(cfg: dict, n_prompts: int | None = None, prompt_tokens: float | None = None) -> Estimate:
-    """Calls, tokens and cost of one run of the workflow config ``cfg`` (module docstring)."""
+    """Calls, tokens and cost of one run of the workflow config ``cfg`` (module docstring).
+
+    Parameters
+    ----------
+    cfg : dict
+        The workflow config.
+    n_prompts : int or None, default=None
+        Prompts n (default ``prompts.n_samples``, or the lines of a local ``prompts.source``).
+    prompt_tokens : float or None, default=None
+        Mean tokens per prompt (default: characters / 4 of a local prompt file, else 100).
+
+    Returns
+    -------
+    Estimate
+        Upper bounds per (stage, provider), with notes and warnings.
+
+    Raises
+    ------
+    ConfigError
+        The number of prompts is unknown, or a policy, provider, judge or oracle section is bad.
+    """
 
     n, p_tok, notes = _prompt_stats(cfg, n_prompts, prompt_tokens)
     est = Estimate(n_prompts=n, prompt_tokens=p_tok, notes=notes)

@@ -37,7 +37,18 @@ ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 
 def scrub_key_like(text: str) -> str:
-    """Replace every value of ``text`` that looks like an API key by ``***`` (rule 2)."""
+    """Replace every value of ``text`` that looks like an API key by ``***`` (rule 2).
+
+    Parameters
+    ----------
+    text : str
+        Any text.
+
+    Returns
+    -------
+    str
+        For ``api_key=VALUE``-style assignments the name and separator are kept.
+    """
     for pattern in _KEY_LIKE:
         if pattern.groups:  # keep the name and separator of "api_key=VALUE"
             text = pattern.sub(lambda m: m.group(0)[:m.end(1) - m.start(0)] + MASK, text)
@@ -47,13 +58,36 @@ def scrub_key_like(text: str) -> str:
 
 
 def looks_like_key(value: str) -> bool:
-    """True when ``value`` would be scrubbed by rule 2 (a key-like token)."""
+    """True when ``value`` would be scrubbed by rule 2 (a key-like token).
+
+    Parameters
+    ----------
+    value : str
+        A value.
+
+    Returns
+    -------
+    bool
+        Whether the value looks like an API key.
+    """
     return scrub_key_like(value) != value
 
 
 def is_env_var_name(value: str) -> bool:
-    """True for a plausible environment-variable name (``[A-Za-z_][A-Za-z0-9_]*``, not key-like:
-    e.g. ``FIREWORKS_API_KEY``; a pasted key such as ``fw_3ZR...`` or ``sk-...`` is not)."""
+    """True for a plausible environment-variable name (``[A-Za-z_][A-Za-z0-9_]*``, not key-like).
+
+    E.g. ``FIREWORKS_API_KEY``; a pasted key such as ``fw_3ZR...`` or ``sk-...`` is not.
+
+    Parameters
+    ----------
+    value : str
+        A value.
+
+    Returns
+    -------
+    bool
+        Whether the value is a plausible variable name.
+    """
     return bool(ENV_NAME.fullmatch(value)) and not looks_like_key(value) and not (
         len(value) >= 20 and any(c.isdigit() for c in value) and any(c.islower() for c in value))
 
@@ -66,7 +100,13 @@ class Scrubber:
         self._secrets: set[str] = set()
 
     def add(self, secret: str | None) -> None:
-        """Register ``secret``; secrets shorter than 8 characters are matched whole only."""
+        """Register ``secret``; secrets shorter than 8 characters are matched whole only.
+
+        Parameters
+        ----------
+        secret : str or None
+            A secret (None or empty: ignored).
+        """
         if not secret:
             return
         self._secrets.add(secret)
@@ -77,8 +117,20 @@ class Scrubber:
         return bool(self._secrets)
 
     def scrub(self, text: str, key_like: bool = False) -> str:
-        """``text`` with every registered-secret fragment of >= 8 characters (and, with
-        ``key_like``, every key-looking value) replaced by ``***``."""
+        """``text`` with every registered-secret fragment of >= 8 characters replaced by ``***``.
+
+        Parameters
+        ----------
+        text : str
+            Any text (other values are converted with ``str``).
+        key_like : bool, default=False
+            Also replace every key-looking value (rule 2).
+
+        Returns
+        -------
+        str
+            The scrubbed text.
+        """
         if not isinstance(text, str):
             text = str(text)
         for s in self._secrets:  # short secrets (< 8 chars) can only be matched whole

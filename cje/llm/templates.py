@@ -56,7 +56,21 @@ def end_of_turn(template: str) -> str:
     """Return the end-of-turn marker of ``template`` (e.g. ``<end_of_turn>`` for gemma).
 
     Use it as the stop string when generating and as the suffix when scoring.
-    Raises ``ValueError`` for ``none`` or an unknown template name.
+
+    Parameters
+    ----------
+    template : str
+        A template name (``gemma``, ``llama3``, ``chatml``).
+
+    Returns
+    -------
+    str
+        The marker.
+
+    Raises
+    ------
+    ValueError
+        For ``none`` or an unknown template name.
     """
     return _END_OF_TURN[_check(template)]
 
@@ -64,9 +78,24 @@ def end_of_turn(template: str) -> str:
 def render_prompt(template: str, system_prompt: str | None, user_prompt: str) -> str:
     """Render a one-turn chat up to where the assistant's response starts.
 
-    Inputs: template name (``gemma``/``llama3``/``chatml``), system prompt
-    (``None`` or ``""`` = no system prompt), user prompt. Output: the exact
-    string the policy's response continues (no BOS token; see module doc).
+    Parameters
+    ----------
+    template : str
+        Template name (``gemma``/``llama3``/``chatml``).
+    system_prompt : str or None
+        ``None`` or ``""`` = no system prompt.
+    user_prompt : str
+        The user's message.
+
+    Returns
+    -------
+    str
+        The exact string the policy's response continues (no BOS token; see module doc).
+
+    Raises
+    ------
+    ValueError
+        For ``none`` or an unknown template name.
     """
     _check(template)
     system = system_prompt or ""
@@ -88,6 +117,27 @@ def render_full(template: str, system_prompt: str | None, user_prompt: str, resp
     ``render_full(t, s, u, r) == render_prompt(t, s, u) + r + end_of_turn(t)``.
     The end-of-turn marker is part of the scored span: the sampled response
     stopped there, so log P(response) includes P(end_of_turn | ...).
+
+    Parameters
+    ----------
+    template : str
+        Template name.
+    system_prompt : str or None
+        ``None`` or ``""`` = no system prompt.
+    user_prompt : str
+        The user's message.
+    response : str
+        The policy's response.
+
+    Returns
+    -------
+    str
+        The full string.
+
+    Raises
+    ------
+    ValueError
+        For ``none`` or an unknown template name.
     """
     return render_prompt(template, system_prompt, user_prompt) + response + end_of_turn(template)
 
@@ -105,8 +155,26 @@ def render_messages(template: str, messages: list[dict]) -> str:
     """Render an OpenAI-style ``messages`` list, ending where the assistant's turn starts.
 
     Roles: ``system`` (gemma: prepended to the first user turn, blank-line
-    separated), ``user``, ``assistant``. A single system + user pair renders
-    exactly as :func:`render_prompt`. Raises ``ValueError`` naming the bad message.
+    separated; ``developer`` is taken as ``system``), ``user``, ``assistant``. A single
+    system + user pair renders exactly as :func:`render_prompt`.
+
+    Parameters
+    ----------
+    template : str
+        Template name.
+    messages : list of dict
+        ``{"role", "content"}`` messages; content is a string or a list of text parts.
+
+    Returns
+    -------
+    str
+        The rendered chat, ending where the assistant's turn starts.
+
+    Raises
+    ------
+    ValueError
+        Naming the bad message: an unknown role, content that is not text, a gemma system
+        message after a turn, or a list that does not end with a user message.
     """
     _check(template)
     system_parts: list[str] = []

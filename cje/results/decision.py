@@ -19,6 +19,11 @@ k - 1 comparisons must reject on its own), so no multiplicity correction is
 needed for the claim "better than each of the others" (Berger, 1982,
 Technometrics 24:295). Otherwise the candidate it is least separated from
 (largest p-value) is named.
+
+References
+----------
+Berger, R. L. (1982). Multiparameter hypothesis testing and acceptance sampling.
+Technometrics, 24(4), 295-300.
 """
 
 from __future__ import annotations
@@ -33,13 +38,46 @@ BASE = "base"  # the name of the base (logging) policy in metadata.comparisons
 
 
 def level_label(level: float | None) -> str:
-    """``0.95 -> '95%'``, ``0.9 -> '90%'``, ``0.975 -> '97.5%'`` (never rounded to a wrong level)."""
+    """``0.95 -> '95%'``, ``0.9 -> '90%'``, ``0.975 -> '97.5%'`` (never rounded to a wrong level).
+
+    Parameters
+    ----------
+    level : float or None
+        A confidence level in (0, 1); None means 0.95.
+
+    Returns
+    -------
+    str
+        The level as a percentage, e.g. ``'95%'``.
+    """
     return f"{100 * (0.95 if level is None else level):g}%"
 
 
 @dataclass(frozen=True)
 class Comparison:
-    """psi_a - psi_b with its paired SE, CI (at ``level``), Student-t df and two-sided p-value."""
+    """psi_a - psi_b with its paired SE, CI (at ``level``), Student-t df and two-sided p-value.
+
+    Parameters
+    ----------
+    policy_a, policy_b : str
+        The two policies ('base' for the logging policy).
+    difference : float or None
+        psi_a - psi_b.
+    se : float or None
+        Its paired standard error (with OUA).
+    ci_lower, ci_upper : float or None
+        Its interval at ``level``.
+    p_value : float or None
+        Two-sided p-value of difference = 0.
+    df : float or None
+        Student-t degrees of freedom.
+    level : float
+        The confidence level.
+    se_without_oua : float or None, default=None
+        The paired standard error without the oracle-uncertainty part.
+    oracle_variance : float or None, default=None
+        The OUA jackknife variance of the difference.
+    """
 
     policy_a: str
     policy_b: str
@@ -60,7 +98,13 @@ class Comparison:
                 and (self.ci_lower > 0 or self.ci_upper < 0))
 
     def describe(self) -> str:
-        """e.g. ``clone - base = +0.012 [-0.003, +0.027] (95% CI), p = 0.12``."""
+        """One line for people, e.g. ``clone - base = +0.012 [-0.003, +0.027] (95% CI), p = 0.12``.
+
+        Returns
+        -------
+        str
+            The comparison as one line.
+        """
         ci = ("" if self.ci_lower is None else
               f" [{self.ci_lower:+.3f}, {self.ci_upper:+.3f}] ({level_label(self.level)} CI)")
         p = "" if self.p_value is None else f", p = {format_p(self.p_value)}"
@@ -69,7 +113,18 @@ class Comparison:
 
 
 def format_p(p: float | None) -> str:
-    """A p-value for people: 3 significant digits, '< 0.001' below that."""
+    """A p-value for people: 3 significant digits, '< 0.001' below that.
+
+    Parameters
+    ----------
+    p : float or None
+        A p-value.
+
+    Returns
+    -------
+    str
+        'n/a' for None or a non-finite value.
+    """
     if p is None or not math.isfinite(p):
         return "n/a"
     return "< 0.001" if p < 0.001 else f"{p:.3g}"
@@ -82,8 +137,23 @@ def _level(payload: dict) -> float:
 def find_comparison(payload: dict, policy_a: str, policy_b: str) -> Comparison:
     """The paired comparison psi_a - psi_b from ``metadata.comparisons`` (either stored order).
 
-    Raises ``KeyError`` naming the available policies when the pair was not
-    compared (a policy without an estimate, or an unknown name).
+    Parameters
+    ----------
+    payload : dict
+        An estimates.json payload.
+    policy_a, policy_b : str
+        The two policies ('base' for the logging policy).
+
+    Returns
+    -------
+    Comparison
+        Oriented as psi_a - psi_b (a pair stored in the other order is flipped).
+
+    Raises
+    ------
+    KeyError
+        The pair was not compared (a policy without an estimate, or an unknown name); the
+        message names the available policies.
     """
     level = _level(payload)
     for c in payload["metadata"].get("comparisons") or []:
@@ -102,13 +172,35 @@ def find_comparison(payload: dict, policy_a: str, policy_b: str) -> Comparison:
 
 
 def withheld_policies(payload: dict) -> list[str]:
-    """Targets whose estimate is null in the output (withheld by ``--refuse-unreliable`` or failed)."""
+    """Targets whose estimate is null in the output (withheld by ``--refuse-unreliable`` or failed).
+
+    Parameters
+    ----------
+    payload : dict
+        An estimates.json payload.
+
+    Returns
+    -------
+    list of str
+        In output order.
+    """
     meta = payload["metadata"]
     return [p for p in meta["target_policies"] if meta["policies"][p]["estimate"] is None]
 
 
 def comparisons_vs_base(payload: dict) -> dict[str, Comparison]:
-    """Each target with an estimate in the output against the base: {policy: Comparison}."""
+    """Each target with an estimate in the output against the base: {policy: Comparison}.
+
+    Parameters
+    ----------
+    payload : dict
+        An estimates.json payload.
+
+    Returns
+    -------
+    dict of str to Comparison
+        Empty when the payload has no base policy; targets without a stored comparison are left out.
+    """
     out = {}
     if not payload["metadata"].get("base_policy"):
         return out
@@ -127,12 +219,24 @@ def comparisons_vs_base(payload: dict) -> dict[str, Comparison]:
 class BestPolicy:
     """The best candidate and whether the data resolve it.
 
-    policy : name of the best candidate ('base' for the logging policy), or None when
-        no candidate exists. estimate : its estimate. resolved : its paired CI against
-        every other candidate lies above 0. closest : the candidate it is least
-        separated from (largest p-value), with that comparison (best - closest).
-    candidates : every candidate in decreasing estimate order.
-    excluded : {policy: why} for targets left out (unreliable, withheld).
+    Parameters
+    ----------
+    policy : str or None
+        Name of the best candidate ('base' for the logging policy), or None when
+        no candidate exists.
+    estimate : float or None
+        Its estimate.
+    resolved : bool
+        Its paired CI against every other candidate lies above 0.
+    level : float
+        The confidence level.
+    closest : Comparison or None, default=None
+        The candidate it is least separated from (largest p-value), with that comparison
+        (best - closest).
+    candidates : list of str
+        Every candidate in decreasing estimate order.
+    excluded : dict of str to str
+        {policy: why} for targets left out (unreliable, withheld).
     """
 
     policy: str | None
@@ -144,7 +248,13 @@ class BestPolicy:
     excluded: dict[str, str] = field(default_factory=dict)
 
     def describe(self) -> str:
-        """One sentence for people."""
+        """One sentence for people.
+
+        Returns
+        -------
+        str
+            The decision as one sentence.
+        """
         lv = level_label(self.level)
         if self.policy is None:
             return "No policy can be recommended: no reliable estimate (" + "; ".join(
@@ -160,7 +270,20 @@ class BestPolicy:
 
 
 def best_policy(payload: dict, include_base: bool = True) -> BestPolicy:
-    """The best reliable candidate (module docstring); higher values are better."""
+    """The best reliable candidate (module docstring); higher values are better.
+
+    Parameters
+    ----------
+    payload : dict
+        An estimates.json payload.
+    include_base : bool, default=True
+        Count the base policy's on-policy estimate as a candidate.
+
+    Returns
+    -------
+    BestPolicy
+        The best candidate, whether it is resolved, and the candidate closest to it.
+    """
     meta = payload["metadata"]
     level = _level(payload)
     excluded: dict[str, str] = {}
@@ -198,6 +321,16 @@ def assumption_items(block: dict) -> list[dict]:
 
     The older form is a list of strings (statement only, status unknown); the newer
     one a list of objects. Unknown keys are kept.
+
+    Parameters
+    ----------
+    block : dict
+        A ``metadata.policies[name]`` block.
+
+    Returns
+    -------
+    list of dict
+        Ids default to ``a1``, ``a2``, ...
     """
     items = []
     for i, a in enumerate(block.get("assumptions") or []):

@@ -120,7 +120,18 @@ def recover(out: str | Path) -> int:
 
     A staging folder with a journal is rolled forward (the new set was committed);
     one without is deleted (the old set was never touched). Folders of a writer that
-    may still be running are left alone.
+    may still be running are left alone. Stale temporaries of per-file atomic writes
+    of the set's members are removed too.
+
+    Parameters
+    ----------
+    out : str or Path
+        An output folder.
+
+    Returns
+    -------
+    int
+        The number of staging folders and stale temporaries dealt with.
     """
     out = Path(out)
     done = 0
@@ -145,6 +156,16 @@ def current_set(out: str | Path) -> dict[str, Path | None]:
     While a committed transaction is being applied (or was killed while applying),
     a member not yet moved is read from the staging folder, and a member the new
     set drops is None. Read-only: safe for readers without write permission.
+
+    Parameters
+    ----------
+    out : str or Path
+        An output folder.
+
+    Returns
+    -------
+    dict of str to (Path or None)
+        One entry per member of :data:`SET_MEMBERS`.
     """
     out = Path(out)
     committed = [s for s in _staging_dirs(out) if (s / _JOURNAL).exists()]
@@ -170,10 +191,23 @@ def current_set(out: str | Path) -> dict[str, Path | None]:
 def check_output_dir(out: str | Path) -> Path:
     """Fail fast (before any analysis) when ``out`` cannot take the results; clean it.
 
-    Raises :class:`OutputError` (one line, exit 2) when ``out`` or a parent is a file,
-    or the folder (or, when it does not exist yet, its nearest existing parent) is not
-    writable. Then :func:`recover` finishes or removes what killed runs left. Creates
-    nothing.
+    Then :func:`recover` finishes or removes what killed runs left. Creates nothing.
+
+    Parameters
+    ----------
+    out : str or Path
+        The output folder (it need not exist yet).
+
+    Returns
+    -------
+    Path
+        ``out``.
+
+    Raises
+    ------
+    OutputError
+        One line, exit 2: ``out`` or a parent is a file, or the folder (or, when it does not
+        exist yet, its nearest existing parent) is not writable.
     """
     out = Path(out)
     probe = out
@@ -197,11 +231,22 @@ def check_output_dir(out: str | Path) -> Path:
 
 
 def check_no_silent_nulls(result: AnalysisOutput, refuse_unreliable: bool) -> None:
-    """The invariant checked before publication: every target's estimate, SE and CI are finite,
-    except estimates of unreliable policies withheld by ``--refuse-unreliable``.
+    """The invariant checked before publication: every target's estimate, SE and CI are finite.
 
-    Raises :class:`NullEstimateError` (one line naming the policy and why), so an
-    analysis never exits 0 with a null estimate a pipeline would take as complete.
+    The exception: estimates of unreliable policies withheld by ``--refuse-unreliable``.
+    So an analysis never exits 0 with a null estimate a pipeline would take as complete.
+
+    Parameters
+    ----------
+    result : AnalysisOutput
+        The analysis to publish.
+    refuse_unreliable : bool
+        Whether the run was ``--refuse-unreliable``.
+
+    Raises
+    ------
+    NullEstimateError
+        One line naming the policy and why.
     """
     import math
 
@@ -234,16 +279,34 @@ def publish_analysis(result: AnalysisOutput, output_dir: str | Path, render: Ren
                      refuse_unreliable: bool = False) -> dict[str, Path]:
     """Write the output set of ``result`` into ``output_dir`` as one transaction.
 
-    Inputs: an :class:`~cje.results.model.AnalysisOutput` (validated against the
-    estimates.json schema first), the output folder (created when missing), the renderer
-    of ``plots/`` (PNGs and the dashboard: :func:`cje.viz.render_analysis_plots`; None writes
-    no plots and removes an earlier run's), and whether the run was ``--refuse-unreliable``
-    (:func:`check_no_silent_nulls`).
+    Members the new set lacks are removed (no stale dashboard).
 
-    Returns ``{"json", "csv"[, "plot_data"][, "plots" (list of PNGs), "dashboard"]}``
-    -> final paths. Members the new set lacks are removed (no stale dashboard).
-    Raises :class:`OutputError` when the folder cannot be written; the previous set
-    is then untouched and nothing new is left behind.
+    Parameters
+    ----------
+    result : AnalysisOutput
+        The analysis (validated against the estimates.json schema first).
+    output_dir : str or Path
+        The output folder (created when missing).
+    render : Renderer or None, default=None
+        The renderer of ``plots/`` (PNGs and the dashboard: :func:`cje.viz.render_analysis_plots`);
+        None writes no plots and removes an earlier run's.
+    refuse_unreliable : bool, default=False
+        Whether the run was ``--refuse-unreliable`` (:func:`check_no_silent_nulls`).
+
+    Returns
+    -------
+    dict
+        ``{"json", "csv"[, "plot_data"][, "plots" (list of PNGs), "dashboard"]}`` -> final paths.
+
+    Raises
+    ------
+    OutputError
+        The folder cannot be written; the previous set is then untouched and nothing new is
+        left behind.
+    NullEstimateError
+        A target has no finite estimate (:func:`check_no_silent_nulls`).
+    jsonschema.ValidationError
+        The payload breaks the estimates.json schema (before anything touches the folder).
     """
     check_no_silent_nulls(result, refuse_unreliable)
     plots = render is not None
@@ -289,6 +352,23 @@ def read_estimates(path: str | Path) -> dict:
     Honours an unfinished publication (:func:`current_set`): while a
     new set is being moved into place, the new estimates.json is read from its
     staging folder, so a reader never pairs it with the other set's files.
+
+    Parameters
+    ----------
+    path : str or Path
+        An estimates.json file, or its folder.
+
+    Returns
+    -------
+    dict
+        The payload.
+
+    Raises
+    ------
+    FileNotFoundError
+        No estimates.json is published there.
+    jsonschema.ValidationError
+        The file breaks the estimates.json schema.
     """
     path = Path(path)
     folder, name = (path, "estimates.json") if path.is_dir() else (path.parent, path.name)

@@ -39,7 +39,19 @@ CSV_TYPES = {"policy": "str", "status": "str", "reliable": "bool", "n_used": "in
 
 
 def to_jsonable(value: Any) -> Any:
-    """Recursively convert numpy scalars/arrays and non-finite floats (-> None) for strict JSON."""
+    """Recursively convert numpy scalars/arrays and non-finite floats (-> None) for strict JSON.
+
+    Parameters
+    ----------
+    value : object
+        A dict, list, tuple, numpy array or scalar, nested to any depth.
+
+    Returns
+    -------
+    object
+        The same structure with dict keys as str, arrays as lists, numpy scalars as Python
+        scalars and NaN / +-inf as None.
+    """
     if isinstance(value, dict):
         return {str(k): to_jsonable(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
@@ -60,9 +72,39 @@ def to_jsonable(value: Any) -> Any:
 class PolicyResult:
     """One target policy's result (the ``metadata.policies[name]`` block).
 
-    assumptions : one entry per assumption the estimate rests on, {"id", "statement",
+    Parameters
+    ----------
+    estimate, se, ci_lower, ci_upper : float or None
+        The point estimate, its standard error (with OUA) and the interval.
+    se_without_oua : float or None
+        The standard error without the oracle-uncertainty part.
+    oracle_variance : float or None
+        The OUA jackknife variance.
+    df : float or None
+        Degrees of freedom of the Student-t interval.
+    ess : float or None
+        ESS fraction of the weights the estimate averages with (SIMCal-W for calibrated-ips,
+        clipped for raw-ips, the correction weights of DR); the raw weights' ESS when it uses none.
+    max_weight : float or None
+        Largest of those weights.
+    status : str
+        GOOD / WARNING / CRITICAL.
+    reliable : bool
+        False for a CRITICAL policy (its estimate is still reported, or withheld with
+        ``--refuse-unreliable``).
+    reasons : list of str
+        Why the status is what it is.
+    n_used : int
+        Rows the estimate averages over.
+    n_dropped_by_reason : dict of str to int
+        Rows dropped for this policy, by reason.
+    assumptions : list of dict
+        One entry per assumption the estimate rests on, {"id", "statement",
         "status" (PASS / FAIL / UNTESTED / DESIGN), "evidence"} (:func:`cje.checks.status.assumption_ledger`).
-    checks : the disagreement checks run for the policy (:func:`cje.checks.audits.disagreement`).
+    checks : list of dict
+        The disagreement checks run for the policy (:func:`cje.checks.audits.disagreement`).
+    details : dict
+        Estimator-specific numbers.
     """
 
     estimate: float | None
@@ -88,10 +130,24 @@ class PolicyResult:
 class PlotData:
     """Arrays the plots need (written to plot_data.npz; never to JSON).
 
-    judge_scores, oracle_labels (NaN = not used by the analysis), calibrated (f(S)),
-    calibrated_oof (f^(oof)(S)), calibration_grid / calibration_curve (f on a grid);
-    per policy: raw_weights, used_weights (empty when the estimator uses none),
-    fresh_judge_scores, fresh_truth_labels (ground-truth oracle labels, NaN = none).
+    Parameters
+    ----------
+    judge_scores : ndarray
+        Judge scores of the logged rows.
+    oracle_labels : ndarray
+        Oracle labels (NaN = not used by the analysis).
+    calibrated : ndarray
+        f(S).
+    calibrated_oof : ndarray
+        f^(oof)(S).
+    calibration_grid, calibration_curve : ndarray
+        f on a grid.
+    raw_weights, used_weights : dict of str to ndarray
+        Per policy (used_weights empty when the estimator uses none).
+    fresh_judge_scores : dict of str to ndarray
+        Per policy, judge scores of its fresh draws.
+    fresh_truth_labels : dict of str to ndarray
+        Per policy, ground-truth oracle labels of its fresh draws (NaN = none).
     """
 
     judge_scores: np.ndarray
@@ -110,7 +166,13 @@ class PlotData:
                "calibration_curve")
 
     def save_to(self, handle: Any) -> None:
-        """Write the arrays as a compressed ``.npz`` to a binary handle (per-policy arrays as ``{group}__{policy}``)."""
+        """Write the arrays as a compressed ``.npz`` to a binary handle (per-policy arrays as ``{group}__{policy}``).
+
+        Parameters
+        ----------
+        handle : file-like
+            A binary handle open for writing.
+        """
         arrays = {name: getattr(self, name) for name in self._ARRAYS}
         for group in self._PER_POLICY:
             for policy, values in getattr(self, group).items():
@@ -119,13 +181,31 @@ class PlotData:
 
     def save(self, path: str | Path) -> None:
         """Write ``plot_data.npz`` on its own with the one atomic writer (unique temp, fsync, rename).
-        An analysis's outputs are published as a set by :func:`cje.results.files.publish_analysis`."""
+
+        An analysis's outputs are published as a set by :func:`cje.results.files.publish_analysis`.
+
+        Parameters
+        ----------
+        path : str or Path
+            The file to write.
+        """
         buffer = io.BytesIO()
         self.save_to(buffer)
         atomic_write_bytes(path, buffer.getvalue())
 
     @classmethod
     def load(cls, path: str | Path) -> "PlotData":
+        """Read arrays written by :meth:`save` or :meth:`save_to`.
+
+        Parameters
+        ----------
+        path : str or Path
+            A ``plot_data.npz`` file.
+
+        Returns
+        -------
+        PlotData
+        """
         with np.load(path) as npz:
             kwargs: dict[str, Any] = {name: npz[name] for name in cls._ARRAYS}
             for group in cls._PER_POLICY:
@@ -136,7 +216,21 @@ class PlotData:
 
 @dataclass
 class AnalysisOutput:
-    """The whole analysis: per-policy results plus run metadata."""
+    """The whole analysis: per-policy results plus run metadata.
+
+    Parameters
+    ----------
+    estimator : str
+        The estimator's registry name.
+    target_policies : list of str
+        The target policies, in output order.
+    policies : dict of str to PolicyResult
+        Each target's result.
+    metadata : dict
+        Run metadata (written to ``metadata`` of estimates.json).
+    plot_data : PlotData or None, default=None
+        The arrays of the plots (not part of estimates.json).
+    """
 
     estimator: str
     target_policies: list[str]
@@ -145,7 +239,14 @@ class AnalysisOutput:
     plot_data: PlotData | None = None
 
     def to_dict(self) -> dict:
-        """The estimates.json payload (strict-JSON-able)."""
+        """The estimates.json payload (strict-JSON-able).
+
+        Returns
+        -------
+        dict
+            ``estimates``, ``standard_errors``, ``confidence_intervals`` (one entry per target, in
+            order) and ``metadata`` (with ``target_policies``, ``estimator`` and ``policies``).
+        """
         pols = [self.policies[p] for p in self.target_policies]
         meta = dict(self.metadata)
         meta["target_policies"] = list(self.target_policies)
@@ -159,7 +260,13 @@ class AnalysisOutput:
         })
 
     def to_csv(self) -> str:
-        """estimates.csv: :data:`CSV_COLUMNS`, one row per target policy (:func:`estimate_rows`)."""
+        """estimates.csv: :data:`CSV_COLUMNS`, one row per target policy (:func:`estimate_rows`).
+
+        Returns
+        -------
+        str
+            The CSV text; None is written as an empty cell and booleans as ``true``/``false``.
+        """
         out = io.StringIO()
         writer = csv.writer(out, lineterminator="\n")
         writer.writerow(CSV_COLUMNS)
@@ -170,7 +277,17 @@ class AnalysisOutput:
 
     @classmethod
     def from_dict(cls, payload: dict) -> "AnalysisOutput":
-        """Rebuild from an estimates.json payload (plot data is not part of it)."""
+        """Rebuild from an estimates.json payload (plot data is not part of it).
+
+        Parameters
+        ----------
+        payload : dict
+            An estimates.json payload (:meth:`to_dict`).
+
+        Returns
+        -------
+        AnalysisOutput
+        """
         meta = dict(payload["metadata"])
         targets = list(meta.pop("target_policies"))
         estimator = meta.pop("estimator")
@@ -184,6 +301,16 @@ def estimate_rows(payload: dict) -> list[dict]:
     Everything is read from the estimates.json payload: the policy block, its weight
     diagnostics (``metadata.diagnostics[p].weights_raw/weights_used``) and the paired
     comparison with the base (``metadata.comparisons``, via :mod:`cje.results.decision`).
+
+    Parameters
+    ----------
+    payload : dict
+        An estimates.json payload.
+
+    Returns
+    -------
+    list of dict
+        One row per target policy; non-finite floats are None.
     """
     meta = payload["metadata"]
     level = (meta.get("inference") or {}).get("level", 0.95)
@@ -210,11 +337,29 @@ def estimate_rows(payload: dict) -> list[dict]:
 
 
 def load_schema() -> dict:
+    """The estimates.json JSON schema (``cje/results/estimates.schema.json``).
+
+    Returns
+    -------
+    dict
+        The parsed schema.
+    """
     return json.loads(SCHEMA_PATH.read_text())
 
 
 def validate_estimates(payload: dict) -> None:
-    """Raise ``jsonschema.ValidationError`` when ``payload`` breaks the estimates.json schema."""
+    """Raise ``jsonschema.ValidationError`` when ``payload`` breaks the estimates.json schema.
+
+    Parameters
+    ----------
+    payload : dict
+        An estimates.json payload.
+
+    Raises
+    ------
+    jsonschema.ValidationError
+        The payload breaks the schema.
+    """
     import jsonschema
 
     jsonschema.validate(payload, load_schema())

@@ -36,10 +36,25 @@ DEFAULT_ESTIMATORS = ("naive", "direct", "raw-ips", "calibrated-ips", "dr-cpo", 
 
 @dataclass(frozen=True)
 class GridSpec:
-    """What to run: scenario (a name in :data:`cje.sim.scenarios.SCENARIOS` or a
-    :class:`~cje.sim.scenarios.Scenario`), logged prompts per replicate, oracle coverages,
-    estimators, probe coverage (share of each target's fresh-draw labels the analysis may
-    use) and seeds."""
+    """What to run in a Monte-Carlo grid.
+
+    Parameters
+    ----------
+    scenario : str or Scenario
+        A name in :data:`cje.sim.scenarios.SCENARIOS` or a :class:`~cje.sim.scenarios.Scenario`.
+    n : int, default=1000
+        Logged prompts per replicate.
+    coverages : tuple of float, default=(0.05, 0.10, 0.25, 1.0)
+        Oracle coverages.
+    estimators : tuple of str, default=DEFAULT_ESTIMATORS
+        Estimator names.
+    probe_coverage : float, default=0.0
+        Share of each target's fresh-draw labels the analysis may use.
+    replicates : int, default=200
+        Number of replicates.
+    seed0 : int, default=0
+        Replicate r uses seed ``seed0 + r``.
+    """
 
     scenario: object
     n: int = 1000
@@ -76,7 +91,21 @@ BROKEN_TARGETS = {"gaming": ("gamer",), "gaming-unseen": ("gamer",), "judge-blin
 
 
 def replicate_rows(spec: GridSpec, replicate: int) -> list[dict]:
-    """All rows of one replicate (every coverage x estimator x target policy)."""
+    """All rows of one replicate (every coverage x estimator x target policy).
+
+    Parameters
+    ----------
+    spec : GridSpec
+        The grid.
+    replicate : int
+        The replicate number (seed ``spec.seed0 + replicate``).
+
+    Returns
+    -------
+    list of dict
+        One row per (coverage, estimator, policy): the truth, estimate, SE (with and without
+        OUA), CI, df, status and reliability (NaN where no estimate or CI).
+    """
 
     seed = spec.seed0 + replicate
     ds = simulate_scenario(spec.scenario, spec.n, seed=seed)
@@ -110,7 +139,20 @@ def _block(args: tuple[GridSpec, list[int]]) -> list[dict]:
 
 
 def run_grid(spec: GridSpec, workers: int | None = None):
-    """Run ``spec.replicates`` replicates (blocks of seeds per worker process); returns a polars DataFrame."""
+    """Run ``spec.replicates`` replicates (blocks of seeds per worker process); returns a polars DataFrame.
+
+    Parameters
+    ----------
+    spec : GridSpec
+        The grid.
+    workers : int or None, default=None
+        Worker processes (spawned, not forked); default min(2, CPU count).
+
+    Returns
+    -------
+    polars.DataFrame
+        One row per (scenario, coverage, estimator, policy, replicate) (:func:`replicate_rows`).
+    """
     import polars as pl
 
     workers = workers or min(2, os.cpu_count() or 1)
@@ -127,13 +169,25 @@ def run_grid(spec: GridSpec, workers: int | None = None):
 
 
 def summarise(frame, level: float = 0.95):
-    """Per (scenario, coverage, estimator, policy) and pooled over policies: coverage, bias, RMSE, ...
+    """Per (scenario, probe coverage, oracle coverage, estimator, policy): coverage, bias, RMSE, ...
 
-    Columns: n (replicates with an estimate), coverage (share of CIs containing the truth),
-    coverage_without_oua (the same interval half-width rescaled to se_without_oua), bias
-    (mean error), bias_z (bias / Monte-Carlo SE of the mean), rmse, se_ratio (mean reported
-    SE / sd of the estimates), flagged (share reliable: false), good (share GOOD),
-    good_and_miss (share of replicates GOOD whose CI misses the truth).
+    Parameters
+    ----------
+    frame : polars.DataFrame
+        The rows of :func:`run_grid`.
+    level : float, default=0.95
+        The confidence level of the intervals (not used by the computation: the intervals are
+        those of the rows).
+
+    Returns
+    -------
+    polars.DataFrame
+        Columns: n (replicates in the group), ci_coverage (share of CIs containing the truth),
+        ci_coverage_without_oua (the same interval half-width rescaled to se_without_oua), bias
+        (mean error), bias_z (bias / Monte-Carlo SE of the mean), rmse, se_ratio (mean reported
+        SE / sd of the estimates), flagged (share reliable: false), good (share GOOD),
+        good_and_miss (share of replicates GOOD whose CI misses the truth), unflagged_miss
+        (share reliable whose CI misses the truth).
     """
     import polars as pl
 

@@ -22,7 +22,18 @@ def stable_hash(keys: np.ndarray) -> np.ndarray:
     """64-bit FNV-1a hash of each string in ``keys`` (uint64 array, same length).
 
     Stable across processes, platforms and library versions (unlike Python's
-    ``hash`` or polars' hash). Vectorised: one numpy pass per byte position.
+    ``hash`` or polars' hash). Vectorised: one numpy pass per byte position. A final
+    splitmix64 avalanche makes ``mod K`` use all bits.
+
+    Parameters
+    ----------
+    keys : array-like of str
+        The strings to hash (UTF-8 encoded).
+
+    Returns
+    -------
+    ndarray of uint64
+        One hash per key.
     """
     encoded = np.char.encode(np.asarray(keys, dtype=str), "utf-8")
     width = encoded.dtype.itemsize
@@ -52,16 +63,21 @@ def assign_folds(prompt_ids: np.ndarray, n_folds: int = 5, seed: int = 0,
 
     Parameters
     ----------
-    prompt_ids : str array (one per logged row).
-    n_folds : K.
-    seed : changes the map; the same (ids, K, seed) always give the same folds.
-    labelled : optional bool mask of rows with an oracle label; when there are
+    prompt_ids : array-like of str
+        One per logged row.
+    n_folds : int, default=5
+        K.
+    seed : int, default=0
+        Changes the map; the same (ids, K, seed) always give the same folds.
+    labelled : ndarray of bool or None, default=None
+        Rows with an oracle label; when there are
         at least ``2 * n_folds`` of them they are dealt round-robin in hash order,
         so every fold gets ``floor`` or ``ceil`` of ``n_labelled / K`` labels.
 
     Returns
     -------
-    int64 array of fold ids.
+    ndarray of int64
+        Fold ids.
     """
     ids = np.asarray(prompt_ids, dtype=str)
     keys = np.char.add(np.char.add(ids, f"-{seed}-"), str(n_folds))
@@ -76,8 +92,28 @@ def assign_folds(prompt_ids: np.ndarray, n_folds: int = 5, seed: int = 0,
 
 def fold_of_prompts(query_ids: np.ndarray, logged_ids: np.ndarray, logged_folds: np.ndarray,
                     n_folds: int, seed: int) -> np.ndarray:
-    """Fold of each query prompt id: the logged row's fold when the prompt was logged,
-    else the hash fold. Vectorised with a sorted search (no per-id Python lookups)."""
+    """Fold of each query prompt id: the logged row's fold when the prompt was logged, else the hash fold.
+
+    Vectorised with a sorted search (no per-id Python lookups).
+
+    Parameters
+    ----------
+    query_ids : array-like of str
+        Prompt ids to look up (e.g. of fresh draws).
+    logged_ids : array-like of str
+        The logged prompt ids.
+    logged_folds : ndarray of int
+        Their folds (:func:`assign_folds`).
+    n_folds : int
+        K.
+    seed : int
+        The seed of the map.
+
+    Returns
+    -------
+    ndarray of int64
+        One fold per query id.
+    """
     query = np.asarray(query_ids, dtype=str)
     order = np.argsort(logged_ids, kind="stable")
     sorted_ids = np.asarray(logged_ids, dtype=str)[order]

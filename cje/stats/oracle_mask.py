@@ -19,9 +19,18 @@ __all__ = ["OracleMask", "mask_oracle_labels", "select_probe_labels"]
 class OracleMask:
     """Which oracle labels the analysis may use.
 
-    used : bool mask over rows, labels available to calibration.
-    held_out : bool mask over rows, labels hidden by the mask (ground truth).
-    requested_coverage, used_coverage : c asked for and n_used / n obtained.
+    Parameters
+    ----------
+    used : ndarray of bool
+        Mask over rows: labels available to calibration.
+    held_out : ndarray of bool
+        Mask over rows: labels hidden by the mask (ground truth).
+    requested_coverage : float
+        c asked for.
+    used_coverage : float
+        n_used / n obtained.
+    warning : str or None, default=None
+        Set when more labels were asked for than the file has.
     """
 
     used: np.ndarray
@@ -34,8 +43,19 @@ class OracleMask:
 def mask_oracle_labels(oracle_labels: np.ndarray, coverage: float, seed: int) -> OracleMask:
     """Keep round(coverage * n) labels chosen uniformly at random (numpy Generator(seed)).
 
-    Inputs: oracle labels (NaN = absent), coverage in (0, 1], seed.
-    Output: :class:`OracleMask`.
+    Parameters
+    ----------
+    oracle_labels : ndarray
+        Oracle labels (NaN = absent).
+    coverage : float
+        In (0, 1].
+    seed : int
+        Seed of the selection.
+
+    Returns
+    -------
+    OracleMask
+        With a warning (and every label used) when round(coverage * n) exceeds the labels available.
     """
     n = oracle_labels.size
     available = np.flatnonzero(np.isfinite(oracle_labels))
@@ -58,7 +78,21 @@ def mask_oracle_labels(oracle_labels: np.ndarray, coverage: float, seed: int) ->
 def select_probe_labels(oracle_labels: np.ndarray, probe_coverage: float, seed: int) -> np.ndarray:
     """Seeded fraction ``probe_coverage`` of a target's labelled fresh draws used as probes.
 
-    Returns a bool mask; the other labels stay ground truth. round(P * n_labelled) probes.
+    round(P * n_labelled) probes; the other labels stay ground truth.
+
+    Parameters
+    ----------
+    oracle_labels : ndarray
+        Oracle labels of the target's fresh draws (NaN = absent).
+    probe_coverage : float
+        The fraction P.
+    seed : int
+        Seed of the selection.
+
+    Returns
+    -------
+    ndarray of bool
+        The probe mask.
     """
     available = np.flatnonzero(np.isfinite(oracle_labels))
     probes = np.zeros(oracle_labels.size, bool)

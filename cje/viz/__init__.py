@@ -21,19 +21,24 @@ DASHBOARD_FILE = "diagnostics_dashboard.html"
 def render_analysis_plots(payload: dict, plot_data: PlotData | None, out_dir: str | Path) -> list[Path]:
     """Write the three PNGs and the self-contained HTML dashboard of one analysis.
 
+    Every file is written atomically.
+
     Parameters
     ----------
-    payload : the estimates.json payload (``AnalysisOutput.to_dict()``).
-    plot_data : the analysis arrays (``AnalysisOutput.plot_data`` or ``PlotData.load(plot_data.npz)``).
+    payload : dict
+        The estimates.json payload (``AnalysisOutput.to_dict()``).
+    plot_data : PlotData or None
+        The analysis arrays (``AnalysisOutput.plot_data`` or ``PlotData.load(plot_data.npz)``).
         When None, only ``policy_estimates.png`` and the dashboard are written
         (the dashboard says the array plots are missing).
-    out_dir : folder to write into (created when missing).
+    out_dir : str or Path
+        Folder to write into (created when missing).
 
     Returns
     -------
-    The written paths: ``weight_distributions.png``, ``calibration_curve.png``,
-    ``policy_estimates.png``, ``diagnostics_dashboard.html`` (in that order).
-    Every file is written atomically.
+    list of Path
+        The written paths: ``weight_distributions.png``, ``calibration_curve.png``,
+        ``policy_estimates.png``, ``diagnostics_dashboard.html`` (in that order).
     """
     # matplotlib is imported only when a figure is drawn
     from cje.viz.dashboard import write_dashboard

@@ -188,7 +188,18 @@ def _details(meta: dict) -> str:
 
 
 def decision_html(payload: dict) -> str:
-    """The decision block: best policy (resolved or not) and each target against the base."""
+    """The decision block: best policy (resolved or not) and each target against the base.
+
+    Parameters
+    ----------
+    payload : dict
+        The estimates.json payload.
+
+    Returns
+    -------
+    str
+        An HTML fragment.
+    """
     meta = payload["metadata"]
     best = best_policy(payload)
     level = level_label((meta.get("inference") or {}).get("level", 0.95))
@@ -249,7 +260,20 @@ def _calibration(meta: dict) -> str:
 
 
 def build_dashboard(payload: dict, plot_paths: Sequence[Path]) -> str:
-    """The dashboard HTML for one estimates.json ``payload``; ``plot_paths`` are PNGs to embed."""
+    """The dashboard HTML for one estimates.json ``payload``; ``plot_paths`` are PNGs to embed.
+
+    Parameters
+    ----------
+    payload : dict
+        The estimates.json payload.
+    plot_paths : sequence of Path
+        PNGs to embed.
+
+    Returns
+    -------
+    str
+        A self-contained HTML document.
+    """
     meta = payload["metadata"]
     counts = {s: sum(meta["policies"][p]["status"] == s for p in meta["target_policies"]) for s in STATUS_RANK}
     overview = " ".join(f"{status_badge(s)} {n}" for s, n in counts.items())
@@ -281,7 +305,22 @@ def build_dashboard(payload: dict, plot_paths: Sequence[Path]) -> str:
 
 
 def write_dashboard(payload: dict, plot_paths: Sequence[Path], path: str | Path) -> Path:
-    """Write :func:`build_dashboard` to ``path`` atomically; return the path."""
+    """Write :func:`build_dashboard` to ``path`` atomically; return the path.
+
+    Parameters
+    ----------
+    payload : dict
+        The estimates.json payload.
+    plot_paths : sequence of Path
+        PNGs to embed.
+    path : str or Path
+        The HTML file.
+
+    Returns
+    -------
+    Path
+        ``path``.
+    """
     path = Path(path)
     atomic_write_text(path, build_dashboard(payload, plot_paths))
     publish_mode(path)

@@ -32,14 +32,23 @@ def _finite(*values) -> list[float]:
 def policy_estimates_figure(payload: dict) -> Figure:
     """Forest plot: one row per target policy (estimate with its CI), plus the base policy.
 
-    Inputs: the estimates.json payload. Drawn per target: the estimate and its
-    CI (``ci_lower``/``ci_upper``, level from ``metadata.inference.level``), with
-    colour and marker by status; CRITICAL (``reliable: false``) rows are shaded
-    and labelled "UNRELIABLE"; withheld (null) estimates are written out. References:
-    the base policy's on-policy estimate (row and dashed line), each policy's naive
-    mean judge score of its fresh draws (``diagnostics[p].fresh_draws_mean_judge``;
-    ``base_policy.mean_judge_score`` for base), and the ground truth
-    (``ground_truth[p].truth`` +- 1.96 ``truth_se``) when known.
+    Drawn per target: the estimate and its CI (``ci_lower``/``ci_upper``, level from
+    ``metadata.inference.level``), with colour and marker by status; CRITICAL
+    (``reliable: false``) rows are shaded and labelled "UNRELIABLE"; withheld (null)
+    estimates are written out. References drawn: the base policy's on-policy estimate (row
+    and dashed line), each policy's naive mean judge score of its fresh draws
+    (``diagnostics[p].fresh_draws_mean_judge``; ``base_policy.mean_judge_score`` for base),
+    and the ground truth (``ground_truth[p].truth`` +- 1.96 ``truth_se``) when known.
+
+    Parameters
+    ----------
+    payload : dict
+        The estimates.json payload.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+        The forest plot.
     """
     meta = payload["metadata"]
     policies = list(meta["target_policies"])
@@ -123,5 +132,18 @@ def policy_estimates_figure(payload: dict) -> Figure:
 
 
 def plot_policy_estimates(payload: dict, path: str | Path) -> Path:
-    """Write :func:`policy_estimates_figure` as a PNG at ``path`` (atomically); return the path."""
+    """Write :func:`policy_estimates_figure` as a PNG at ``path`` (atomically); return the path.
+
+    Parameters
+    ----------
+    payload : dict
+        The estimates.json payload.
+    path : str or Path
+        The PNG.
+
+    Returns
+    -------
+    Path
+        ``path``.
+    """
     return save_png(policy_estimates_figure(payload), path)

@@ -139,17 +139,51 @@ _JS = """
 
 
 def page_css() -> str:
-    """The pages' inline stylesheet (every colour from :data:`PAGE_COLOURS`)."""
+    """The pages' inline stylesheet (every colour from :data:`PAGE_COLOURS`).
+
+    Returns
+    -------
+    str
+        CSS text.
+    """
     return _CSS
 
 
 def esc(value: Any) -> str:
-    """HTML-escape ``str(value)`` (quotes included)."""
+    """HTML-escape ``str(value)`` (quotes included).
+
+    Parameters
+    ----------
+    value : object
+        Anything.
+
+    Returns
+    -------
+    str
+        The escaped text.
+    """
     return html.escape(str(value), quote=True)
 
 
 def cell(text: Any, sort: Any = None, cls: str = "", raw_html: bool = False) -> str:
-    """One ``<td>``: ``text`` (escaped unless ``raw_html``), ``sort`` the sort key (None/NaN = empty)."""
+    """One ``<td>``: ``text`` (escaped unless ``raw_html``), ``sort`` the sort key (None/NaN = empty).
+
+    Parameters
+    ----------
+    text : object
+        The cell's content.
+    sort : object, default=None
+        The sort key (booleans sort as 0/1).
+    cls : str, default=''
+        A CSS class.
+    raw_html : bool, default=False
+        ``text`` is trusted HTML.
+
+    Returns
+    -------
+    str
+        The ``<td>`` element.
+    """
     if sort is None or (isinstance(sort, float) and not math.isfinite(sort)):
         key = ""
     elif isinstance(sort, bool):
@@ -163,10 +197,28 @@ def cell(text: Any, sort: Any = None, cls: str = "", raw_html: bool = False) -> 
 
 def table(table_id: str, headers: Sequence[str | tuple[str, str]], rows: Sequence[tuple[str, dict]],
           filterable: bool = False, text_columns: Sequence[int] = (0,)) -> str:
-    """A sortable table. ``headers``: names or (name, tooltip); ``rows``: (cells html, tr attributes).
+    """A sortable table.
 
     ``text_columns`` are left-aligned. ``filterable`` tables obey the page's filter
     controls and get a row counter (``#{table_id}-count``).
+
+    Parameters
+    ----------
+    table_id : str
+        The table's id.
+    headers : sequence of str or (str, str)
+        Names or (name, tooltip).
+    rows : sequence of (str, dict)
+        (cells html, tr attributes).
+    filterable : bool, default=False
+        Obey the filter controls.
+    text_columns : sequence of int, default=(0,)
+        Left-aligned columns.
+
+    Returns
+    -------
+    str
+        The ``<table>`` element (and its row counter when filterable).
     """
     classes = "sortable" + (" filterable" if filterable else "")
     ths = []
@@ -185,20 +237,57 @@ def table(table_id: str, headers: Sequence[str | tuple[str, str]], rows: Sequenc
 
 
 def status_badge(status: str) -> str:
-    """A coloured status pill (colour and text; text carries the meaning)."""
+    """A coloured status pill (colour and text; text carries the meaning).
+
+    Parameters
+    ----------
+    status : str
+        GOOD / WARNING / CRITICAL (others get a neutral colour).
+
+    Returns
+    -------
+    str
+        A ``<span>`` element.
+    """
     colour = STATUS_CSS.get(status, UNKNOWN_STATUS_CSS)
     return f'<span class="badge {esc(status)}" style="background:{colour}">{esc(status)}</span>'
 
 
 def image_figure(path: str | Path, alt: str, caption: str) -> str:
-    """A ``<figure>`` embedding the PNG at ``path`` as a base64 data URI."""
+    """A ``<figure>`` embedding the PNG at ``path`` as a base64 data URI.
+
+    Parameters
+    ----------
+    path : str or Path
+        The PNG.
+    alt : str
+        Its alt text.
+    caption : str
+        Its caption.
+
+    Returns
+    -------
+    str
+        The ``<figure>`` element.
+    """
     data = base64.b64encode(Path(path).read_bytes()).decode("ascii")
     return (f'<figure><img src="data:image/png;base64,{data}" alt="{esc(alt)}">'
             f"<figcaption>{esc(caption)}</figcaption></figure>")
 
 
 def filter_controls(statuses: Sequence[str] = ("GOOD", "WARNING", "CRITICAL")) -> str:
-    """The text box and status menu that filter every ``filterable`` table on the page."""
+    """The text box and status menu that filter every ``filterable`` table on the page.
+
+    Parameters
+    ----------
+    statuses : sequence of str, default=('GOOD', 'WARNING', 'CRITICAL')
+        The menu's statuses.
+
+    Returns
+    -------
+    str
+        The controls' HTML.
+    """
     options = '<option value="">all statuses</option>' + "".join(
         f'<option value="{esc(s)}">{esc(s)} only</option>' for s in statuses)
     return ('<div class="controls"><label>Filter rows: <input id="filter-text" type="search" '
@@ -208,7 +297,22 @@ def filter_controls(statuses: Sequence[str] = ("GOOD", "WARNING", "CRITICAL")) -
 
 
 def page(title: str, header_lines: Sequence[str], body: str) -> str:
-    """A complete HTML document with the inline CSS and JS; ``body`` is trusted HTML."""
+    """A complete HTML document with the inline CSS and JS; ``body`` is trusted HTML.
+
+    Parameters
+    ----------
+    title : str
+        The page title.
+    header_lines : sequence of str
+        Lines under the title (escaped).
+    body : str
+        Trusted HTML.
+
+    Returns
+    -------
+    str
+        The HTML document.
+    """
     lines = "".join(f"<p>{esc(line)}</p>" for line in header_lines)
     return (f'<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">'
             f'<meta name="viewport" content="width=device-width, initial-scale=1">'

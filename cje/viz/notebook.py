@@ -21,7 +21,18 @@ _STYLE = (".cje-result .badge{display:inline-block;padding:1px 7px;border-radius
 
 
 def result_html(payload: dict) -> str:
-    """HTML fragment: configuration line, decision block (best policy, each target vs base), estimates."""
+    """HTML fragment: configuration line, decision block (best policy, each target vs base), estimates.
+
+    Parameters
+    ----------
+    payload : dict
+        The estimates.json payload.
+
+    Returns
+    -------
+    str
+        An HTML fragment for notebooks.
+    """
     meta = payload["metadata"]
     level = level_label((meta.get("inference") or {}).get("level"))
     rows = []

@@ -19,6 +19,16 @@ def plan_figure(plan) -> Figure:
     for a separation, the half-width at which the margin is detected with the
     planned power), the planned label count (dashed vertical) and the floor left
     by sampling error alone (thin grey).
+
+    Parameters
+    ----------
+    plan : Plan
+        A label plan.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+        The plan's figure.
     """
     fig = new_figure(8.0, 5.0)
     fig.set_layout_engine("constrained")

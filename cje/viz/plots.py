@@ -46,6 +46,22 @@ def weight_distributions_figure(payload: dict, plot_data: PlotData) -> Figure:
     used weights are what the estimator averaged with (SIMCal-W calibrated, clipped,
     or none for estimators without weights). The legend gives each set's ESS
     fraction (sum W)^2 / (n sum W^2) and maximum, from ``metadata.diagnostics``.
+
+    Parameters
+    ----------
+    payload : dict
+        The estimates.json payload.
+    plot_data : PlotData
+        The analysis arrays.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+        One panel per target policy.
+
+    References
+    ----------
+    Kish, L. (1965). Survey Sampling. Wiley (the effective sample size).
     """
     meta = payload["metadata"]
     policies = list(meta["target_policies"])
@@ -88,24 +104,44 @@ def weight_distributions_figure(payload: dict, plot_data: PlotData) -> Figure:
 
 
 def plot_weight_distributions(payload: dict, plot_data: PlotData, path: str | Path) -> Path:
-    """Write :func:`weight_distributions_figure` as a PNG at ``path`` (atomically); return the path."""
+    """Write :func:`weight_distributions_figure` as a PNG at ``path`` (atomically); return the path.
+
+    Parameters
+    ----------
+    payload : dict
+        The estimates.json payload.
+    plot_data : PlotData
+        The analysis arrays.
+    path : str or Path
+        The PNG.
+
+    Returns
+    -------
+    Path
+        ``path``.
+    """
     return save_png(weight_distributions_figure(payload, plot_data), path)
 
 
 def reliability_bins(predicted: np.ndarray, observed: np.ndarray, n_bins: int = 10) -> pl.DataFrame:
     """Bin rows by predicted value (quantile bins; tied predictions never split) and summarise.
 
+    Rows where either input is non-finite are ignored.
+
     Parameters
     ----------
-    predicted : out-of-fold calibrated rewards f^(-k)(S) of the labelled rows.
-    observed : their oracle labels Y.
-    n_bins : target number of quantile bins (fewer when predictions are tied).
+    predicted : ndarray
+        Out-of-fold calibrated rewards f^(-k)(S) of the labelled rows.
+    observed : ndarray
+        Their oracle labels Y.
+    n_bins : int, default=10
+        Target number of quantile bins (fewer when predictions are tied).
 
     Returns
     -------
-    DataFrame with one row per non-empty bin, sorted by ``mean_predicted``: ``n``,
-    ``mean_predicted``, ``mean_observed``, ``se_observed`` = sd(Y)/sqrt(n) (null for n < 2).
-    Rows where either input is non-finite are ignored.
+    polars.DataFrame
+        One row per non-empty bin, sorted by ``mean_predicted``: ``n``,
+        ``mean_predicted``, ``mean_observed``, ``se_observed`` = sd(Y)/sqrt(n) (null for n < 2).
     """
     predicted = np.asarray(predicted, float)
     observed = np.asarray(observed, float)
@@ -135,6 +171,18 @@ def calibration_figure(payload: dict, plot_data: PlotData) -> Figure:
     full-data isotonic fit f on a grid, and the out-of-fold predictions
     f^(-k)(S) of the same rows. Right: reliability diagram of the out-of-fold
     predictions (quantile bins, mean Y +- 1.96 SE, the diagonal is perfect calibration).
+
+    Parameters
+    ----------
+    payload : dict
+        The estimates.json payload.
+    plot_data : PlotData
+        The analysis arrays.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+        The two panels.
     """
     meta = payload["metadata"]
     cal = meta["calibration"]
@@ -186,5 +234,20 @@ def calibration_figure(payload: dict, plot_data: PlotData) -> Figure:
 
 
 def plot_calibration_curve(payload: dict, plot_data: PlotData, path: str | Path) -> Path:
-    """Write :func:`calibration_figure` as a PNG at ``path`` (atomically); return the path."""
+    """Write :func:`calibration_figure` as a PNG at ``path`` (atomically); return the path.
+
+    Parameters
+    ----------
+    payload : dict
+        The estimates.json payload.
+    plot_data : PlotData
+        The analysis arrays.
+    path : str or Path
+        The PNG.
+
+    Returns
+    -------
+    Path
+        ``path``.
+    """
     return save_png(calibration_figure(payload, plot_data), path)

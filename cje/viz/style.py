@@ -47,12 +47,39 @@ DPI = 120
 
 
 def policy_colour(index: int) -> str:
-    """The ``index``-th colour of the Okabe-Ito cycle (wraps around)."""
+    """The ``index``-th colour of the Okabe-Ito cycle (wraps around).
+
+    Parameters
+    ----------
+    index : int
+        The policy's position.
+
+    Returns
+    -------
+    str
+        A ``#rrggbb`` colour.
+
+    References
+    ----------
+    Okabe, M., & Ito, K. (2008). Color Universal Design (CUD): how to make figures and
+    presentations that are friendly to colorblind people.
+    """
     return OKABE_ITO[_CYCLE[index % len(_CYCLE)]]
 
 
 def new_figure(width: float, height: float) -> Figure:
-    """A white Agg-backed figure of ``width`` x ``height`` inches (at :data:`DPI`)."""
+    """A white Agg-backed figure of ``width`` x ``height`` inches (at :data:`DPI`).
+
+    Parameters
+    ----------
+    width, height : float
+        Size in inches.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+        A figure with an Agg canvas attached (no pyplot).
+    """
     fig = Figure(figsize=(width, height), dpi=DPI, facecolor="white")
     FigureCanvasAgg(fig)
     return fig
@@ -61,7 +88,21 @@ def new_figure(width: float, height: float) -> Figure:
 def panel_grid(n_panels: int, panel_width: float, panel_height: float, extra_height: float):
     """A figure with one panel per policy, at most 3 per row; unused panels hidden.
 
-    Returns (figure, the first ``n_panels`` axes in reading order).
+    Parameters
+    ----------
+    n_panels : int
+        Panels (>= 1).
+    panel_width, panel_height : float
+        Size of one panel in inches.
+    extra_height : float
+        Inches added for titles and captions.
+
+    Returns
+    -------
+    figure : matplotlib.figure.Figure
+        The figure (constrained layout).
+    axes : list of matplotlib.axes.Axes
+        The first ``n_panels`` axes in reading order.
     """
     ncols = min(n_panels, 3)
     nrows = math.ceil(n_panels / ncols)
@@ -74,7 +115,20 @@ def panel_grid(n_panels: int, panel_width: float, panel_height: float, extra_hei
 
 
 def save_png(fig: Figure, path: str | Path) -> Path:
-    """Write ``fig`` as PNG atomically (temp file in the same folder, then rename); return the path."""
+    """Write ``fig`` as PNG atomically (temp file in the same folder, then rename); return the path.
+
+    Parameters
+    ----------
+    fig : matplotlib.figure.Figure
+        The figure.
+    path : str or Path
+        The PNG file.
+
+    Returns
+    -------
+    Path
+        ``path``.
+    """
     path = Path(path)
     with atomic_writer(path) as handle:  # the one atomic writer (cje.atomic)
         fig.savefig(handle, format="png", dpi=DPI, facecolor="white")
@@ -82,7 +136,13 @@ def save_png(fig: Figure, path: str | Path) -> Path:
 
 
 def publish_mode(path: str | Path) -> None:
-    """Give ``path`` the permissions a plain ``open()`` would (0666 minus umask), not mkstemp's 0600."""
+    """Give ``path`` the permissions a plain ``open()`` would (0666 minus umask), not mkstemp's 0600.
+
+    Parameters
+    ----------
+    path : str or Path
+        An existing file.
+    """
     umask = os.umask(0)
     os.umask(umask)
     os.chmod(path, 0o666 & ~umask)
@@ -96,26 +156,86 @@ def _rgb(colour: str) -> tuple[float, float, float]:
 
 
 def relative_luminance(colour: str) -> float:
-    """WCAG relative luminance of a ``#rrggbb`` / ``#rgb`` colour: 0.2126 R + 0.7152 G + 0.0722 B
-    of the linearised sRGB channels (c / 12.92 for c <= 0.04045, else ((c + 0.055) / 1.055)^2.4)."""
+    """WCAG relative luminance of a ``#rrggbb`` / ``#rgb`` colour.
+
+    0.2126 R + 0.7152 G + 0.0722 B of the linearised sRGB channels (c / 12.92 for
+    c <= 0.04045, else ((c + 0.055) / 1.055)^2.4).
+
+    Parameters
+    ----------
+    colour : str
+        ``#rrggbb`` or ``#rgb``.
+
+    Returns
+    -------
+    float
+        In [0, 1].
+
+    References
+    ----------
+    W3C (2018). Web Content Accessibility Guidelines (WCAG) 2.1, "relative luminance".
+    """
     lin = [c / 12.92 if c <= 0.04045 else ((c + 0.055) / 1.055) ** 2.4 for c in _rgb(colour)]
     return 0.2126 * lin[0] + 0.7152 * lin[1] + 0.0722 * lin[2]
 
 
 def contrast_ratio(foreground: str, background: str) -> float:
-    """WCAG contrast ratio (L1 + 0.05) / (L2 + 0.05), L1 the lighter luminance; from 1 to 21."""
+    """WCAG contrast ratio (L1 + 0.05) / (L2 + 0.05), L1 the lighter luminance; from 1 to 21.
+
+    Parameters
+    ----------
+    foreground, background : str
+        ``#rrggbb`` or ``#rgb`` colours.
+
+    Returns
+    -------
+    float
+        From 1 (no contrast) to 21 (black on white).
+
+    References
+    ----------
+    W3C (2018). Web Content Accessibility Guidelines (WCAG) 2.1, success criterion 1.4.3.
+    """
     a, b = sorted((relative_luminance(foreground), relative_luminance(background)), reverse=True)
     return (a + 0.05) / (b + 0.05)
 
 
 def blend(foreground: str, background: str, alpha: float) -> str:
-    """The opaque colour of ``foreground`` drawn at opacity ``alpha`` over ``background``."""
+    """The opaque colour of ``foreground`` drawn at opacity ``alpha`` over ``background``.
+
+    Parameters
+    ----------
+    foreground, background : str
+        ``#rrggbb`` or ``#rgb`` colours.
+    alpha : float
+        Opacity of ``foreground``, in [0, 1].
+
+    Returns
+    -------
+    str
+        ``#RRGGBB``.
+    """
     mixed = [alpha * f + (1 - alpha) * b for f, b in zip(_rgb(foreground), _rgb(background))]
     return "#" + "".join(f"{round(255 * c):02X}" for c in mixed)
 
 
 def fmt(value: float | None, spec: str = ".3f", missing: str = "n/a") -> str:
-    """Format a number that may be None or non-finite."""
+    """Format a number that may be None or non-finite.
+
+    Parameters
+    ----------
+    value : float or None
+        The number.
+    spec : str, default='.3f'
+        A format spec.
+    missing : str, default='n/a'
+        The text for None or a non-finite value.
+
+    Returns
+    -------
+    str
+        The formatted number, or ``missing``.
+    """
     if value is None or (isinstance(value, float) and not math.isfinite(value)):
         return missing
     return format(value, spec)
@@ -125,6 +245,16 @@ def config_caption(payload: dict) -> str:
     """One line naming the configuration behind a plot, from an estimates.json payload.
 
     e.g. ``estimator calibrated-ips | oracle coverage 0.25 (250 labels) | n = 1000 | seed 0``.
+
+    Parameters
+    ----------
+    payload : dict
+        An estimates.json payload.
+
+    Returns
+    -------
+    str
+        The caption line.
     """
     meta = payload["metadata"]
     coverage = f"oracle coverage {meta['oracle_coverage']:g}"

@@ -54,6 +54,21 @@ def find_estimates(results_dir: str | Path) -> list[Path]:
     For interactive use (``cje summarize --results-dir``); the workflow passes its
     declared files instead (``--inputs``, :func:`load_summary` ``paths``), so folders
     it did not ask for never reach its summary.
+
+    Parameters
+    ----------
+    results_dir : str or Path
+        The results folder.
+
+    Returns
+    -------
+    list of Path
+        The files, sorted by path.
+
+    Raises
+    ------
+    InputError
+        The folder does not exist.
     """
     results_dir = Path(results_dir)
     if not results_dir.is_dir():
@@ -62,9 +77,21 @@ def find_estimates(results_dir: str | Path) -> list[Path]:
 
 
 def source_root(paths: list[Path]) -> Path:
-    """The folder ``source`` names are relative to when only files are given: the
-    common parent of the files' ``{estimator}`` folders (``results/`` for a sweep laid
-    out as ``results/{estimator}/coverage_{c}/[seed_{s}/]estimates.json``)."""
+    """The folder ``source`` names are relative to when only files are given.
+
+    The common parent of the files' ``{estimator}`` folders (``results/`` for a sweep laid
+    out as ``results/{estimator}/coverage_{c}/[seed_{s}/]estimates.json``).
+
+    Parameters
+    ----------
+    paths : list of Path
+        estimates.json files.
+
+    Returns
+    -------
+    Path
+        The common parent folder.
+    """
     bases = []
     for path in paths:
         folder = path.parent
@@ -75,7 +102,20 @@ def source_root(paths: list[Path]) -> Path:
 
 
 def payload_rows(payload: dict, source: str) -> list[dict]:
-    """One summary row per target policy of one estimates.json payload (columns: ``SUMMARY_COLUMNS``)."""
+    """One summary row per target policy of one estimates.json payload (columns: ``SUMMARY_COLUMNS``).
+
+    Parameters
+    ----------
+    payload : dict
+        An estimates.json payload.
+    source : str
+        The file's path, as shown in the ``source`` column.
+
+    Returns
+    -------
+    list of dict
+        One row per target policy.
+    """
     meta = payload["metadata"]
     truths = meta.get("ground_truth") or {}
     rows = []
@@ -98,8 +138,22 @@ def summary_frame(rows: list[dict]) -> pl.DataFrame:
     Two files may hold the same (estimator, oracle_coverage, seed, policy), e.g. the
     workflow's first seed at ``coverage_{c}/estimates.json`` and the same seed asked for
     again as ``coverage_{c}/seed_{s}/``. When their estimate, SE, CI and status agree the
-    copy with the shortest path is kept (logged as a warning); when they differ they come
-    from different settings and :class:`InputError` names both files.
+    copy with the shortest path is kept (logged as a warning).
+
+    Parameters
+    ----------
+    rows : list of dict
+        Rows of :func:`payload_rows`.
+
+    Returns
+    -------
+    polars.DataFrame
+        Columns ``SUMMARY_COLUMNS``, one row per (estimator, oracle_coverage, seed, policy).
+
+    Raises
+    ------
+    InputError
+        Two copies differ (they come from different settings); the message names both files.
     """
     frame = pl.DataFrame(rows, schema=SUMMARY_SCHEMA) if rows else pl.DataFrame(schema=SUMMARY_SCHEMA)
     key = ["estimator", "oracle_coverage", "seed", "policy"]
@@ -132,8 +186,23 @@ def load_summary(results_dir: str | Path | None = None,
     The ``source`` column holds each file's path relative to that folder (the
     path as given when the file lies outside it).
 
-    Raises :class:`InputError` naming the file (and the JSON field for schema
-    errors) when a file is missing or malformed, or when there is no file at all.
+    Parameters
+    ----------
+    results_dir : str, Path or None, default=None
+        The results folder.
+    paths : list of str or Path, or None, default=None
+        The estimates.json files.
+
+    Returns
+    -------
+    polars.DataFrame
+        The summary frame (:func:`summary_frame`).
+
+    Raises
+    ------
+    InputError
+        Naming the file (and the JSON field for schema errors) when a file is missing or
+        malformed, or when there is no file at all.
     """
     if paths is not None:
         paths = sorted({Path(p) for p in paths})
@@ -174,7 +243,18 @@ def pairwise_ranking_accuracy(estimates: np.ndarray, truths: np.ndarray) -> floa
     """Share of pairs (i < j) with truth_i != truth_j ordered like the truth by the estimates.
 
     A tie in the estimates scores 1/2. Non-finite entries are dropped first.
-    Returns NaN when no pair has distinct truths.
+
+    Parameters
+    ----------
+    estimates : ndarray
+        One estimate per policy.
+    truths : ndarray
+        The true values, aligned.
+
+    Returns
+    -------
+    float
+        NaN when no pair has distinct truths.
     """
     e, t = np.asarray(estimates, float), np.asarray(truths, float)
     keep = np.isfinite(e) & np.isfinite(t)
@@ -195,8 +275,16 @@ def _scored(frame: pl.DataFrame) -> pl.DataFrame:
 def ranking_accuracy_by_seed(frame: pl.DataFrame) -> pl.DataFrame:
     """Pairwise ranking accuracy per (estimator, oracle_coverage, seed), vectorised as a self-join.
 
-    Returns columns estimator, oracle_coverage, seed, n_pairs, ranking_accuracy
-    (groups with no pair of distinct truths are left out).
+    Parameters
+    ----------
+    frame : polars.DataFrame
+        The summary frame.
+
+    Returns
+    -------
+    polars.DataFrame
+        Columns estimator, oracle_coverage, seed, n_pairs, ranking_accuracy
+        (groups with no pair of distinct truths are left out).
     """
     keys = [*_RUN, "seed"]
     s = _scored(frame).select(*keys, "policy", "estimate", "truth")
@@ -211,8 +299,19 @@ def ranking_accuracy_by_seed(frame: pl.DataFrame) -> pl.DataFrame:
 
 
 def accuracy_by_policy(frame: pl.DataFrame) -> pl.DataFrame:
-    """Per (estimator, oracle_coverage, policy): n_runs, truth, mean_estimate, bias, rmse,
-    ci_coverage, mean_ci_width, n_unreliable (runs with a known truth and an estimate)."""
+    """Per (estimator, oracle_coverage, policy): accuracy over the runs with a known truth and an estimate.
+
+    Parameters
+    ----------
+    frame : polars.DataFrame
+        The summary frame.
+
+    Returns
+    -------
+    polars.DataFrame
+        Columns n_runs, truth, mean_estimate, bias, rmse, ci_coverage, mean_ci_width,
+        n_unreliable.
+    """
     keys = [*_RUN, "policy"]
     return (_scored(frame).group_by(keys)
             .agg(pl.len().alias("n_runs"), pl.col("truth").mean(), pl.col("estimate").mean().alias("mean_estimate"),
@@ -226,10 +325,18 @@ def accuracy_by_policy(frame: pl.DataFrame) -> pl.DataFrame:
 def accuracy_table(frame: pl.DataFrame) -> pl.DataFrame:
     """Per (estimator, oracle_coverage): the accuracy metrics of the module docstring.
 
-    Columns: estimator, oracle_coverage, n_seeds, n_policies, n_estimates, bias,
-    mean_abs_bias, rmse, ci_coverage, ci_coverage_reliable (over reliable estimates
-    only; null when none), mean_ci_width, share_reliable, ranking_accuracy (null
-    when no seed has two policies with distinct truths). Empty when no truth is known.
+    Parameters
+    ----------
+    frame : polars.DataFrame
+        The summary frame.
+
+    Returns
+    -------
+    polars.DataFrame
+        Columns: estimator, oracle_coverage, n_seeds, n_policies, n_estimates, bias,
+        mean_abs_bias, rmse, ci_coverage, ci_coverage_reliable (over reliable estimates
+        only; null when none), mean_ci_width, share_reliable, ranking_accuracy (null
+        when no seed has two policies with distinct truths). Empty when no truth is known.
     """
     scored = _scored(frame)
     overall = (scored.group_by(_RUN)

@@ -33,8 +33,19 @@ COVERAGE_CAPTION = (
 def plot_estimates_vs_coverage(frame: pl.DataFrame, path: str | Path) -> Path:
     """One panel per policy: estimate (mean over seeds) vs oracle coverage per estimator, CI band, truth.
 
-    ``frame`` is the summary frame (:func:`cje.viz.sweep.load_summary`). The x axis is
-    logarithmic when the coverages span more than a factor of 4.
+    The x axis is logarithmic when the coverages span more than a factor of 4.
+
+    Parameters
+    ----------
+    frame : polars.DataFrame
+        The summary frame (:func:`cje.viz.sweep.load_summary`).
+    path : str or Path
+        The PNG to write.
+
+    Returns
+    -------
+    Path
+        ``path``.
     """
     policies = frame["policy"].unique(maintain_order=True).sort().to_list()
     estimators = frame["estimator"].unique().sort().to_list()
@@ -157,6 +168,20 @@ def runs_html(frame: pl.DataFrame, page_dir: Path | None, source_root: Path | No
 
     The link is relative to the page's folder (the page keeps working when the results
     folder is copied or served as a whole); a run analysed without ``--plots`` has none.
+
+    Parameters
+    ----------
+    frame : polars.DataFrame
+        The summary frame.
+    page_dir : Path or None
+        The page's folder (None: absolute links).
+    source_root : Path or None
+        The folder the ``source`` paths are relative to (None: no links).
+
+    Returns
+    -------
+    str
+        The analyses table.
     """
     order = {"GOOD": 0, "WARNING": 1, "CRITICAL": 2}
     runs = (frame.group_by("source", maintain_order=True)
@@ -182,7 +207,18 @@ def runs_html(frame: pl.DataFrame, page_dir: Path | None, source_root: Path | No
 
 
 def cost_html(cost: dict | None) -> str:
-    """The run's calls, tokens and cost per stage and provider (the ``cje cost --output`` JSON)."""
+    """The run's calls, tokens and cost per stage and provider (the ``cje cost --output`` JSON).
+
+    Parameters
+    ----------
+    cost : dict or None
+        The cost report (None or empty: a note that there is none).
+
+    Returns
+    -------
+    str
+        An HTML fragment.
+    """
     if not cost:
         return ("<p class='muted'>No cost report (results/cost.json, written by the workflow's rule cost or "
                 "`cje cost --output`): analysis-only runs make no API calls.</p>")
@@ -203,8 +239,31 @@ def cost_html(cost: dict | None) -> str:
 
 def build_summary_html(frame: pl.DataFrame, figure_png: Path, results_dir: str, page_dir: Path | None = None,
                        source_root: Path | None = None, cost: dict | None = None) -> str:
-    """The summary page: accuracy tables (when truth is known), the coverage figure, every run with a link to
-    its dashboard, the run's cost, every estimate."""
+    """The summary page.
+
+    Accuracy tables (when truth is known), the coverage figure, every run with a link to
+    its dashboard, the run's cost, every estimate.
+
+    Parameters
+    ----------
+    frame : polars.DataFrame
+        The summary frame.
+    figure_png : Path
+        The coverage figure to embed.
+    results_dir : str
+        The results folder, named in the header.
+    page_dir : Path or None, default=None
+        The page's folder (for relative dashboard links).
+    source_root : Path or None, default=None
+        The folder the ``source`` paths are relative to.
+    cost : dict or None, default=None
+        The ``cje cost`` JSON.
+
+    Returns
+    -------
+    str
+        The HTML document.
+    """
     n_files = frame["source"].n_unique()
     body = (f"<section><h2>Accuracy against ground truth</h2>{_accuracy_html(frame)}</section>"
             f"<section><h2>Estimate vs oracle coverage</h2>"
@@ -224,9 +283,26 @@ def write_summary_html(frame: pl.DataFrame, path: str | Path, results_dir: str |
                        cost: dict | str | Path | None = None) -> Path:
     """Render the figure (to ``figure_path``, or a temporary file) and write the page atomically.
 
-    ``source_root``: the folder the frame's ``source`` paths are relative to (default
-    ``results_dir`` when it is a folder), used to find each run's dashboard. ``cost``: the
-    ``cje cost`` JSON (a dict or its path; default ``{source_root}/cost.json`` when present).
+    Parameters
+    ----------
+    frame : polars.DataFrame
+        The summary frame.
+    path : str or Path
+        The HTML page.
+    results_dir : str or Path
+        The results folder.
+    figure_path : str, Path or None, default=None
+        Where to keep the figure (None: a temporary file).
+    source_root : str, Path or None, default=None
+        The folder the frame's ``source`` paths are relative to (default ``results_dir``
+        when it is a folder), used to find each run's dashboard.
+    cost : dict, str, Path or None, default=None
+        The ``cje cost`` JSON (a dict or its path; default ``{source_root}/cost.json`` when present).
+
+    Returns
+    -------
+    Path
+        ``path``.
     """
     path = Path(path)
     root = Path(source_root) if source_root is not None else (

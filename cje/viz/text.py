@@ -23,7 +23,18 @@ def _f(value, spec: str = ".3f") -> str:
 
 
 def header_lines(meta: dict) -> list[str]:
-    """What was run: estimator, data, rows, labels (coverage requested vs used), seed, level, interval."""
+    """What was run: estimator, data, rows, labels (coverage requested vs used), seed, level, interval.
+
+    Parameters
+    ----------
+    meta : dict
+        The payload's ``metadata``.
+
+    Returns
+    -------
+    list of str
+        Two lines.
+    """
     inference = meta.get("inference") or {}
     level = level_label(inference.get("level"))
     data = (meta.get("inputs") or {}).get("data") or "data"
@@ -37,7 +48,18 @@ def header_lines(meta: dict) -> list[str]:
 
 
 def dropped_line(meta: dict) -> str:
-    """Rows dropped per policy and reason, or 'none'."""
+    """Rows dropped per policy and reason, or 'none'.
+
+    Parameters
+    ----------
+    meta : dict
+        The payload's ``metadata``.
+
+    Returns
+    -------
+    str
+        One line.
+    """
     parts = []
     for name in meta["target_policies"]:
         counts = meta["policies"][name].get("n_dropped_by_reason") or {}
@@ -50,8 +72,19 @@ def dropped_line(meta: dict) -> str:
 def format_summary(payload: dict, dashboard: str | Path | None = None, dashboard_hint: str | None = None) -> str:
     """The terminal text of one analysis (module docstring).
 
-    ``dashboard``: path of the written dashboard, or None; then ``dashboard_hint``
-    (e.g. "add --plots") says how to get one.
+    Parameters
+    ----------
+    payload : dict
+        The estimates.json payload.
+    dashboard : str, Path or None, default=None
+        Path of the written dashboard, or None.
+    dashboard_hint : str or None, default=None
+        Without a dashboard, how to get one (e.g. "add --plots").
+
+    Returns
+    -------
+    str
+        The text ``cje analyze`` prints.
     """
     meta = payload["metadata"]
     level = level_label((meta.get("inference") or {}).get("level"))

@@ -75,6 +75,16 @@ def provider_identity(provider) -> dict:
 
     Not the provider's name (two config entries for one endpoint share answers),
     not its limits or key (they do not change answers).
+
+    Parameters
+    ----------
+    provider : ProviderConfig
+        The provider.
+
+    Returns
+    -------
+    dict
+        ``{"kind", "base_url" (empty for local), "model_package" (None unless local)}``.
     """
     url = (provider.base_url or "").rstrip("/")
     return {"kind": provider.kind, "base_url": url if provider.kind != "local" else "",
@@ -82,7 +92,24 @@ def provider_identity(provider) -> dict:
 
 
 def request_key(identity: dict, endpoint: str, request: dict, sample: Any = None) -> str:
-    """The sha256 hex key of one request (module docstring)."""
+    """The sha256 hex key of one request (module docstring).
+
+    Parameters
+    ----------
+    identity : dict
+        :func:`provider_identity` of the provider.
+    endpoint : {'chat', 'completions'}
+        The endpoint.
+    request : dict
+        Every field sent.
+    sample : object, default=None
+        Which independent sample of that request.
+
+    Returns
+    -------
+    str
+        64 hex characters.
+    """
     blob = json.dumps({"format": FORMAT, "provider": identity, "endpoint": endpoint,
                        "request": request, "sample": sample},
                       sort_keys=True, ensure_ascii=False, separators=(",", ":"), default=str)
@@ -96,6 +123,13 @@ class RequestCache:
     ``{"status": "error", "error": "..."}`` (only when ``use_errors``), or None.
     ``put_ok(key, response_dict, meta)`` / ``put_error(key, error, meta)`` store one.
     Counters ``hits``, ``misses``, ``stored``, ``unreadable``.
+
+    Parameters
+    ----------
+    root : str or PathLike
+        The cache folder.
+    use_errors : bool, default=False
+        Answer with stored error entries too (``--no-retry-errors``).
     """
 
     def __init__(self, root: str | os.PathLike, use_errors: bool = False):
@@ -127,7 +161,18 @@ class RequestCache:
         return entry
 
     def get(self, key: str) -> dict | None:
-        """The cached entry of ``key`` (ok first; the error entry only with ``use_errors``)."""
+        """The cached entry of ``key`` (ok first; the error entry only with ``use_errors``).
+
+        Parameters
+        ----------
+        key : str
+            A :func:`request_key`.
+
+        Returns
+        -------
+        dict or None
+            None on a miss (an unreadable entry is a miss).
+        """
         entry = self._read(self._path(key), key)
         if entry is None and self.use_errors:
             entry = self._read(self._path(key, error=True), key)
@@ -172,7 +217,19 @@ class RequestCache:
                         pass
 
     def put_ok(self, key: str, response: dict, meta: dict | None = None) -> None:
-        """Store the answer ``response`` (the provider's JSON) of request ``key``."""
+        """Store the answer ``response`` (the provider's JSON) of request ``key``.
+
+        An error entry of the same key is removed.
+
+        Parameters
+        ----------
+        key : str
+            A :func:`request_key`.
+        response : dict
+            The provider's JSON answer.
+        meta : dict or None, default=None
+            Who asked (endpoint, model, stage, prompt_id).
+        """
         self._write(self._path(key), {"key": key, "status": "ok", **(meta or {}),
                                       "response": response})
         err = self._path(key, error=True)
@@ -183,7 +240,19 @@ class RequestCache:
                 pass
 
     def put_error(self, key: str, error: str, meta: dict | None = None) -> None:
-        """Store the final error of request ``key`` (used only with ``use_errors``)."""
+        """Store the final error of request ``key`` (used only with ``use_errors``).
+
+        Nothing is stored when an ok answer exists (maybe from another job): it always wins.
+
+        Parameters
+        ----------
+        key : str
+            A :func:`request_key`.
+        error : str
+            The final error.
+        meta : dict or None, default=None
+            Who asked.
+        """
         if self._path(key).exists():
             return  # an ok answer (maybe from another job) always wins
         self._write(self._path(key, error=True), {"key": key, "status": "error", **(meta or {}),
@@ -202,9 +271,19 @@ class RequestCache:
         return self.root / key[:2] / f"{key}.claim"
 
     def claim(self, key: str) -> bool:
-        """Try to become the one process sending ``key``: True when this process holds
-        the claim now (also after taking over a stale one), False when another live
-        process holds it."""
+        """Try to become the one process sending ``key``.
+
+        Parameters
+        ----------
+        key : str
+            A :func:`request_key`.
+
+        Returns
+        -------
+        bool
+            True when this process holds the claim now (also after taking over a stale one),
+            False when another live process holds it.
+        """
         path = self._claim_path(key)
         for _ in range(2):
             try:
@@ -226,12 +305,29 @@ class RequestCache:
         return False
 
     def claimed(self, key: str) -> bool:
-        """True while a live process holds the claim of ``key``."""
+        """True while a live process holds the claim of ``key``.
+
+        Parameters
+        ----------
+        key : str
+            A :func:`request_key`.
+
+        Returns
+        -------
+        bool
+            False when nobody holds it or its holder is gone.
+        """
         path = self._claim_path(key)
         return path.exists() and not self._stale(path)
 
     def release(self, key: str) -> None:
-        """Give the claim of ``key`` up (after its answer or final error was stored)."""
+        """Give the claim of ``key`` up (after its answer or final error was stored).
+
+        Parameters
+        ----------
+        key : str
+            A :func:`request_key`.
+        """
         try:
             self._claim_path(key).unlink()
         except FileNotFoundError:
@@ -257,6 +353,12 @@ class RequestCache:
         return time.time() - float(stamp) > CLAIM_TTL_S
 
     def counts(self) -> dict:
-        """``{"hits", "misses", "stored", "unreadable"}`` of this process."""
+        """``{"hits", "misses", "stored", "unreadable"}`` of this process.
+
+        Returns
+        -------
+        dict of str to int
+            The cache's counters.
+        """
         return {"hits": self.hits, "misses": self.misses, "stored": self.stored,
                 "unreadable": self.unreadable}

@@ -27,6 +27,13 @@ class CallLog:
     characters of a registered secret (``scrubber.add``) is scrubbed from every line;
     never prompts or answers unless ``debug``. Each line is one ``write`` on an
     O_APPEND file, so shards may share the file.
+
+    Parameters
+    ----------
+    path : str, Path or None
+        The log file (None: nothing is written); its folder is created.
+    debug : bool, default=False
+        Keep ``debug_*`` fields (prompts and answers).
     """
 
     def __init__(self, path: str | Path | None, debug: bool = False):
@@ -38,12 +45,32 @@ class CallLog:
             self.path.parent.mkdir(parents=True, exist_ok=True)
 
     def scrub(self, text: str, key_like: bool = False) -> str:
-        """``text`` without registered secrets (any fragment of >= 8 characters) and, with
-        ``key_like``, without values that look like keys (``cje.llm.scrub``)."""
+        """``text`` without registered secrets (any fragment of >= 8 characters).
+
+        With ``key_like``, also without values that look like keys (``cje.llm.scrub``).
+
+        Parameters
+        ----------
+        text : str
+            Any text.
+        key_like : bool, default=False
+            Also scrub key-looking values.
+
+        Returns
+        -------
+        str
+            The scrubbed text.
+        """
         return self.scrubber.scrub(text, key_like=key_like)
 
     def write(self, **fields: Any) -> None:
-        """Append one record (a ``ts`` is added); drops ``debug_*`` fields unless debug."""
+        """Append one record (a ``ts`` is added); drops ``debug_*`` fields unless debug.
+
+        Parameters
+        ----------
+        **fields
+            The record's fields (JSON-serialisable, or converted with ``str``).
+        """
         if not self.path:
             return
         if not self.debug:
@@ -67,9 +94,29 @@ class Accounting:
     def add(self, stage: str, model: str, provider: ProviderConfig, ok: bool,
             prompt_tokens: int, completion_tokens: int, retries: int, cached: bool = False,
             timeouts: int = 0, wait_s: float = 0.0) -> None:
-        """Add one finished logical call (``cached``: answered by the request cache, not
-        sent; its tokens are not counted again). ``wait_s``: backoff waited between its
-        attempts; ``timeouts``: attempts that timed out."""
+        """Add one finished logical call.
+
+        Parameters
+        ----------
+        stage : str
+            The stage.
+        model : str
+            The model.
+        provider : ProviderConfig
+            Its provider (name and prices).
+        ok : bool
+            Whether the call succeeded.
+        prompt_tokens, completion_tokens : int
+            Its tokens.
+        retries : int
+            Its retries.
+        cached : bool, default=False
+            Answered by the request cache, not sent; its tokens are not counted again.
+        timeouts : int, default=0
+            Attempts that timed out.
+        wait_s : float, default=0.0
+            Backoff waited between its attempts.
+        """
         r = self.rows.setdefault((stage, model), dict(
             stage=stage, model=model, provider=provider.name, calls=0, ok=0, errors=0,
             cached=0, retries=0, timeouts=0, retry_wait_s=0.0, prompt_tokens=0,
@@ -86,11 +133,23 @@ class Accounting:
                           + completion_tokens * provider.cost_per_million_output_tokens) / 1e6
 
     def summary(self) -> list[dict]:
-        """Totals as a list of dicts, one per (stage, model)."""
+        """Totals as a list of dicts, one per (stage, model).
+
+        Returns
+        -------
+        list of dict
+            Copies of the totals.
+        """
         return [dict(r) for r in self.rows.values()]
 
     def format_summary(self) -> str:
-        """Human-readable lines, e.g. ``generate gemma: 40 calls (40 ok, 0 errors) ...``."""
+        """Human-readable lines, e.g. ``generate gemma: 40 calls (40 ok, 0 errors) ...``.
+
+        Returns
+        -------
+        str
+            ``no API calls`` when nothing was added.
+        """
         lines = []
         for r in self.rows.values():
             lines.append(f"{r['stage']} {r['model']} [{r['provider']}]: {r['calls']} calls "
@@ -103,11 +162,20 @@ class Accounting:
 
 
 def run_cost_summary(path: str | Path) -> list[dict]:
-    """Sum every ``stage_summary`` line of a call log per (stage, model): the whole run's
-    calls, errors, retries, tokens and estimated cost (reruns included: money spent).
+    """Sum every ``stage_summary`` line of a call log per (stage, model).
 
-    Input: the call-log path; output: one dict per (stage, model), sorted. A missing
-    log gives an empty list.
+    The whole run's calls, errors, retries, tokens and estimated cost (reruns included:
+    money spent). Torn lines (a killed job) are skipped.
+
+    Parameters
+    ----------
+    path : str or Path
+        The call log.
+
+    Returns
+    -------
+    list of dict
+        One dict per (stage, model), sorted; an empty list for a missing log.
     """
     path = Path(path)
     if not path.exists():

@@ -68,8 +68,19 @@ _RESPONSE_TYPES = {"chat": ChatCompletion, "completions": Completion}
 
 
 class FatalAPIError(CJEError):
-    """A non-retryable provider error that makes every further call pointless
-    (bad key, no permission, unknown model/endpoint). Carries the provider's message."""
+    """A non-retryable provider error that makes every further call pointless.
+
+    Bad key, no permission, unknown model/endpoint. Carries the provider's message.
+
+    Parameters
+    ----------
+    provider : str
+        The provider's name.
+    status : int
+        The HTTP status.
+    message : str
+        The provider's message.
+    """
 
     def __init__(self, provider: str, status: int, message: str):
         self.provider, self.status, self.provider_message = provider, status, message
@@ -79,7 +90,14 @@ class FatalAPIError(CJEError):
 
 class MalformedResponse(Exception):
     """Raised by a response parser when the answer is unusable; the call is retried.
-    ``raw``: the answer text the parser rejected (kept in the row if the call gives up)."""
+
+    Parameters
+    ----------
+    message : str
+        What is wrong with the answer.
+    raw : str or None, default=None
+        The answer text the parser rejected (kept in the row if the call gives up).
+    """
 
     def __init__(self, message: str, raw: str | None = None):
         super().__init__(message)
@@ -90,11 +108,25 @@ class MalformedResponse(Exception):
 class CallResult:
     """Outcome of one logical call (after retries).
 
-    ``value``: what the parser returned (chat: the message text; completions: the
-    first choice) or None on failure; ``error``: final error text (no secrets);
-    ``raw``: the last answer a parser rejected (None otherwise); ``usage``:
-    ``{"prompt_tokens", "completion_tokens"}`` summed over attempts (as reported);
-    ``cached``: answered from the request cache (nothing sent).
+    Parameters
+    ----------
+    ok : bool
+        Whether the call succeeded.
+    value : object, default=None
+        What the parser returned (chat: the message text; completions: the
+        first choice) or None on failure.
+    error : str or None, default=None
+        Final error text (no secrets).
+    retries : int, default=0
+        Retries made.
+    latency_s : float, default=0.0
+        Latency.
+    usage : dict
+        ``{"prompt_tokens", "completion_tokens"}`` summed over attempts (as reported).
+    raw : str or None, default=None
+        The last answer a parser rejected (None otherwise).
+    cached : bool, default=False
+        Answered from the request cache (nothing sent).
     """
 
     ok: bool
@@ -115,6 +147,16 @@ def provider_endpoint(provider: ProviderConfig) -> Iterator[str]:
     starts the embedded model server (``cje.llm.local.server``, imported lazily so
     the package works without llama-cpp) and stops it on exit; with ``base_url``
     (e.g. a server started by ``cje serve-local``) that server is used as is.
+
+    Parameters
+    ----------
+    provider : ProviderConfig
+        The provider.
+
+    Yields
+    ------
+    str
+        The base URL.
     """
     if provider.kind == "local" and not provider.base_url:
         # the embedded server (and llama-cpp) only for a local provider without base_url
@@ -154,7 +196,23 @@ def _usage(resp: Any) -> tuple[int, int]:
 
 
 def chat_text(resp: Any) -> str:
-    """Default chat parser: the first choice's message text (``MalformedResponse`` if absent)."""
+    """Default chat parser: the first choice's message text.
+
+    Parameters
+    ----------
+    resp : ChatCompletion
+        The provider's answer.
+
+    Returns
+    -------
+    str
+        The message text.
+
+    Raises
+    ------
+    MalformedResponse
+        The answer has no ``choices[0].message`` or its content is not a string.
+    """
     choices = getattr(resp, "choices", None)
     if not choices or getattr(choices[0], "message", None) is None:
         raise MalformedResponse("response has no choices[0].message")
@@ -165,7 +223,23 @@ def chat_text(resp: Any) -> str:
 
 
 def first_choice(resp: Any) -> Any:
-    """Default completions parser: the first choice (``MalformedResponse`` if absent)."""
+    """Default completions parser: the first choice.
+
+    Parameters
+    ----------
+    resp : Completion
+        The provider's answer.
+
+    Returns
+    -------
+    object
+        ``choices[0]``.
+
+    Raises
+    ------
+    MalformedResponse
+        The answer has no ``choices[0].text``.
+    """
     choices = getattr(resp, "choices", None)
     if not choices or not isinstance(getattr(choices[0], "text", None), str):
         raise MalformedResponse("response has no choices[0].text")
@@ -175,12 +249,27 @@ def first_choice(resp: Any) -> Any:
 class LLMClient:
     """Async client for one provider during one stage (see module docstring).
 
-    Parameters: ``provider`` (limits, retries, costs), ``base_url`` (None: opened
-    at the first uncached call by ``opener()``, a blocking callable returning the
-    URL), ``stage`` (name in logs/accounting), ``call_log``, ``accounting``,
-    ``cache`` (a ``RequestCache`` or None), ``limits`` (a ``RateLimits``; default:
-    the provider's limits in this process). Use as ``async with``. After a
-    ``FatalAPIError`` or ``RateLimitedError`` every further call raises it again.
+    Use as ``async with``. After a ``FatalAPIError`` or ``RateLimitedError`` every further
+    call raises it again.
+
+    Parameters
+    ----------
+    provider : ProviderConfig
+        Limits, retries, costs.
+    base_url : str or None, default=None
+        None: opened at the first uncached call by ``opener()``.
+    stage : str, default=''
+        Name in logs/accounting.
+    call_log : CallLog or None, default=None
+        The call log (None: none).
+    accounting : Accounting or None, default=None
+        Token/cost totals (None: a new one).
+    cache : RequestCache or None, default=None
+        The request cache.
+    limits : RateLimits or None, default=None
+        Default: the provider's limits in this process.
+    opener : callable or None, default=None
+        A blocking callable returning the URL.
     """
 
     def __init__(self, provider: ProviderConfig, base_url: str | None = None, stage: str = "",
@@ -227,7 +316,28 @@ class LLMClient:
                    parse: Callable[[Any], Any] = chat_text,
                    max_parse_retries: int | None = None, sample: Any = None) -> CallResult:
         """POST /chat/completions; ``value`` = ``parse(response)`` (default: message text).
-        ``sample`` distinguishes independent samples of an identical request (cache key)."""
+
+        Parameters
+        ----------
+        messages : list of dict
+            The chat messages.
+        model : str
+            The model.
+        prompt_id : str
+            For the call log.
+        max_tokens, temperature, top_p, response_format, extra_body : optional
+            Sent only when not None.
+        parse : callable, default=chat_text
+            Turns the answer into ``value``; raising :class:`MalformedResponse` retries the call.
+        max_parse_retries : int or None, default=None
+            Give up after this many rejected answers (None: the provider's retry budget).
+        sample : object, default=None
+            Distinguishes independent samples of an identical request (cache key).
+
+        Returns
+        -------
+        CallResult
+        """
         kw: dict[str, Any] = {"model": model, "messages": messages}
         for k, v in (("max_tokens", max_tokens), ("temperature", temperature),
                      ("top_p", top_p), ("response_format", response_format),
@@ -245,8 +355,33 @@ class LLMClient:
                        extra_body: dict | None = None,
                        parse: Callable[[Any], Any] = first_choice,
                        max_parse_retries: int | None = None, sample: Any = None) -> CallResult:
-        """POST /completions (``echo``/``logprobs`` for teacher forcing and yes/no
-        judging); ``value`` = ``parse(response)`` (default: the first choice)."""
+        """POST /completions (``echo``/``logprobs`` for teacher forcing and yes/no judging).
+
+        Parameters
+        ----------
+        prompt : str
+            The prompt text.
+        model : str
+            The model.
+        prompt_id : str
+            For the call log.
+        max_tokens : int, default=16
+            Longest completion.
+        temperature, top_p, logprobs, stop, extra_body : optional
+            Sent only when not None.
+        echo : bool, default=False
+            Return the prompt's tokens too (teacher forcing).
+        parse : callable, default=first_choice
+            Turns the answer into ``value``; raising :class:`MalformedResponse` retries the call.
+        max_parse_retries : int or None, default=None
+            Give up after this many rejected answers (None: the provider's retry budget).
+        sample : object, default=None
+            Distinguishes independent samples of an identical request (cache key).
+
+        Returns
+        -------
+        CallResult
+        """
         kw: dict[str, Any] = {"model": model, "prompt": prompt, "max_tokens": max_tokens}
         for k, v in (("temperature", temperature), ("top_p", top_p), ("logprobs", logprobs),
                      ("stop", stop), ("extra_body", extra_body)):
@@ -449,8 +584,37 @@ def run_with_client(provider: ProviderConfig, stage: str, api_log: str | Path | 
     ``rate_limit_dir`` when given); the endpoint (a local server for ``kind: local``)
     is opened at the first uncached call and closed at the end. On every exit path
     the token/cost summary (with cached calls) is printed to stderr and appended to
-    the call log as ``{"event": "stage_summary", "stage", "totals": [...]}``. SIGTERM
-    cancels the stage cleanly and raises ``CJEError``.
+    the call log as ``{"event": "stage_summary", "stage", "totals": [...]}``.
+
+    Parameters
+    ----------
+    provider : ProviderConfig
+        The provider.
+    stage : str
+        The stage's name in logs.
+    api_log : str, Path or None
+        The call log.
+    body : callable
+        ``async body(client) -> result``.
+    debug : bool, default=False
+        Log prompts and answers.
+    request_cache : str, Path or None, default=None
+        The request cache folder.
+    retry_errors : bool, default=True
+        False: reuse cached final errors instead of asking again (``--no-retry-errors``).
+    rate_limit_dir : str, Path or None, default=None
+        The folder of the shared rate-limit state.
+
+    Returns
+    -------
+    object
+        What ``body`` returned.
+
+    Raises
+    ------
+    CJEError
+        SIGTERM cancelled the stage cleanly; also :class:`FatalAPIError` and
+        :class:`~cje.llm.client.retry.RateLimitedError` from the calls.
     """
     call_log = CallLog(api_log, debug=debug)
     acct = Accounting()

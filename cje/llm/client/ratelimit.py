@@ -33,6 +33,13 @@ Tokens: a request is charged ``len(prompt characters) // 4 + max_tokens`` before
 it is sent (what providers such as OpenAI count against the limit); when the
 reported usage is larger, the difference is charged afterwards (``charge``);
 unused ``max_tokens`` are not refunded, as providers do not refund them either.
+
+References
+----------
+Turner, J. S. (1986). New directions in communications (or which way to the information
+age?). IEEE Communications Magazine, 24(10), 8-15 (the leaky bucket).
+ITU-T Recommendation I.371. Traffic control and congestion control in B-ISDN (the
+Generic Cell Rate Algorithm).
 """
 
 from __future__ import annotations
@@ -66,7 +73,18 @@ class _Bucket:
 
 
 def provider_limit_id(provider) -> str:
-    """File-name id of a provider's shared budget: ``<name>-<8 hex of kind|base_url>``."""
+    """File-name id of a provider's shared budget: ``<name>-<8 hex of kind|base_url>``.
+
+    Parameters
+    ----------
+    provider : ProviderConfig
+        The provider.
+
+    Returns
+    -------
+    str
+        The id.
+    """
     digest = hashlib.sha256(f"{provider.kind}|{provider.base_url or ''}".encode()).hexdigest()[:8]
     return f"{provider.name}-{digest}"
 
@@ -78,6 +96,17 @@ class RateLimits:
     tokens may start; ``charge(extra_tokens)`` charges tokens found afterwards.
     With ``state_dir`` the budget is shared by every process using that folder
     (module docstring); without it, by the callers in this process.
+
+    Parameters
+    ----------
+    requests_per_minute : float or None
+        Requests per minute (None or 0 = unlimited).
+    tokens_per_minute : float or None
+        Tokens per minute (None or 0 = unlimited).
+    window_s : float, default=60.0
+        The sliding window; the limits are scaled to it (``limit * window_s / 60``).
+    state_file : str, PathLike or None, default=None
+        The shared state file (None: state in this process).
     """
 
     def __init__(self, requests_per_minute: float | None, tokens_per_minute: float | None,
@@ -96,7 +125,19 @@ class RateLimits:
 
     @classmethod
     def for_provider(cls, provider, state_dir: str | os.PathLike | None = None) -> "RateLimits":
-        """The limits of a ``ProviderConfig``; shared through ``state_dir`` when given."""
+        """The limits of a ``ProviderConfig``; shared through ``state_dir`` when given.
+
+        Parameters
+        ----------
+        provider : ProviderConfig
+            The provider.
+        state_dir : str, PathLike or None, default=None
+            The folder of the shared state (``DIR/<provider-id>.limits``).
+
+        Returns
+        -------
+        RateLimits
+        """
         state = Path(state_dir) / f"{provider_limit_id(provider)}.limits" if state_dir else None
         return cls(provider.requests_per_minute, provider.tokens_per_minute,
                    provider.rate_limit_window_s, state)
@@ -164,11 +205,23 @@ class RateLimits:
             self.late += 1  # woke too late: sending now could bunch requests; take a new slot
 
     async def acquire(self, tokens: float = 0.0) -> None:
-        """Wait until one request of ``tokens`` estimated tokens may be sent."""
+        """Wait until one request of ``tokens`` estimated tokens may be sent.
+
+        Parameters
+        ----------
+        tokens : float, default=0.0
+            The request's estimated tokens.
+        """
         await self._reserve({"requests": 1.0, "tokens": float(tokens)})
 
     async def charge(self, extra_tokens: float) -> None:
-        """Charge ``extra_tokens`` (> 0) found in the reported usage after the call."""
+        """Charge ``extra_tokens`` (> 0) found in the reported usage after the call.
+
+        Parameters
+        ----------
+        extra_tokens : float
+            Tokens beyond the estimate (nothing is charged for <= 0).
+        """
         if extra_tokens > 0 and "tokens" in self.buckets:
             if self.state_file is None:
                 self._update({"tokens": float(extra_tokens)}, time.time())

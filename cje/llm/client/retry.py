@@ -33,7 +33,19 @@ RATE_LIMITED, TIMEOUT, TRANSIENT, REFUSED, FATAL = (
 
 
 class RateLimitedError(CJEError):
-    """The provider kept answering 429 for longer than the call's waiting budget."""
+    """The provider kept answering 429 for longer than the call's waiting budget.
+
+    Parameters
+    ----------
+    provider : str
+        The provider's name.
+    waited_s : float
+        Seconds waited on HTTP 429.
+    budget_s : float
+        The call's budget (``rate_limit_budget_s``).
+    message : str
+        The provider's last answer.
+    """
 
     def __init__(self, provider: str, waited_s: float, budget_s: float, message: str):
         self.provider = provider
@@ -45,7 +57,19 @@ class RateLimitedError(CJEError):
 
 
 def classify_status(http: int) -> str:
-    """Kind of an HTTP error status (table in the module docstring)."""
+    """Kind of an HTTP error status (table in the module docstring).
+
+    Parameters
+    ----------
+    http : int
+        The HTTP status.
+
+    Returns
+    -------
+    str
+        ``rate_limited`` (429), ``fatal`` (401, 403, 404), ``transient`` (408, 409, 425, >= 500)
+        or ``refused`` (any other).
+    """
     if http == 429:
         return RATE_LIMITED
     if http in FATAL_STATUS:
@@ -62,6 +86,21 @@ class RetryState:
     ``next_wait(kind, retry_after)`` returns the seconds to wait before the next
     attempt, or None when the call must give up (``gave_up`` then says why).
     ``rate_limit_exhausted`` is set when the 429 budget ran out.
+
+    Parameters
+    ----------
+    provider : ProviderConfig
+        The provider's retry settings.
+    retries : int, default=0
+        Transient failures so far.
+    timeouts : int, default=0
+        Timeouts so far.
+    rate_limited_s : float, default=0.0
+        Seconds waited on HTTP 429 so far.
+    rate_limit_exhausted : bool, default=False
+        The 429 budget ran out.
+    gave_up : str, default=''
+        Why the call gave up.
     """
 
     provider: object  # ProviderConfig
@@ -72,18 +111,61 @@ class RetryState:
     gave_up: str = ""
 
     def backoff(self, attempt: int) -> float:
-        """Full-jitter exponential backoff for retry number ``attempt`` (0-based)."""
+        """Full-jitter exponential backoff for retry number ``attempt`` (0-based).
+
+        uniform(0, min(retry_backoff_max_s, retry_backoff_s * 2**attempt)).
+
+        Parameters
+        ----------
+        attempt : int
+            The retry number k.
+
+        Returns
+        -------
+        float
+            Seconds.
+
+        References
+        ----------
+        Brooker, M. (2015). Exponential Backoff And Jitter. AWS Architecture Blog.
+        """
         p = self.provider
         return random.uniform(0.0, min(p.retry_backoff_max_s, p.retry_backoff_s * (2 ** attempt)))
 
     def capped_retry_after(self, retry_after: float | None) -> float | None:
-        """``Retry-After`` capped at ``retry_after_max_s`` (None stays None)."""
+        """``Retry-After`` capped at ``retry_after_max_s`` (None stays None).
+
+        Parameters
+        ----------
+        retry_after : float or None
+            The server's ``Retry-After`` in seconds.
+
+        Returns
+        -------
+        float or None
+            Seconds, in [0, retry_after_max_s].
+        """
         if retry_after is None:
             return None
         return min(max(0.0, retry_after), self.provider.retry_after_max_s)
 
     def next_wait(self, kind: str, retry_after: float | None, attempt: int) -> float | None:
-        """Seconds to wait before attempt ``attempt + 1``, or None to give up."""
+        """Seconds to wait before attempt ``attempt + 1``, or None to give up.
+
+        Parameters
+        ----------
+        kind : str
+            The failure's kind (:func:`classify_status`, or ``timeout``).
+        retry_after : float or None
+            The server's ``Retry-After``, if sent.
+        attempt : int
+            The attempt that failed (0-based).
+
+        Returns
+        -------
+        float or None
+            None when the kind is not retried or its budget is spent (``gave_up`` says why).
+        """
         p = self.provider
         cap = self.capped_retry_after(retry_after)
         if kind == RATE_LIMITED:

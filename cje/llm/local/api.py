@@ -46,7 +46,17 @@ DEFAULT_CHAT_MAX_TOKENS = 512
 
 
 class ApiError(Exception):
-    """A request the server refuses: HTTP ``status`` with an OpenAI-style error body."""
+    """A request the server refuses: HTTP ``status`` with an OpenAI-style error body.
+
+    Parameters
+    ----------
+    message : str
+        What is wrong.
+    param : str or None, default=None
+        The request field concerned.
+    status : int, default=400
+        The HTTP status.
+    """
 
     def __init__(self, message: str, param: str | None = None, status: int = 400):
         super().__init__(message)
@@ -179,7 +189,26 @@ def _envelope(kind: str, choice: dict, gen: Generation, sampling: dict, offsets_
 
 
 def completions(engine: LocalEngine, body: dict) -> dict:
-    """Handle ``POST /v1/completions``; see the module docstring for semantics."""
+    """Handle ``POST /v1/completions``; see the module docstring for semantics.
+
+    Parameters
+    ----------
+    engine : LocalEngine
+        The loaded model.
+    body : dict
+        The request's JSON body.
+
+    Returns
+    -------
+    dict
+        The OpenAI-style ``text_completion`` payload, with a ``cje`` block (and
+        ``token_path`` when ``cje_prompt_chars`` was sent).
+
+    Raises
+    ------
+    ApiError
+        An unsupported or malformed request, or one that does not fit the context window.
+    """
     _refuse_unsupported(body)
     prompt = body.get("prompt")
     if isinstance(prompt, list) and len(prompt) == 1 and isinstance(prompt[0], str):
@@ -228,6 +257,26 @@ def chat_completions(engine: LocalEngine, body: dict, template: str = "gemma") -
     Generation stops at the model's end-of-turn token (``end_of_turn(template)``
     is also added to the stop strings). ``logprobs: true`` with ``top_logprobs: k``
     returns the chat-format per-token log-probs at the request's temperature.
+
+    Parameters
+    ----------
+    engine : LocalEngine
+        The loaded model.
+    body : dict
+        The request's JSON body.
+    template : str, default='gemma'
+        The chat template.
+
+    Returns
+    -------
+    dict
+        The OpenAI-style ``chat.completion`` payload.
+
+    Raises
+    ------
+    ApiError
+        An unsupported or malformed request, messages that cannot be rendered, or one that
+        does not fit the context window.
     """
     _refuse_unsupported(body)
     messages = body.get("messages")

@@ -34,7 +34,17 @@ _ROWS_PER_BLOCK = 16  # float64 log-softmax block: 16 x 262144 x 8 B = 32 MiB
 
 @dataclass
 class TokenLogprobs:
-    """Per-token results of one evaluation (parallel lists, one entry per token)."""
+    """Per-token results of one evaluation (parallel lists, one entry per token).
+
+    Parameters
+    ----------
+    token_ids : list of int
+        The tokens.
+    logprobs : list of float
+        Their log-probabilities.
+    top : list of list of (int, float)
+        The most likely alternatives of each position, (id, log-prob), best first.
+    """
 
     token_ids: list[int] = field(default_factory=list)
     logprobs: list[float] = field(default_factory=list)
@@ -43,7 +53,21 @@ class TokenLogprobs:
 
 @dataclass
 class Generation:
-    """A completion: echoed prompt tokens, generated tokens and why it stopped."""
+    """A completion: echoed prompt tokens, generated tokens and why it stopped.
+
+    Parameters
+    ----------
+    prompt : TokenLogprobs
+        The echoed prompt tokens (empty without echo).
+    generated : TokenLogprobs
+        The generated tokens.
+    finish_reason : {'stop', 'length'}
+        "stop" (end-of-generation token or stop string) or "length".
+    logprob_temperature : float
+        The temperature the log-probs are at (1 for greedy).
+    token_path : {'canonical', 'sampled'}, default='canonical'
+        "sampled" when the echo used the given response token ids.
+    """
 
     prompt: TokenLogprobs
     generated: TokenLogprobs
@@ -55,9 +79,19 @@ class Generation:
 def log_softmax_rows(logits: np.ndarray, temperature: float) -> np.ndarray:
     """Row-wise ``log_softmax(logits / T)`` in float64 (T <= 0 is treated as T = 1).
 
-    Input: ``(n, V)`` float array of raw logits. Output: ``(n, V)`` float64
-    log-probabilities, each row log-sum-exp-normalised to 0. (Reference
-    implementation; the engine uses the cheaper :func:`scaled_lse`.)
+    (Reference implementation; the engine uses the cheaper :func:`scaled_lse`.)
+
+    Parameters
+    ----------
+    logits : ndarray of shape (n, V)
+        Raw logits.
+    temperature : float
+        T.
+
+    Returns
+    -------
+    ndarray of shape (n, V)
+        Float64 log-probabilities, each row log-sum-exp-normalised to 0.
     """
     t = float(temperature) if temperature and temperature > 0 else 1.0
     x = logits.astype(np.float64) / t
@@ -67,11 +101,25 @@ def log_softmax_rows(logits: np.ndarray, temperature: float) -> np.ndarray:
 
 
 def scaled_lse(logits: np.ndarray, temperature: float) -> tuple[np.ndarray, np.ndarray]:
-    """Return ``(x, lse)``: ``x = logits / T`` (float32, ``(n, V)``) and its row-wise
-    log-sum-exp (float64, ``(n,)``), so ``log p(token) = x[r, token] - lse[r]``.
+    """Return ``(x, lse)`` with ``log p(token) = x[r, token] - lse[r]``.
 
-    The exponentials are float32 summed in float64 (error ~1e-6 per token, far
+    ``x = logits / T`` (float32, ``(n, V)``) and its row-wise log-sum-exp (float64,
+    ``(n,)``). The exponentials are float32 summed in float64 (error ~1e-6 per token, far
     below the 1e-4 tolerances used on summed log-probs); T <= 0 counts as T = 1.
+
+    Parameters
+    ----------
+    logits : ndarray of shape (n, V)
+        Raw logits.
+    temperature : float
+        T.
+
+    Returns
+    -------
+    x : ndarray of float32, shape (n, V)
+        The scaled logits.
+    lse : ndarray of float64, shape (n,)
+        Their row-wise log-sum-exp.
     """
     t = float(temperature) if temperature and temperature > 0 else 1.0
     x = np.asarray(logits, dtype=np.float32) / np.float32(t)
@@ -101,6 +149,24 @@ def sample_token(
     ``top_k`` (0 = off), ``top_p`` (1 = off) and ``min_p`` (0 = off) truncate
     and renormalise as llama.cpp defines them; the defaults sample the full
     distribution, which is what teacher-forced log-probs assume.
+
+    Parameters
+    ----------
+    logprobs : ndarray of shape (V,)
+        A log-softmax row.
+    rng : numpy.random.Generator
+        The random source.
+    top_k : int, default=0
+        Keep the k most likely tokens.
+    top_p : float, default=1.0
+        Keep the smallest set with probability mass >= top_p.
+    min_p : float, default=0.0
+        Keep tokens with probability >= min_p times the largest.
+
+    Returns
+    -------
+    int
+        The drawn token id.
     """
     probs = np.exp(logprobs)
     keep = np.ones(probs.shape[0], dtype=bool)
@@ -122,7 +188,19 @@ def sample_token(
 
 
 class LocalEngine:
-    """One in-process llama.cpp model; not thread-safe (the server serialises calls)."""
+    """One in-process llama.cpp model; not thread-safe (the server serialises calls).
+
+    Parameters
+    ----------
+    model_path : str
+        The .gguf file.
+    n_threads : int, default=1
+        Threads.
+    n_ctx : int, default=4096
+        The context window in tokens.
+    n_batch : int, default=64
+        Tokens per decode batch (memory stays at ``n_batch x n_vocab`` floats).
+    """
 
     def __init__(self, model_path: str, n_threads: int = 1, n_ctx: int = 4096, n_batch: int = 64):
         """Load ``model_path`` (.gguf) with ``n_threads`` threads and a ``n_ctx``-token window."""
@@ -157,11 +235,33 @@ class LocalEngine:
 
     # -- tokens -------------------------------------------------------------
     def tokenize(self, text: str) -> list[int]:
-        """Tokenize ``text`` (special tokens parsed) with the model's BOS prepended."""
+        """Tokenize ``text`` (special tokens parsed) with the model's BOS prepended.
+
+        Parameters
+        ----------
+        text : str
+            The text.
+
+        Returns
+        -------
+        list of int
+            Token ids, BOS first.
+        """
         return self.llm.tokenize(text.encode("utf-8"), add_bos=True, special=True)
 
     def piece(self, token: int) -> bytes:
-        """The bytes token ``token`` renders to, special tokens included."""
+        """The bytes token ``token`` renders to, special tokens included.
+
+        Parameters
+        ----------
+        token : int
+            A token id.
+
+        Returns
+        -------
+        bytes
+            The token's bytes.
+        """
         cached = self._piece_cache.get(token)
         if cached is None:
             buf = ctypes.create_string_buffer(64)
@@ -173,7 +273,18 @@ class LocalEngine:
         return cached
 
     def is_end_of_generation(self, token: int) -> bool:
-        """True for end-of-generation tokens (Gemma: ``<eos>``, ``<end_of_turn>``)."""
+        """True for end-of-generation tokens (Gemma: ``<eos>``, ``<end_of_turn>``).
+
+        Parameters
+        ----------
+        token : int
+            A token id.
+
+        Returns
+        -------
+        bool
+            Whether generation stops at this token.
+        """
         return bool(self._lib.llama_vocab_is_eog(self._vocab, token))
 
     # -- evaluation -----------------------------------------------------------
@@ -221,9 +332,31 @@ class LocalEngine:
         teacher-forced log-probs equal the sampling log-probs, and makes a
         prompt's own log-probs independent of what follows it.
 
-        Output: (log-probs of tokens[1:] each given its prefix, at temperature T,
-        with ``top_n`` alternatives; empty when ``score_prompt`` is False) and the
-        next-token distribution after the last token as (scaled logits, lse).
+        Parameters
+        ----------
+        tokens : list of int
+            The tokens, BOS first.
+        temperature : float
+            T of the log-probs.
+        top_n : int
+            Alternatives per position.
+        score_prompt : bool
+            Compute the log-probs of ``tokens[1:]``.
+        sequential_from : int or None, default=None
+            Where one-token decodes start (None: all batched).
+
+        Returns
+        -------
+        prompt : TokenLogprobs
+            Log-probs of tokens[1:] each given its prefix, at temperature T, with ``top_n``
+            alternatives; empty when ``score_prompt`` is False.
+        next : (ndarray, float)
+            The next-token distribution after the last token as (scaled logits, lse).
+
+        Raises
+        ------
+        ValueError
+            The tokens do not fit the context window.
         """
         if len(tokens) >= self.n_ctx:
             raise ValueError(f"prompt has {len(tokens)} tokens; the context window is {self.n_ctx}")
@@ -265,6 +398,29 @@ class LocalEngine:
         ``response_token_ids`` when given and they spell the text that follows the
         prompt (``token_path`` "sampled": the exact sampled path), else the
         canonical tokenization of the rest (``token_path`` "canonical").
+
+        Parameters
+        ----------
+        text : str
+            The full text.
+        prompt_chars : int or None, default=None
+            Characters of the chat prompt.
+        response_token_ids : list of int or None, default=None
+            The sampled response tokens.
+
+        Returns
+        -------
+        tokens : list of int
+            The tokens, BOS first.
+        sequential_from : int or None
+            Where one-token decodes start (None: all batched).
+        token_path : {'canonical', 'sampled'}
+            Which response tokens were used.
+
+        Raises
+        ------
+        ValueError
+            A response token id outside the vocabulary.
         """
         if prompt_chars is None:
             return self.tokenize(text), None, "canonical"
@@ -301,8 +457,40 @@ class LocalEngine:
         Sampling draws from ``softmax(logits / T)`` (greedy when T <= 0); log-probs
         are ``log_softmax(logits / T)``. Generation ends at an end-of-generation
         token (not included), at the first ``stop`` string (text cut there) or
-        after ``max_tokens``. ``prompt_chars`` / ``response_token_ids``: see
-        :meth:`scoring_tokens`. Output: (Generation, generated text).
+        after ``max_tokens``.
+
+        Parameters
+        ----------
+        prompt : str
+            The text sent.
+        max_tokens : int
+            Longest generation.
+        temperature : float, default=1.0
+            T.
+        top_n : int, default=0
+            Alternatives per position.
+        echo : bool, default=False
+            Score the prompt's tokens too.
+        stop : list of str or None, default=None
+            Stop strings.
+        seed : int or None, default=None
+            Seed of ``numpy.random.default_rng``.
+        top_k, top_p, min_p : optional
+            Sampling truncation (:func:`sample_token`; defaults off).
+        prompt_chars, response_token_ids : optional
+            See :meth:`scoring_tokens`.
+
+        Returns
+        -------
+        generation : Generation
+            The evaluation's tokens and why it stopped.
+        text : str
+            The generated text.
+
+        Raises
+        ------
+        ValueError
+            The prompt plus ``max_tokens`` exceed the context window.
         """
         tokens, seq, token_path = self.scoring_tokens(prompt, prompt_chars, response_token_ids)
         if len(tokens) + max_tokens > self.n_ctx:

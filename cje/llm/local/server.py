@@ -41,7 +41,18 @@ STARTUP_TIMEOUT_S = 120.0
 
 
 def pinned_env(n_threads: int) -> dict[str, str]:
-    """Return a copy of ``os.environ`` with every thread-count variable set to ``n_threads``."""
+    """Return a copy of ``os.environ`` with every thread-count variable set to ``n_threads``.
+
+    Parameters
+    ----------
+    n_threads : int
+        Threads.
+
+    Returns
+    -------
+    dict of str to str
+        The environment for the server's child process.
+    """
     env = dict(os.environ)
     env.update({name: str(n_threads) for name in THREAD_ENV_VARS})
     return env
@@ -130,6 +141,25 @@ def serve(
 
     The bound port (``port=0``: any free one) is written atomically to
     ``port_file`` once the server is listening and the model loaded.
+
+    Parameters
+    ----------
+    model_path : str
+        The .gguf file.
+    host : str, default='127.0.0.1'
+        The address to bind.
+    port : int, default=0
+        The port (0: any free one).
+    n_threads : int, default=1
+        llama.cpp threads.
+    port_file : str or None, default=None
+        Where to write the bound port.
+    parent_pid : int or None, default=None
+        Exit when this process is gone.
+    chat_template : str, default='gemma'
+        Template of ``/v1/chat/completions``.
+    n_ctx : int, default=4096
+        The context window.
     """
     # llama-cpp-python (the `local` extra) is loaded only when the server starts
     from cje.llm.local.engine import LocalEngine
@@ -200,12 +230,30 @@ def local_server(
 ) -> Iterator[str]:
     """Run the embedded model server for the duration of a ``with`` block.
 
-    Inputs: ``n_threads`` (llama.cpp and OpenMP threads), ``port`` (None = a free
-    port chosen by the OS), ``model_package`` (see :func:`ensure_model_file`),
-    ``chat_template`` for ``/v1/chat/completions``, ``log_file`` for the child's
-    stderr (default: a temporary file, quoted in errors). Yields the base URL
-    ``http://127.0.0.1:PORT/v1``. Raises ``RuntimeError`` with the server log if
-    the child dies or is not healthy within ``startup_timeout_s``.
+    Parameters
+    ----------
+    n_threads : int, default=1
+        llama.cpp and OpenMP threads.
+    port : int or None, default=None
+        None = a free port chosen by the OS.
+    model_package : str, default=MODEL_PACKAGE
+        See :func:`ensure_model_file`.
+    chat_template : str, default='gemma'
+        For ``/v1/chat/completions``.
+    log_file : str, PathLike or None, default=None
+        The child's stderr (default: a temporary file, quoted in errors).
+    startup_timeout_s : float, default=STARTUP_TIMEOUT_S
+        How long to wait for ``/health``.
+
+    Yields
+    ------
+    str
+        The base URL ``http://127.0.0.1:PORT/v1``.
+
+    Raises
+    ------
+    RuntimeError
+        With the server log, if the child dies or is not healthy within ``startup_timeout_s``.
     """
     model_path = ensure_model_file(model_package)
     workdir = Path(tempfile.mkdtemp(prefix="cje-local-server-"))
@@ -259,7 +307,18 @@ def local_server(
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Entry point of the child process (``python -m cje.llm.local.server``)."""
+    """Entry point of the child process (``python -m cje.llm.local.server``).
+
+    Parameters
+    ----------
+    argv : list of str or None, default=None
+        Command-line arguments (None: ``sys.argv[1:]``).
+
+    Returns
+    -------
+    int
+        The exit code, 0.
+    """
     parser = argparse.ArgumentParser(prog="python -m cje.llm.local.server", description=__doc__.splitlines()[0])
     parser.add_argument("--model", required=True, help="path of the .gguf file")
     parser.add_argument("--host", default="127.0.0.1")

@@ -29,9 +29,30 @@ NO_ORACLE_FILE = "no_oracle_file"  # oracle_status when a policy has no oracle f
 
 
 def merge_shards(inputs: list[str], output: str) -> int:
-    """Gather shard JSONL files into ``output`` (atomic): deduplicated by
-    (policy, prompt_id, draw_idx) -- ok beats error, else the later file wins --
-    and sorted. Returns the number of rows written."""
+    """Gather shard JSONL files into ``output`` (atomic), deduplicated and sorted.
+
+    Deduplicated by (policy, prompt_id, draw_idx) -- ok beats error, else the later file
+    wins -- and sorted.
+
+    Parameters
+    ----------
+    inputs : list of str
+        The shard files.
+    output : str
+        The merged file.
+
+    Returns
+    -------
+    int
+        The number of rows written.
+
+    Raises
+    ------
+    ConfigError
+        No input files.
+    InputError
+        A bad shard file.
+    """
     if not inputs:
         raise ConfigError("no input files", key="--inputs")
     rows = [r for path in inputs for r in read_jsonl(path, required=("prompt_id",))]
@@ -50,8 +71,25 @@ ORACLE_SCHEMA = {"prompt_id": pl.Utf8, "draw_idx": pl.Int64, "oracle_label": pl.
 def load_stage_file(path: Path, schema: dict, key: tuple[str, ...]) -> pl.DataFrame:
     """Read the ``schema`` columns of a stage's JSONL output (other fields ignored).
 
-    ``InputError`` names the file (and line/field where known) when it is missing,
-    unreadable, lacks a key or status, or holds a key twice (unmerged shards).
+    Parameters
+    ----------
+    path : Path
+        The stage's output file (an empty file gives an empty frame).
+    schema : dict
+        Column -> polars dtype.
+    key : tuple of str
+        The columns that identify a row.
+
+    Returns
+    -------
+    polars.DataFrame
+        The ``schema`` columns, one row per key.
+
+    Raises
+    ------
+    InputError
+        Naming the file (and line/field where known) when it is missing, unreadable, lacks a
+        key or status, or holds a key twice (unmerged shards).
     """
     required = tuple(key) + ("status",)
     if not path.exists():
@@ -118,8 +156,30 @@ def assemble_dataset(cfg: dict, responses_dir: str, logprobs_dir: str, judge_dir
     ``target_policy_logprobs[p]`` from ``logprobs_dir/{p}.jsonl`` (null unless that
     row's status is ok); ``metadata`` = {prompt_id, judge_score, oracle_label,
     logprob_status{p}, response_status, judge_status, oracle_status}. Joins are
-    polars left joins on prompt_id (and draw_idx). Returns the summary: rows
-    written and counts of every failure kind.
+    polars left joins on prompt_id (and draw_idx).
+
+    Parameters
+    ----------
+    cfg : dict
+        The workflow config (``base_policy``, ``policies``).
+    responses_dir, logprobs_dir, judge_dir, oracle_dir : str
+        Folders of the stages' ``{policy}.jsonl`` files (an oracle file may be missing).
+    output : str
+        ``cje_dataset.jsonl``.
+    fresh_draws_dir : str
+        Folder of the ``{policy}_responses.jsonl`` files.
+
+    Returns
+    -------
+    dict
+        The summary: rows written and counts of every failure kind.
+
+    Raises
+    ------
+    ConfigError
+        The base policy is not in ``policies``, or there is no target policy.
+    InputError
+        A stage file is missing or bad (:func:`load_stage_file`).
     """
     base = cfg.get("base_policy", "base")
     policies = list((cfg.get("policies") or {}).keys())
@@ -190,7 +250,18 @@ def assemble_dataset(cfg: dict, responses_dir: str, logprobs_dir: str, judge_dir
 
 
 def format_summary(summary: dict) -> str:
-    """Human-readable dataset summary: rows written, then every failure kind's count."""
+    """Human-readable dataset summary: rows written, then every failure kind's count.
+
+    Parameters
+    ----------
+    summary : dict
+        What :func:`assemble_dataset` returned.
+
+    Returns
+    -------
+    str
+        The summary as text.
+    """
     lines = [f"cje_dataset.jsonl: {summary['logged_rows']} logged rows; fresh draws: "
              + ", ".join(f"{p}={n}" for p, n in summary["fresh_draws"].items())]
     if summary["failures"]:

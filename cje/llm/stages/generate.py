@@ -44,6 +44,20 @@ def sampling_request(policy: PolicyConfig, provider: ProviderConfig, prompt: str
     Completions: ``prompt`` (rendered), ``stop``, ``temperature``, ``top_p`` (1 by default),
     ``max_tokens``, ``extra_body`` (policy.extra_body; local: LOCAL_SAMPLING forced).
     Chat: ``messages`` (system if non-empty, user), same sampling fields.
+
+    Parameters
+    ----------
+    policy : PolicyConfig
+        The policy.
+    provider : ProviderConfig
+        Its provider.
+    prompt : str
+        The user prompt.
+
+    Returns
+    -------
+    dict
+        The endpoint and the request's fields.
     """
     extra = dict(policy.extra_body)
     if provider.kind == "local":
@@ -63,7 +77,27 @@ def sampling_request(policy: PolicyConfig, provider: ProviderConfig, prompt: str
 
 async def sample_one(client: LLMClient, policy: PolicyConfig, provider: ProviderConfig,
                      item: dict) -> dict:
-    """Sample one response for ``item`` (prompt_id, prompt, draw_idx); return its row."""
+    """Sample one response for ``item`` (prompt_id, prompt, draw_idx); return its row.
+
+    On a local provider each sample gets a reproducible seed (:func:`sample_seed`) unless the
+    policy sets one; the cache key's ``sample`` is [policy, prompt_id, draw_idx].
+
+    Parameters
+    ----------
+    client : LLMClient
+        The policy's client.
+    policy : PolicyConfig
+        The policy.
+    provider : ProviderConfig
+        Its provider.
+    item : dict
+        ``prompt_id``, ``prompt``, ``draw_idx``.
+
+    Returns
+    -------
+    dict
+        The output row (``status: "error"`` and ``response: null`` when the call failed).
+    """
     req = sampling_request(policy, provider, item["prompt"])
     if provider.kind == "local" and "seed" not in (req["extra_body"] or {}):
         # reproducible samples: one seed per (policy, prompt, draw) unless the policy sets one
@@ -94,7 +128,22 @@ async def sample_one(client: LLMClient, policy: PolicyConfig, provider: Provider
 
 
 def sample_seed(policy: str, prompt_id: str, draw_idx: int) -> int:
-    """Stable 31-bit seed for one sample (blake2b of policy, prompt_id, draw_idx)."""
+    """Stable 31-bit seed for one sample (blake2b of policy, prompt_id, draw_idx).
+
+    Parameters
+    ----------
+    policy : str
+        The policy.
+    prompt_id : str
+        The prompt.
+    draw_idx : int
+        The draw.
+
+    Returns
+    -------
+    int
+        In [0, 2**31).
+    """
     digest = hashlib.blake2b(f"{policy}\x1f{prompt_id}\x1f{draw_idx}".encode(), digest_size=4).digest()
     return int.from_bytes(digest, "big") & 0x7FFFFFFF
 
@@ -107,11 +156,47 @@ def generate_responses(cfg: dict, policy: str, prompts: str, output: str,
                        debug: bool = False) -> dict:
     """Run the ``generate`` stage for ``policy`` and write ``output`` atomically.
 
-    Inputs: workflow config dict, policy name, prompts JSONL (prompt_id, prompt),
-    output path, draws per prompt K, shard I of N (by sorted prompt_id position),
-    request-cache folder (None: no cache), rate-limit state folder (None: limits in
-    this process only). Output rows: see docs/contracts.md
-    (``data/responses/{policy}.jsonl``). Returns counts.
+    Output rows: see docs/contracts.md (``data/responses/{policy}.jsonl``), sorted by
+    (prompt_id, draw_idx).
+
+    Parameters
+    ----------
+    cfg : dict
+        The workflow config.
+    policy : str
+        The policy's name.
+    prompts : str
+        The prompts JSONL (prompt_id, prompt).
+    output : str
+        The output path.
+    draws_per_prompt : int, default=1
+        Draws per prompt K.
+    shard, num_shards : int, default=0, 1
+        Shard I of N (by sorted prompt_id position).
+    request_cache : str or None, default=None
+        Request-cache folder (None: no cache).
+    rate_limit_dir : str or None, default=None
+        Rate-limit state folder (None: limits in this process only).
+    api_log : str or None, default='logs/api_calls.log'
+        The call log.
+    retry_errors : bool, default=True
+        Ask again for cached final errors.
+    debug : bool, default=False
+        Log prompts and answers.
+
+    Returns
+    -------
+    dict
+        Counts.
+
+    Raises
+    ------
+    ConfigError
+        A bad policy or provider config, or a bad shard.
+    ValueError
+        ``draws_per_prompt`` < 1.
+    InputError
+        A bad prompts file.
     """
     pol = policy_config(cfg, policy)
     prov = provider_config(cfg, pol.provider)

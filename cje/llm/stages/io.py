@@ -25,7 +25,20 @@ log = logging.getLogger(__name__)
 
 
 def record_key(record: dict, key_fields: Sequence[str]) -> tuple:
-    """The identity tuple of ``record`` (missing fields -> None)."""
+    """The identity tuple of ``record`` (missing fields -> None).
+
+    Parameters
+    ----------
+    record : dict
+        A row.
+    key_fields : sequence of str
+        The fields that identify it.
+
+    Returns
+    -------
+    tuple
+        The values of ``key_fields``.
+    """
     return tuple(record.get(k) for k in key_fields)
 
 
@@ -41,7 +54,20 @@ def _sort_key(key: tuple) -> tuple:
 
 
 def dedupe_sorted(records: Iterable[dict], key_fields: Sequence[str]) -> list[dict]:
-    """One record per key (ok beats error, else the later one), sorted by key."""
+    """One record per key (ok beats error, else the later one), sorted by key.
+
+    Parameters
+    ----------
+    records : iterable of dict
+        Rows, possibly several per key.
+    key_fields : sequence of str
+        The fields that identify a row.
+
+    Returns
+    -------
+    list of dict
+        One record per key, sorted.
+    """
     best: dict[tuple, dict] = {}
     for rec in records:
         k = record_key(rec, key_fields)
@@ -51,9 +77,22 @@ def dedupe_sorted(records: Iterable[dict], key_fields: Sequence[str]) -> list[di
 
 
 def write_jsonl_atomic(path: str | os.PathLike, records: Iterable[dict]) -> int:
-    """Write ``records`` as JSON lines to ``path`` with the one atomic writer
-    (:func:`cje.atomic.atomic_writer`: fsync, rename, fsync folder, 0666 minus umask).
-    Returns the number of lines written."""
+    """Write ``records`` as JSON lines to ``path`` with the one atomic writer.
+
+    :func:`cje.atomic.atomic_writer`: fsync, rename, fsync folder, 0666 minus umask.
+
+    Parameters
+    ----------
+    path : str or PathLike
+        The file to replace.
+    records : iterable of dict
+        One JSON object per line.
+
+    Returns
+    -------
+    int
+        The number of lines written.
+    """
     n = 0
     with atomic_writer(path) as fh:
         for rec in records:
@@ -64,12 +103,46 @@ def write_jsonl_atomic(path: str | os.PathLike, records: Iterable[dict]) -> int:
 
 def publish_jsonl(path: str | os.PathLike, records: Iterable[dict],
                   key_fields: Sequence[str]) -> int:
-    """Deduplicate + sort ``records`` by ``key_fields`` and write them atomically."""
+    """Deduplicate + sort ``records`` by ``key_fields`` and write them atomically.
+
+    Parameters
+    ----------
+    path : str or PathLike
+        The file to replace.
+    records : iterable of dict
+        Rows, possibly several per key (:func:`dedupe_sorted`).
+    key_fields : sequence of str
+        The fields that identify a row.
+
+    Returns
+    -------
+    int
+        The number of lines written.
+    """
     return write_jsonl_atomic(path, dedupe_sorted(records, key_fields))
 
 
 def read_jsonl(path: str | os.PathLike, required: Sequence[str] = ()) -> list[dict]:
-    """Read a JSONL file; ``InputError`` names file, 1-based line and missing field."""
+    """Read a JSONL file; ``InputError`` names file, 1-based line and missing field.
+
+    Parameters
+    ----------
+    path : str or PathLike
+        The file (blank lines skipped).
+    required : sequence of str, default=()
+        Fields every line must have.
+
+    Returns
+    -------
+    list of dict
+        One dict per non-blank line.
+
+    Raises
+    ------
+    InputError
+        The file does not exist, a line is not valid JSON or not an object, or a required
+        field is missing.
+    """
     path = Path(path)
     out = []
     try:
@@ -101,7 +174,25 @@ async def run_items(items: list[dict], work: Callable[[dict], Awaitable[dict]], 
     ``workers`` coroutines pull from a queue (the client's semaphore still bounds
     the requests in flight; answers found in the request cache return at once). An
     exception in ``work`` cancels the remaining items and is re-raised (answers
-    already received are in the request cache). Counts: ``{"total", "ok", "error"}``.
+    already received are in the request cache).
+
+    Parameters
+    ----------
+    items : list of dict
+        The work items.
+    work : callable
+        ``async work(item) -> row``; a row with ``status == "ok"`` counts as ok.
+    desc : str
+        The stage name shown by the progress report.
+    workers : int
+        Coroutines pulling items (at least 1, at most ``len(items)``).
+
+    Returns
+    -------
+    rows : list of dict
+        In item order.
+    counts : dict
+        ``{"total", "ok", "error"}``.
     """
 
     rows: list[dict | None] = [None] * len(items)

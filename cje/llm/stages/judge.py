@@ -56,7 +56,25 @@ _NUM = r"(\d{1,3}(?:\.\d+)?)"
 
 
 def load_rubric(path: str) -> tuple[list[str], str]:
-    """Read a rubric file; return (variants, sha256 hex of the file text)."""
+    """Read a rubric file; return (variants, sha256 hex of the file text).
+
+    Parameters
+    ----------
+    path : str
+        The rubric file (variants separated by a ``---`` line).
+
+    Returns
+    -------
+    variants : list of str
+        The rubric variants.
+    rubric_hash : str
+        The sha256 hex of the file text.
+
+    Raises
+    ------
+    ConfigError
+        The file does not exist, or a variant has no ``{response}`` placeholder.
+    """
     try:
         text = Path(path).read_text(encoding="utf-8")
     except FileNotFoundError:
@@ -70,15 +88,43 @@ def load_rubric(path: str) -> tuple[list[str], str]:
 
 
 def render_rubric(variant: str, prompt: str, response: str) -> str:
-    """Fill ``{prompt}`` and ``{response}`` (plain replacement: braces elsewhere stay)."""
+    """Fill ``{prompt}`` and ``{response}`` (plain replacement: braces elsewhere stay).
+
+    Parameters
+    ----------
+    variant : str
+        A rubric variant.
+    prompt, response : str
+        The texts to fill in.
+
+    Returns
+    -------
+    str
+        The filled-in rubric.
+    """
     return variant.replace("{prompt}", prompt).replace("{response}", response)
 
 
 def parse_score(text: str) -> float:
-    """Parse a 0-100 score from a judge's answer; ``MalformedResponse`` if none.
+    """Parse a 0-100 score from a judge's answer.
 
     Tried in order: a JSON object with ``score``; the last "score/rating: N";
     the last "N/100" or "N out of 100"; the whole answer being a number.
+
+    Parameters
+    ----------
+    text : str
+        The judge's answer.
+
+    Returns
+    -------
+    float
+        The score in [0, 100].
+
+    Raises
+    ------
+    MalformedResponse
+        No score, or one outside 0-100.
     """
     t = text.strip()
     candidates: list[str] = []
@@ -109,8 +155,22 @@ def yes_probability(top_logprobs: dict[str, float]) -> float:
     P(yes), P(no) sum the listed tokens that read "yes" / "no" after stripping spaces
     and case. When only one of the two words is listed, the other's probability is
     at most the smallest listed one, and that bound is used: the score is pulled
-    toward 0.5 rather than pushed to 0 or 1. ``MalformedResponse`` when neither is
-    listed.
+    toward 0.5 rather than pushed to 0 or 1.
+
+    Parameters
+    ----------
+    top_logprobs : dict of str to float
+        Token -> log-probability.
+
+    Returns
+    -------
+    float
+        In (0, 1).
+
+    Raises
+    ------
+    MalformedResponse
+        Neither word is listed.
     """
     mass = {"yes": 0.0, "no": 0.0}
     finite = [lp for lp in top_logprobs.values() if lp is not None and math.isfinite(lp)]
@@ -152,9 +212,31 @@ async def score_variant(client: LLMClient, sc: ScorerConfig, variant: str, promp
                         repeat: int = 0) -> tuple[float | None, str | None, str | None]:
     """Score one (prompt, response) with one rubric variant: (score in [0,1], raw, error).
 
-    ``repeat``: which repetition of this same variant (when ``n_rubric_samples`` exceeds
-    the number of variants); it keeps repeated samples apart in the request cache. On
-    failure ``raw`` is the last answer the parser rejected (None if there was none)."""
+    Parameters
+    ----------
+    client : LLMClient
+        The scorer's client.
+    sc : ScorerConfig
+        The scoring procedure.
+    variant : str
+        The rubric variant.
+    prompt, response : str
+        What is scored.
+    prompt_id : str
+        For the call log.
+    repeat : int, default=0
+        Which repetition of this same variant (when ``n_rubric_samples`` exceeds
+        the number of variants); it keeps repeated samples apart in the request cache.
+
+    Returns
+    -------
+    score : float or None
+        In [0, 1]; None on failure.
+    raw : str or None
+        The answer; on failure the last answer the parser rejected (None if there was none).
+    error : str or None
+        The final error.
+    """
     text = render_rubric(variant, prompt, response)
     common = dict(model=sc.model, prompt_id=prompt_id, max_parse_retries=sc.parse_retries,
                   sample=repeat or None)
@@ -175,15 +257,29 @@ async def score_variant(client: LLMClient, sc: ScorerConfig, variant: str, promp
 
 
 def oracle_selection(keys: list[tuple], coverage: float, seed: int) -> set[tuple]:
-    """The seeded subset of ``keys`` to label: every key whose hash
-    ``u = blake2b(seed, key) / 2**128`` (uniform in [0, 1)) is below ``coverage``.
+    """The seeded subset of ``keys`` to label.
 
-    Each row is labelled independently with probability ``coverage`` (a Bernoulli /
-    Poisson sample: about ``coverage * n`` rows, binomial spread; coverage 0 and 1
+    Every key whose hash ``u = blake2b(seed, key) / 2**128`` (uniform in [0, 1)) is below
+    ``coverage``. Each row is labelled independently with probability ``coverage`` (a
+    Bernoulli / Poisson sample: about ``coverage * n`` rows, binomial spread; coverage 0 and 1
     give none and all). A row's selection depends only on its own key, so it is the
     same in every shard and never changes when rows are added or removed: adding
     prompts never asks the oracle about old rows (a fixed-size draw would reshuffle
     the whole subset).
+
+    Parameters
+    ----------
+    keys : list of tuple
+        Row keys, e.g. (prompt_id, draw_idx).
+    coverage : float
+        The labelling probability.
+    seed : int
+        The seed.
+
+    Returns
+    -------
+    set of tuple
+        The keys to label.
     """
     def u(key: tuple) -> float:
         digest = hashlib.blake2b("\x1f".join(map(str, (seed, *key))).encode(), digest_size=16)
@@ -204,14 +300,49 @@ def score_responses(cfg: dict, role: str, input: str, output: str,
                     retry_errors: bool = True, debug: bool = False) -> dict:
     """Run the ``judge`` (role="judge") or ``oracle`` (role="oracle") stage.
 
-    Input: a responses JSONL (``data/responses/P.jsonl``). Output rows (atomic):
-    ``prompt_id, draw_idx, policy, {judge_score|oracle_label}, status, error, raw,
-    model, rubric_hash, input_sha`` (+ ``selected`` for the oracle; unselected rows
+    Output rows (atomic): ``prompt_id, draw_idx, policy, {judge_score|oracle_label}, status,
+    error, raw, model, rubric_hash, input_sha`` (+ ``selected`` for the oracle; unselected rows
     have ``status: "not_selected"`` and a null label). ``raw`` is the scorer's answer,
-    also on error rows whose answer could not be parsed. ``coverage``/``seed`` default
-    to the oracle config (the judge scores every row). Answers come from / go to the
-    request cache (``request_cache``; None: none); ``rate_limit_dir`` shares the
-    provider's limits across jobs. Returns counts.
+    also on error rows whose answer could not be parsed. Answers come from / go to the
+    request cache.
+
+    Parameters
+    ----------
+    cfg : dict
+        The workflow config.
+    role : {'judge', 'oracle'}
+        The scorer.
+    input : str
+        A responses JSONL (``data/responses/P.jsonl``).
+    output : str
+        The scores JSONL.
+    coverage, seed : float or int or None, default=None
+        Default to the oracle config (the judge scores every row).
+    shard, num_shards : int, default=0, 1
+        This job's share of the prompts (:func:`cje.llm.stages.prompts.select_shard`).
+    request_cache : str or None, default=None
+        The request cache folder (None: none).
+    rate_limit_dir : str or None, default=None
+        Shares the provider's limits across jobs.
+    api_log : str or None, default='logs/api_calls.log'
+        The call log.
+    retry_errors : bool, default=True
+        Ask again for cached final errors.
+    debug : bool, default=False
+        Log prompts and answers.
+
+    Returns
+    -------
+    dict
+        Counts.
+
+    Raises
+    ------
+    ConfigError
+        A bad scorer config or rubric (a 0-100 method with a rubric that never mentions 100),
+        or a coverage outside [0, 1].
+    InputError
+        A bad input row (a scored row without its prompt).
     """
     sc = scorer_config(cfg, role)
     prov = provider_config(cfg, sc.provider)

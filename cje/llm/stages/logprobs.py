@@ -1,5 +1,4 @@
-"""CLI commands ``cje logprobs`` (teacher-forced log-probs stage) and
-"""
+"""The ``logprobs`` stage (``cje logprobs``): teacher-forced log-probs of the base responses under each policy."""
 
 from __future__ import annotations
 
@@ -34,6 +33,18 @@ def cut_by_max_tokens(resp: dict, max_tokens_of: dict[str, int]) -> bool:
 
     Uses ``finish_reason`` when present; otherwise ``usage.completion_tokens >=
     max_tokens`` of the policy that generated the row (``max_tokens_of[row.policy]``).
+
+    Parameters
+    ----------
+    resp : dict
+        A response row.
+    max_tokens_of : dict of str to int
+        ``max_tokens`` of each policy.
+
+    Returns
+    -------
+    bool
+        Whether the response was cut.
     """
     if resp.get("finish_reason") is not None:
         return resp["finish_reason"] == "length"
@@ -83,11 +94,40 @@ def run_logprobs(config_path: str, responses_path: str, policies: list[str], out
                  api_log: str = "logs/api_calls.log") -> dict[str, dict]:
     """Run the log-prob stage; return ``{policy: {"ok": n, "error": n, "offsets": n, "two_call": n}}``.
 
-    Inputs: workflow config path, the base responses JSONL, policy names (each must be
-    a safe file name: ``cje.names.safe_component``), output directory, shard
-    selection, request-cache folder (None: no cache), rate-limit state folder, API
-    call log path. Writes ``output_dir/{policy}.jsonl`` atomically (sorted by
-    prompt_id, draw_idx).
+    Writes ``output_dir/{policy}.jsonl`` atomically (sorted by prompt_id, draw_idx). Rows
+    whose base response is not available, or whose policy is refused
+    (:func:`cje.llm.stages.teacher_forcing.refusal_reason`), are error rows without a call.
+
+    Parameters
+    ----------
+    config_path : str
+        The workflow config path.
+    responses_path : str
+        The base responses JSONL.
+    policies : list of str
+        Policy names (each must be a safe file name: ``cje.names.safe_component``).
+    output_dir : str
+        The output directory.
+    shard, num_shards : int, default=0, 1
+        The shard selection.
+    request_cache : str or None, default=None
+        Request-cache folder (None: no cache).
+    rate_limit_dir : str or None, default=None
+        Rate-limit state folder.
+    api_log : str, default='logs/api_calls.log'
+        API call log path.
+
+    Returns
+    -------
+    dict of str to dict
+        Per policy the counts (also ``scored``: rows scored, cached or sent).
+
+    Raises
+    ------
+    ConfigError
+        A bad shard, config, policy or provider.
+    InputError
+        A bad responses file.
     """
     if not 0 <= shard < num_shards:
         raise ConfigError(f"--shard {shard} is not in [0, {num_shards})", key="--shard")

@@ -17,10 +17,22 @@ log = logging.getLogger("cje.progress")
 class Progress:
     """Count finished items of a stage.
 
-    Parameters: ``total`` items, ``desc`` (stage name shown), ``stream`` (default
-    stderr; a TTY gets a tqdm bar), ``every_s`` (max seconds between log lines),
-    ``every_frac`` (log at each further fraction of ``total``). Use as a context
-    manager; ``update(n)`` after each finished item.
+    Use as a context manager; ``update(n)`` after each finished item.
+
+    Parameters
+    ----------
+    total : int
+        Items.
+    desc : str
+        Stage name shown.
+    stream : TextIO or None, default=None
+        Default stderr; a TTY gets a tqdm bar.
+    every_s : float, default=30.0
+        Max seconds between log lines.
+    every_frac : float, default=0.1
+        Log at each further fraction of ``total``.
+    initial : int, default=0
+        Items already done.
     """
 
     def __init__(self, total: int, desc: str, stream: TextIO | None = None,
@@ -45,7 +57,13 @@ class Progress:
                      self.total - self.done)
 
     def update(self, n: int = 1) -> None:
-        """Record ``n`` more finished items."""
+        """Record ``n`` more finished items.
+
+        Parameters
+        ----------
+        n : int, default=1
+            Items finished.
+        """
         self.done += n
         if self._bar is not None:
             self._bar.update(n)
@@ -57,7 +75,13 @@ class Progress:
             log.info("%s", self.line())
 
     def line(self) -> str:
-        """``desc: done/total (pct%) rate/s ETA s``."""
+        """``desc: done/total (pct%) rate/s ETA s``.
+
+        Returns
+        -------
+        str
+            The progress line.
+        """
         elapsed = max(time.monotonic() - self.t0, 1e-9)
         rate = (self.done - self._initial_done()) / elapsed
         left = self.total - self.done

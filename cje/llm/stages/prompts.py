@@ -54,8 +54,24 @@ def _find_bad_line(path: Path) -> InputError:
 def read_source_frame(source: str) -> tuple[pl.DataFrame, str]:
     """Load ``source`` (local JSONL path or HF dataset name) as a polars frame.
 
-    Returns (frame, description). Raises ``InputError`` for unreadable files and
-    ``ConfigError`` when a dataset name is given but ``datasets`` is missing.
+    Parameters
+    ----------
+    source : str
+        A local JSONL path or a Hugging Face dataset name.
+
+    Returns
+    -------
+    frame : polars.DataFrame
+        The source's rows.
+    description : str
+        The path, or ``huggingface:<name>``.
+
+    Raises
+    ------
+    InputError
+        An unreadable or missing file.
+    ConfigError
+        A dataset name is given but ``datasets`` is missing.
     """
     path = Path(source)
     if path.exists():
@@ -78,9 +94,25 @@ def read_source_frame(source: str) -> tuple[pl.DataFrame, str]:
 def arena_filter(df: pl.DataFrame, where: str = "") -> tuple[pl.DataFrame, dict]:
     """Apply the Arena filters to rows in the chatbot-arena-conversations format.
 
-    Input: frame with ``question_id``, ``conversation_a`` (list of {role, content}),
-    optional ``language`` and ``openai_moderation`` ({flagged}). Output:
-    (frame with ``prompt_id``, ``prompt``; counts of rows removed per filter).
+    Parameters
+    ----------
+    df : polars.DataFrame
+        Frame with ``question_id``, ``conversation_a`` (list of {role, content}),
+        optional ``language`` and ``openai_moderation`` ({flagged}).
+    where : str, default=''
+        The source, for error messages.
+
+    Returns
+    -------
+    frame : polars.DataFrame
+        ``prompt_id``, ``prompt``.
+    counts : dict
+        Rows removed per filter (and ``rows``, ``kept``).
+
+    Raises
+    ------
+    InputError
+        A required column is missing.
     """
     for col in ARENA_COLUMNS:
         if col not in df.columns:
@@ -112,7 +144,25 @@ def arena_filter(df: pl.DataFrame, where: str = "") -> tuple[pl.DataFrame, dict]
 
 
 def plain_prompts(df: pl.DataFrame, where: str = "") -> pl.DataFrame:
-    """Normalise a (prompt_id?, prompt) frame: derive missing ids, reject duplicates."""
+    """Normalise a (prompt_id?, prompt) frame: derive missing ids, reject duplicates.
+
+    Parameters
+    ----------
+    df : polars.DataFrame
+        Rows with ``prompt`` and optionally ``prompt_id``.
+    where : str, default=''
+        The source, for error messages.
+
+    Returns
+    -------
+    polars.DataFrame
+        ``prompt_id``, ``prompt``.
+
+    Raises
+    ------
+    InputError
+        No ``prompt`` column, an empty prompt or prompt_id, or a repeated prompt_id.
+    """
     if "prompt" not in df.columns:
         raise InputError("rows need 'prompt' (or the arena format)", path=where or None,
                          field="prompt")
@@ -135,8 +185,29 @@ def plain_prompts(df: pl.DataFrame, where: str = "") -> pl.DataFrame:
 
 
 def seeded_subset(df: pl.DataFrame, n_samples: int | None, seed: int) -> pl.DataFrame:
-    """N rows drawn without replacement by ``default_rng(seed)`` from the rows sorted by
-    prompt_id (all rows when N is None or >= height); output sorted by prompt_id."""
+    """N rows drawn without replacement by ``default_rng(seed)`` from the rows sorted by prompt_id.
+
+    All rows when N is None or >= height; the output is sorted by prompt_id.
+
+    Parameters
+    ----------
+    df : polars.DataFrame
+        Rows with ``prompt_id``.
+    n_samples : int or None
+        N.
+    seed : int
+        The seed.
+
+    Returns
+    -------
+    polars.DataFrame
+        The subset, sorted by prompt_id.
+
+    Raises
+    ------
+    ConfigError
+        N < 1.
+    """
     df = df.sort("prompt_id")
     if n_samples is None or n_samples >= df.height:
         return df
@@ -148,8 +219,31 @@ def seeded_subset(df: pl.DataFrame, n_samples: int | None, seed: int) -> pl.Data
 
 def make_prompts(source: str, output: str, n_samples: int | None = None,
                  seed: int = 42) -> dict:
-    """Run the ``prompts`` stage: read ``source``, filter, subset, write ``output``
-    (JSONL ``prompt_id``, ``prompt``; atomic). Returns counts per step."""
+    """Run the ``prompts`` stage: read ``source``, filter, subset, write ``output``.
+
+    Parameters
+    ----------
+    source : str
+        A local JSONL path or a Hugging Face dataset name.
+    output : str
+        The JSONL written (``prompt_id``, ``prompt``; atomic).
+    n_samples : int or None, default=None
+        Rows kept (None: all).
+    seed : int, default=42
+        Seed of the subset.
+
+    Returns
+    -------
+    dict
+        Counts per step.
+
+    Raises
+    ------
+    InputError
+        An unreadable source or bad rows.
+    ConfigError
+        A dataset name without ``datasets``, or ``n_samples`` < 1.
+    """
     df, where = read_source_frame(source)
     if all(c in df.columns for c in ARENA_COLUMNS):
         df, counts = arena_filter(df, where)
@@ -163,8 +257,29 @@ def make_prompts(source: str, output: str, n_samples: int | None = None,
 
 
 def select_shard(prompt_ids: list[str], shard: int, num_shards: int) -> set[str]:
-    """The prompt_ids shard ``shard`` of ``num_shards`` owns: the sorted ids at positions
-    i with i % num_shards == shard (disjoint, covering, balanced)."""
+    """The prompt_ids shard ``shard`` of ``num_shards`` owns.
+
+    The sorted ids at positions i with i % num_shards == shard (disjoint, covering, balanced).
+
+    Parameters
+    ----------
+    prompt_ids : list of str
+        Every prompt id (repeats allowed).
+    shard : int
+        The shard, in [0, num_shards).
+    num_shards : int
+        Shards, >= 1.
+
+    Returns
+    -------
+    set of str
+        The shard's prompt ids.
+
+    Raises
+    ------
+    ConfigError
+        ``shard`` or ``num_shards`` out of range.
+    """
     if num_shards < 1 or not 0 <= shard < num_shards:
         raise ConfigError(f"need 0 <= shard < num_shards, got shard={shard}, "
                           f"num_shards={num_shards}", key="--shard")

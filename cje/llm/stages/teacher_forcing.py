@@ -45,7 +45,27 @@ _EPS = 1e-9  # tolerance for "log-prob > 0" (float rounding)
 
 @dataclass
 class Score:
-    """The result for one (policy, response): the fields of a ``data/logprobs`` row."""
+    """The result for one (policy, response): the fields of a ``data/logprobs`` row.
+
+    Parameters
+    ----------
+    logprob : float or None
+        log P(response | prompt, policy); None unless ``status`` is ok.
+    n_tokens : int or None
+        Tokens in the response span.
+    method : {'offsets', 'two_call'} or None
+        How the span was scored.
+    status : {'ok', 'error'}
+        The row's status.
+    error : str or None, default=None
+        Why it is an error.
+    logprob_temperature : float or None, default=None
+        The temperature the log-probs were scored at.
+    fallback_reason : str or None, default=None
+        Why ``offsets`` was not usable (method two_call).
+    token_path : str or None, default=None
+        Embedded server: "sampled" (the stored token ids) or "canonical".
+    """
 
     logprob: float | None
     n_tokens: int | None
@@ -57,8 +77,15 @@ class Score:
     token_path: str | None = None  # embedded server: "sampled" (the stored token ids) or "canonical"
 
     def as_row(self) -> dict:
-        """The row fields ``logprob, n_tokens, method, status, error, logprob_temperature,
-        fallback_reason, token_path``."""
+        """The row fields as a dict.
+
+        ``logprob, n_tokens, method, status, error, logprob_temperature, fallback_reason, token_path``.
+
+        Returns
+        -------
+        dict
+            The fields of one output row.
+        """
         return asdict(self)
 
 
@@ -68,7 +95,23 @@ class SpanError(ValueError):
 
 @dataclass
 class Echo:
-    """What we need from an echoed completion: parallel token lists plus metadata."""
+    """What we need from an echoed completion: parallel token lists plus metadata.
+
+    Parameters
+    ----------
+    tokens : list of str
+        The echoed tokens.
+    token_logprobs : list of (float or None)
+        Their log-probs.
+    text_offset : list of int
+        Their character offsets.
+    completion_tokens : int or None
+        Generated tokens (``usage.completion_tokens``).
+    logprob_temperature : float or None
+        What the server says it scored at (None: not said).
+    token_path : str or None, default=None
+        Embedded server: which token path was scored.
+    """
 
     tokens: list[str]
     token_logprobs: list[float | None]
@@ -81,7 +124,20 @@ class Echo:
 def echo_from_response(resp: Any) -> Echo:
     """Extract an :class:`Echo` from an ``openai`` Completion.
 
-    Raises ``MalformedResponse`` (the client retries the call) if the echo is absent.
+    Parameters
+    ----------
+    resp : Completion
+        An echoed completion.
+
+    Returns
+    -------
+    Echo
+        The echoed tokens, log-probs, offsets and metadata.
+
+    Raises
+    ------
+    MalformedResponse
+        The echo is absent or its lists differ in length (the client retries the call).
     """
     choices = getattr(resp, "choices", None)
     lp = choices[0].logprobs if choices else None
@@ -105,8 +161,16 @@ def echo_from_response(resp: Any) -> Echo:
 def refusal_reason(policy) -> str | None:
     """Why a policy's log-probs cannot be valid densities (None if they can).
 
-    Input: a ``PolicyConfig``-like object (``chat_template``, ``temperature``,
-    ``top_p``, ``extra_body``).
+    Parameters
+    ----------
+    policy : PolicyConfig
+        A ``PolicyConfig``-like object (``chat_template``, ``temperature``,
+        ``top_p``, ``extra_body``).
+
+    Returns
+    -------
+    str or None
+        The reason, or None.
     """
     if policy.chat_template == "none":
         return (f"policy '{policy.name}': chat_template 'none' cannot be teacher-forced "
@@ -125,7 +189,20 @@ def refusal_reason(policy) -> str | None:
 
 
 def temperature_error(echo: Echo, temperature: float) -> str | None:
-    """Error text if the echo was not scored at ``temperature`` (see module docstring)."""
+    """Error text if the echo was not scored at ``temperature`` (see module docstring).
+
+    Parameters
+    ----------
+    echo : Echo
+        The echo (a server that does not say is assumed to score at T = 1).
+    temperature : float
+        The policy's sampling temperature.
+
+    Returns
+    -------
+    str or None
+        The error text, or None when the temperatures agree.
+    """
     scored_at = 1.0 if echo.logprob_temperature is None else float(echo.logprob_temperature)
     if abs(scored_at - float(temperature)) <= 1e-9:
         return None
@@ -151,9 +228,26 @@ def _prompt_token_count(echo: Echo) -> int:
 def locate_span(echo: Echo, prompt_text: str, full_text: str) -> tuple[int, int]:
     """Return token indices ``[start, end)`` of the response span in an echo of ``full_text``.
 
-    Checks (``SpanError`` if any fails): the echoed sent-text tokens spell
-    ``full_text`` exactly at their offsets; a token starts at ``len(prompt_text)``
-    (the prompt is a token prefix); the span ends exactly at ``len(full_text)``.
+    Parameters
+    ----------
+    echo : Echo
+        The echo of ``full_text``.
+    prompt_text : str
+        The rendered prompt-only string.
+    full_text : str
+        The rendered full chat.
+
+    Returns
+    -------
+    start, end : int
+        Token indices of the span.
+
+    Raises
+    ------
+    SpanError
+        The echoed sent-text tokens do not spell ``full_text`` exactly at their offsets; no
+        token starts at ``len(prompt_text)`` (the prompt is not a token prefix); or the span
+        does not end exactly at ``len(full_text)``.
     """
     if not full_text.startswith(prompt_text):
         raise SpanError("rendered prompt is not a prefix of the rendered full chat")
@@ -179,7 +273,25 @@ def locate_span(echo: Echo, prompt_text: str, full_text: str) -> tuple[int, int]
 
 
 def sum_checked(values: list[float | None], what: str) -> float:
-    """Sum log-probs; ``ValueError`` for None, NaN, inf or a value > 0."""
+    """Sum log-probs; ``ValueError`` for None, NaN, inf or a value > 0.
+
+    Parameters
+    ----------
+    values : list of (float or None)
+        Token log-probs.
+    what : str
+        What they are, for the error message.
+
+    Returns
+    -------
+    float
+        The sum.
+
+    Raises
+    ------
+    ValueError
+        A value is None, NaN, inf or > 0.
+    """
     total = 0.0
     for i, v in enumerate(values):
         if v is None or not math.isfinite(v):
@@ -191,7 +303,27 @@ def sum_checked(values: list[float | None], what: str) -> float:
 
 
 def score_from_echo(echo: Echo, prompt_text: str, full_text: str, temperature: float) -> Score:
-    """Score one response from a single echo (``offsets``); ``SpanError`` if it cannot."""
+    """Score one response from a single echo (``offsets``).
+
+    Parameters
+    ----------
+    echo : Echo
+        The echo of the full chat.
+    prompt_text, full_text : str
+        The rendered prompt-only and full strings.
+    temperature : float
+        The policy's sampling temperature.
+
+    Returns
+    -------
+    Score
+        An ``error`` Score for a wrong temperature, an empty span or a bad log-prob.
+
+    Raises
+    ------
+    SpanError
+        The span cannot be located (the caller falls back to ``two_call``).
+    """
     err = temperature_error(echo, temperature)
     if err:
         return Score(None, None, OFFSETS, "error", err, echo.logprob_temperature)
@@ -211,6 +343,21 @@ def score_two_call(full: Echo, prompt: Echo, temperature: float) -> Score:
     Each total is the sum of its sent-text token log-probs; the first token's
     log-prob (null on OpenAI-style servers, conditional on BOS on ours) appears
     in both and cancels, so a null first value counts as 0.
+
+    Parameters
+    ----------
+    full : Echo
+        The echo of the full chat.
+    prompt : Echo
+        The echo of the prompt-only string.
+    temperature : float
+        The policy's sampling temperature.
+
+    Returns
+    -------
+    Score
+        The response's log-prob (method ``two_call``), or an ``error`` Score when the difference
+        is not a log-probability.
     """
     for echo in (full, prompt):
         err = temperature_error(echo, temperature)
@@ -242,6 +389,22 @@ def render_pair(policy, user_prompt: str, response: str, include_end_of_turn: bo
 
     ``include_end_of_turn=False`` (a response cut by max_tokens) scores the
     response without the end-of-turn marker, which was never sampled.
+
+    Parameters
+    ----------
+    policy : PolicyConfig
+        The policy (chat template and system prompt).
+    user_prompt : str
+        The user prompt.
+    response : str
+        The response.
+    include_end_of_turn : bool, default=True
+        Append the end-of-turn marker.
+
+    Returns
+    -------
+    prompt_text, full_text : str
+        The rendered prompt-only and full strings.
     """
     prompt_text = render_prompt(policy.chat_template, policy.system_prompt, user_prompt)
     if include_end_of_turn:
@@ -261,7 +424,7 @@ async def score_response(
     include_end_of_turn: bool = True,
     response_token_ids: list[int] | None = None,
 ) -> Score:
-    """Teacher-force one response under ``policy`` through ``client`` (L1's client).
+    """Teacher-force one response under ``policy`` through ``client`` (the stage's client).
 
     On the embedded server (``embedded_server``) the request carries
     ``cje_prompt_chars`` so the response tokens are evaluated one per decode, as
@@ -271,12 +434,36 @@ async def score_response(
     sampling) the sampled token path itself is scored, not the canonical
     tokenization of the text (``token_path`` in the result says which).
 
-    Inputs: the policy (``PolicyConfig``), the user prompt and the response text,
-    ``prompt_id`` (for the call log), ``embedded_server`` (True for the embedded
-    server, which accepts ``max_tokens=0``; other servers get 1 and the generated
-    token is dropped). Output: a :class:`Score` (``offsets`` when the echo allows
-    it, else ``two_call`` with ``fallback_reason``). Failed calls give an
-    ``error`` Score with the client's error text; ``FatalAPIError`` propagates.
+    Parameters
+    ----------
+    client : LLMClient
+        The policy's client.
+    policy : PolicyConfig
+        The policy.
+    user_prompt : str
+        The user prompt.
+    response : str
+        The response text.
+    prompt_id : str
+        For the call log.
+    embedded_server : bool
+        True for the embedded server, which accepts ``max_tokens=0``; other servers get 1
+        and the generated token is dropped.
+    include_end_of_turn : bool, default=True
+        Score the end-of-turn marker (False for a response cut by max_tokens).
+    response_token_ids : list of int or None, default=None
+        The sampled token ids (embedded server only).
+
+    Returns
+    -------
+    Score
+        ``offsets`` when the echo allows it, else ``two_call`` with ``fallback_reason``.
+        Failed calls give an ``error`` Score with the client's error text.
+
+    Raises
+    ------
+    FatalAPIError
+        Propagates from the client.
     """
     reason = refusal_reason(policy)
     if reason:
