@@ -327,21 +327,51 @@ def missing_provider_key(provider_name):
     return None
 
 
+def _natural_key(value):
+    """Sort key of a wildcard value that puts shard 2 before shard 10."""
+    return tuple(int(part) if part.isdigit() else part for part in re.split(r"(\d+)", str(value)))
+
+
+def job_label(job):
+    """``rule(wildcard=value, ...)``: one job, as the missing-key error names it."""
+    wildcards = ", ".join(f"{name}={value}" for name, value in (job.wildcards_dict or {}).items())
+    return f"{job.rule.name}({wildcards})"
+
+
+def _job_order(job):
+    return job.rule.name, tuple(_natural_key(v) for v in (job.wildcards_dict or {}).values())
+
+
 def check_provider_keys(jobs):
-    """Fail naming ``providers.<name>.api_key_env`` when a job about to run needs a
+    """Fail naming ``providers.<name>.api_key_env`` when jobs about to run need a
     hosted provider whose key variable is unset.
 
     Called from the Snakefile's ``onstart`` with the jobs that will actually run, so
     ``-n``, ``--dag``, ``--summary``, ``--list-changes``, ``--report`` and ``--touch``
     never need keys, and a finished hosted run can be inspected without them.
+
+    The one-line error names every job that needs each missing key, sorted by rule
+    and wildcards (never in the order Snakemake happens to schedule them), and every
+    provider whose key is missing, by provider name.
     """
+    needs = {}  # provider -> (config keys using it, jobs)
     for job in jobs:
         provider, used_by = job_provider(job.rule.name, job.wildcards)
-        if provider is None:
-            continue
+        if provider is not None and missing_provider_key(provider):
+            keys, needing = needs.setdefault(provider, (set(), []))
+            keys.add(used_by)
+            needing.append(job)
+    if not needs:
+        return
+    clauses = []
+    for provider in sorted(needs):
         env = missing_provider_key(provider)
-        if env:
-            fail(f"providers.{provider}.api_key_env",
-                 f"environment variable {env} is not set (needed by {used_by}, "
-                 f"{job.rule.name} job for {', '.join(map(str, job.output))}); "
-                 f"export {env}=... before running")
+        keys, needing = needs[provider]
+        labels = [job_label(job) for job in sorted(needing, key=_job_order)]
+        clauses.append(f"environment variable {env} is not set (needed by {', '.join(sorted(keys))}: "
+                       f"{len(labels)} job{'s' if len(labels) != 1 else ''}: {', '.join(labels)}); "
+                       f"export {env}=... before running")
+    first, *others = sorted(needs)
+    message = clauses[0] + "".join(f"; config key 'providers.{provider}.api_key_env': {clause}"
+                                   for provider, clause in zip(others, clauses[1:]))
+    fail(f"providers.{first}.api_key_env", message)

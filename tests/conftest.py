@@ -7,6 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.system_packages import unavailable
+
 REPO = Path(__file__).resolve().parents[1]
 ARENA = Path(os.environ.get("CJE_ARENA_SAMPLE", REPO.parent / "shared" / "data" / "arena_sample"))
 
@@ -14,9 +16,8 @@ ARENA = Path(os.environ.get("CJE_ARENA_SAMPLE", REPO.parent / "shared" / "data" 
 @pytest.fixture(scope="session")
 def arena_dir() -> Path:
     if not (ARENA / "logged_data.jsonl").exists():
-        if os.environ.get("CI"):
-            pytest.fail(f"arena sample missing at {ARENA} (CI must have ../shared beside the clone)")
-        pytest.skip(f"arena sample not found at {ARENA}")
+        unavailable(f"arena sample not found at {ARENA}",
+                    "put ../shared beside the clone or set CJE_ARENA_SAMPLE", "CI must have ../shared beside the clone")
     return ARENA
 
 

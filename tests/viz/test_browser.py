@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from cje.viz.dashboard import build_dashboard
+from tests.system_packages import require_commands, unavailable
 from tests.viz.conftest import decoded_png, with_statuses
 
 pytestmark = pytest.mark.browser
@@ -18,20 +19,12 @@ CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networki
 
 
 def _chromium() -> str:
-    """Path of the system chromium; fail in CI (CI=true installs it), skip elsewhere."""
-    path = shutil.which("chromium") or "/usr/bin/chromium"
-    problem = None
-    if not os.path.exists(path):
-        problem = "Debian chromium not installed (apt-get install -y chromium)"
-    else:
-        try:
-            import playwright.sync_api  # noqa: F401
-        except ImportError:
-            problem = "the playwright package is missing (pip install -e '.[test]')"
-    if problem:
-        if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
-            pytest.fail(f"browser test cannot run in CI: {problem}")
-        pytest.skip(problem)
+    """Path of the system chromium; skip with the install command, fail under CI=true."""
+    path = require_commands("chromium", package="chromium", why="the dashboard's browser tests")["chromium"]
+    try:
+        import playwright.sync_api  # noqa: F401
+    except ImportError:
+        unavailable("the playwright package is missing", "pip install -e '.[test]'")
     return path
 
 
@@ -172,16 +165,3 @@ def test_summary_page_renders_offline_and_sorts(browser, tmp_path):
         assert session.errors == [] and session.remote_requests == []
     finally:
         session.close()
-
-
-def test_missing_chromium_fails_in_ci_and_skips_elsewhere(monkeypatch):
-    import tests.viz.test_browser as module
-
-    monkeypatch.setattr(module.shutil, "which", lambda name: None)
-    monkeypatch.setattr(module.os.path, "exists", lambda path: False)
-    monkeypatch.setenv("CI", "true")
-    with pytest.raises(pytest.fail.Exception, match="chromium not installed"):
-        _chromium()
-    monkeypatch.delenv("CI")
-    with pytest.raises(pytest.skip.Exception, match="chromium not installed"):
-        _chromium()

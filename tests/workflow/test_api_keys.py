@@ -39,8 +39,13 @@ def test_finished_hosted_run_needs_no_key_until_a_job_must_run(workflow_dir, fak
     proc = run_snakemake(workflow_dir, *edited, "--cores", "2", env=no_key, replace_env=True,
                          check=False)
     assert proc.returncode == 2, proc.stdout + proc.stderr
+    # every job that needs the key, sorted by rule and wildcards: the same line whatever
+    # order Snakemake would have scheduled them in
+    needing = [f"{rule}(policy=short, shard={shard}, nshards=2)"
+               for rule in ("generate", "judge", "logprobs", "oracle") for shard in (0, 1)]
     assert (f"invalid workflow config: config key 'providers.fake.api_key_env': environment "
-            f"variable {FAKE_KEY_ENV} is not set (needed by policies.short, generate job") in proc.stderr
+            f"variable {FAKE_KEY_ENV} is not set (needed by judge, oracle, policies.short: "
+            f"8 jobs: {', '.join(needing)}); export {FAKE_KEY_ENV}=... before running\n") in proc.stderr
     assert "Traceback" not in proc.stderr
     assert fake_api.total() == sent
     assert len((workflow_dir / "logs" / "api_calls.log").read_text().splitlines()) == log_lines

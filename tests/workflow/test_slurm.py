@@ -9,36 +9,26 @@ skips, under ``CI=true`` when no cluster answers.
 from __future__ import annotations
 
 import json
-import os
-import shutil
 import subprocess
 
 import pytest
+
+from tests.system_packages import require_commands, unavailable
 
 from .wfutil import analysis_only_config, planned_jobs, run_snakemake, write_config
 
 pytestmark = [pytest.mark.slurm, pytest.mark.slow]
 
 
-def _cluster_up() -> str | None:
-    """None when a SLURM node is usable, else the reason."""
-    if shutil.which("sbatch") is None or shutil.which("sinfo") is None:
-        return "sbatch/sinfo not installed (apt-get install slurm-wlm munge)"
+@pytest.fixture(scope="module")
+def slurm_cluster():
+    """A usable SLURM node; skip with what to install or start, fail under CI=true."""
+    require_commands("sbatch", "sinfo", package="slurm-wlm munge", why="the SLURM workflow test")
     proc = subprocess.run(["sinfo", "-h", "-o", "%t"], capture_output=True, text=True, timeout=30)
     states = proc.stdout.split()
     if proc.returncode != 0 or not any(s in ("idle", "mix", "alloc") for s in states):
-        return f"no usable SLURM node (sinfo: {proc.stdout.strip()} {proc.stderr.strip()})"
-    return None
-
-
-@pytest.fixture(scope="module")
-def slurm_cluster():
-    reason = _cluster_up()
-    if reason is not None:
-        if os.environ.get("CI", "").lower() == "true":
-            pytest.fail(f"CI=true but the SLURM cluster is absent: {reason} "
-                        "(.ci/run starts it with ../shared/ci/slurm/start-slurm.sh)")
-        pytest.skip(reason)
+        unavailable(f"no usable SLURM node (sinfo: {proc.stdout.strip()} {proc.stderr.strip()})",
+                    "start one with ../shared/ci/slurm/start-slurm.sh", ".ci/run does")
 
 
 def test_analysis_only_workflow_runs_on_slurm(slurm_cluster, workflow_dir):

@@ -14,8 +14,9 @@ counts every request it receives, so "nothing is paid twice" is a count.
 
 from __future__ import annotations
 
-import shutil
 from collections import Counter
+
+from tests.system_packages import require_commands
 
 from .wfutil import (api_config, key_env, load_yaml, planned_jobs, run_snakemake, write_config,
                      write_prompts)
@@ -26,7 +27,7 @@ def _run(workdir, *args):
 
 
 def test_fs_storage_plugin_runs_the_workflow_and_a_new_pod_resumes(workflow_dir, fake_api, tmp_path):
-    assert shutil.which("rsync"), "the fs storage plugin copies with rsync: apt-get install rsync (.ci/run does)"
+    require_commands("rsync", package="rsync", why="the fs storage plugin copies with rsync")
     store = tmp_path / "store"
     store.mkdir()
     write_prompts(workflow_dir / "prompts.jsonl", 20)
