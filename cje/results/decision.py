@@ -14,7 +14,8 @@ Candidates are the base policy (its on-policy estimate) and every target whose
 estimate exists and is reliable (not CRITICAL, not withheld by
 ``--refuse-unreliable``). The best is the candidate with the highest estimate.
 It is *resolved* when its paired CI against every other candidate lies above 0
-at the analysis's confidence level: an intersection-union test (each of the
+at the analysis's confidence level (and the p-value agrees: an A/A comparison, zero
+difference with zero SE, has p = 1 and never resolves anything): an intersection-union test (each of the
 k - 1 comparisons must reject on its own), so no multiplicity correction is
 needed for the claim "better than each of the others" (Berger, 1982,
 Technometrics 24:295). Otherwise the candidate it is least separated from
@@ -93,9 +94,19 @@ class Comparison:
 
     @property
     def separated(self) -> bool:
-        """True when the CI excludes 0 (the two values differ at this level)."""
+        """True when the CI excludes 0 (the two values differ at this level) and, when a p-value
+        is known, it agrees (p < 1 - level): an A/A comparison (zero difference, zero SE, p = 1) is
+        never separated, whatever rounding leaves in its CI."""
+        if self.p_value is not None and math.isfinite(self.p_value) and self.p_value >= 1 - self.level:
+            return False
         return (self.ci_lower is not None and self.ci_upper is not None
                 and (self.ci_lower > 0 or self.ci_upper < 0))
+
+    @property
+    def above_zero(self) -> bool:
+        """True when a is better than b at this level: the CI lies above 0 and, when a p-value is
+        known, p < 1 - level (so an A/A comparison is never a win)."""
+        return self.separated and self.ci_lower is not None and self.ci_lower > 0
 
     def describe(self) -> str:
         """One line for people, e.g. ``clone - base = +0.012 [-0.003, +0.027] (95% CI), p = 0.12``.
@@ -311,7 +322,7 @@ def best_policy(payload: dict, include_base: bool = True) -> BestPolicy:
             comps.append(Comparison(best, other, values[best] - values[other], None, None, None, None, None, level))
     if not comps:
         return BestPolicy(best, values[best], False, level, None, ranked, excluded)
-    resolved = all(c.ci_lower is not None and c.ci_lower > 0 for c in comps)
+    resolved = all(c.above_zero for c in comps)
     closest = max(comps, key=lambda c: (1.0 if c.p_value is None else c.p_value))
     return BestPolicy(best, values[best], resolved, level, closest, ranked, excluded)
 

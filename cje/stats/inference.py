@@ -12,6 +12,9 @@
 * Paired comparison: the difference of aligned influence functions plus the OUA
   of the difference of the jackknife estimates (a side without a jackknife, e.g. R = Y
   at 100% coverage, counts as constant, so the other side's oracle variance stays).
+  Two-sided p-value from the same t (:func:`two_sided_p_value`); a difference with SE 0
+  (numerically) has p = 1 when it is 0 (an A/A comparison: identical estimates) and p = 0
+  otherwise.
 
 Reference: Efron & Stein (1981) for the jackknife; Welch (1947) for the df.
 """
@@ -24,7 +27,12 @@ import numpy as np
 from scipy import special
 
 __all__ = ["Interval", "se_from_influence", "oua_variance", "satterthwaite_df", "welch_satterthwaite", "interval",
-           "align_influence", "paired_comparison", "weighted_label_residual"]
+           "align_influence", "paired_comparison", "two_sided_p_value", "NUMERICAL_ZERO",
+           "weighted_label_residual"]
+
+# An SE (or a difference) at most this large is 0 up to floating-point error: values are in
+# [0, 1], and the rounding error of a mean of n <= 1e9 of them is below 1e-12.
+NUMERICAL_ZERO = 1e-12
 
 
 @dataclass(frozen=True)
@@ -100,6 +108,23 @@ def interval(estimate: float, influence: np.ndarray, jackknife_estimates: np.nda
                     df=df, level=level)
 
 
+def two_sided_p_value(estimate: float, se: float, df: float) -> float:
+    """Two-sided p-value of H0: value = 0, from t = estimate / se with ``df`` degrees of freedom.
+
+    An SE of 0 (up to :data:`NUMERICAL_ZERO`) means no sampling variability: the p-value is 1
+    when the estimate is 0 too (an A/A comparison -- identical log-probs give identical
+    estimates and influence functions; t = 0/0 is not evidence of a difference) and 0 when it
+    is not (a difference that is certain). A non-finite estimate or SE gives NaN (unknown, shown
+    as 'n/a'); an infinite df is the normal distribution.
+    """
+    if not (np.isfinite(estimate) and np.isfinite(se)):
+        return float("nan")
+    if se <= NUMERICAL_ZERO:
+        return 1.0 if abs(estimate) <= NUMERICAL_ZERO else 0.0
+    t = abs(estimate) / se
+    return float(2 * special.stdtr(df, -t)) if np.isfinite(df) else float(2 * special.ndtr(-t))
+
+
 def welch_satterthwaite(components: list[tuple[float, float]]) -> float:
     """df of a sum of independent variance estimates: (sum v)^2 / sum (v^2 / df) (Welch, 1947)."""
     num = sum(v for v, _ in components) ** 2
@@ -135,6 +160,10 @@ def paired_comparison(estimate_a: float, ids_a: np.ndarray, phi_a: np.ndarray, j
                       level: float = 0.95) -> dict:
     """Difference psi_a - psi_b with a paired SE, OUA of the difference, CI and two-sided p-value.
 
+    The p-value is :func:`two_sided_p_value`: 1 for a zero difference with zero SE (an A/A comparison: same
+    estimate, same influence function, same jackknife), whose difference and CI are then
+    reported as exactly 0 (not +-1e-17 of rounding).
+
     Also returns the two parts of the variance, ``se_without_oua`` (paired influence
     functions) and ``oracle_variance`` (jackknife of the difference; None without OUA),
     which ``cje plan`` scales with the number of oracle labels.
@@ -150,10 +179,12 @@ def paired_comparison(estimate_a: float, ids_a: np.ndarray, phi_a: np.ndarray, j
         if ja.size == jb.size:
             jack = ja - jb
     res = interval(estimate_a - estimate_b, pa - pb, jack, level=level)
-    t = res.estimate / res.se if res.se > 0 else float("inf")
-    p = float(2 * special.stdtr(res.df, -abs(t))) if np.isfinite(t) else 0.0
-    return {"difference": res.estimate, "se": res.se, "ci_lower": res.ci_lower,
-            "ci_upper": res.ci_upper, "df": res.df, "p_value": p,
+    p = two_sided_p_value(res.estimate, res.se, res.df)
+    difference, lower, upper = res.estimate, res.ci_lower, res.ci_upper
+    if p == 1.0 and res.se <= NUMERICAL_ZERO:  # identical up to rounding: say 0 (no CI may
+        difference = lower = upper = 0.0       # exclude 0 by 1e-17)
+    return {"difference": difference, "se": res.se, "ci_lower": lower,
+            "ci_upper": upper, "df": res.df, "p_value": p,
             "se_without_oua": res.se_without_oua, "oracle_variance": res.oracle_variance}
 
 
