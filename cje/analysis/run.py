@@ -28,7 +28,7 @@ from cje.estimators.context import AnalysisContext, AnalysisOptions, build_conte
 from cje.results.model import AnalysisOutput, PlotData, PolicyResult
 from cje.stats.calibration import MIN_ORACLE_LABELS
 from cje.stats.diagnostics import bhattacharyya_overlap, out_of_range_mass, weight_diagnostics
-from cje.stats.inference import interval, paired_comparison
+from cje.stats.inference import VALUE_BOUNDS, interval, paired_comparison
 from cje.stats.weights import WeightError
 
 __all__ = ["AnalysisConfig", "run_analysis", "analyze_loaded", "analyze_context", "validate_config"]
@@ -133,7 +133,7 @@ def _base_policy(ctx: AnalysisContext) -> tuple[dict, PolicyEstimate]:
     jack = ctx.R_fold[:, scored].mean(axis=1) if ctx.oua else None
     est = PolicyEstimate(estimate=psi, influence=r - psi, cluster_ids=ctx.data.prompt_ids[scored],
                          jackknife=jack, n_used=int(scored.size))
-    res = interval(psi, est.influence, jack, level=ctx.options.level)
+    res = interval(psi, est.influence, jack, level=ctx.options.level, bounds=VALUE_BOUNDS)
     mask = ctx.mask.held_out & np.isfinite(ctx.data.judge_scores)
     block = {"estimate": psi, "se": res.se, "ci_lower": res.ci_lower, "ci_upper": res.ci_upper,
              "n_used": int(scored.size), "mean_judge_score": float(ctx.data.judge_scores[scored].mean()),
@@ -169,7 +169,9 @@ def _policy_result(ctx: AnalysisContext, estimator: Estimator, policy: str,
         weighted_rows = rows if est.weight_rows is None else est.weight_rows
     ci = None
     if est is not None and np.isfinite(est.estimate):
-        ci = interval(est.estimate, est.influence, est.jackknife, level=ctx.options.level, parts=est.df_parts)
+        # a policy value is in [0, 1]: its CI is clipped there (estimate and SE unchanged)
+        ci = interval(est.estimate, est.influence, est.jackknife, level=ctx.options.level, parts=est.df_parts,
+                      bounds=VALUE_BOUNDS)
     checks = policy_checks(ctx, policy)
     se = None if ci is None else ci.se
     margin, level = ctx.options.transport_margin, ctx.options.level
@@ -334,7 +336,9 @@ def analyze_context(ctx: AnalysisContext, estimator: Estimator, refuse_unreliabl
                               if ctx.oua else "100% oracle coverage: the logged rewards are the oracle labels; the "
                               "jackknife over folds still applies where the calibrator enters (fresh-draw "
                               "predictions of direct, probe and label residuals)"),
-                      "cluster": "prompt_id"},
+                      "cluster": "prompt_id",
+                      "bounds": "CIs clipped to [0, 1] for values and [-1, 1] for differences (estimates and SEs "
+                                "unchanged); p = 1 for a zero difference with zero SE"},
         "warnings": warnings,
         "inputs": {"data": data.path, "fresh_draws_dir": None},
         "cje_version": __version__,

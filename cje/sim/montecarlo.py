@@ -190,11 +190,16 @@ def summarise(frame, level: float = 0.95):
         (share reliable whose CI misses the truth).
     """
     import polars as pl
+    from scipy import special
 
+    # the unclipped half-width t_df * SE (a CI clipped to [0, 1] is shorter on one side only)
+    df = frame.get_column("df").to_numpy()
+    q = np.where(np.isfinite(df), special.stdtrit(np.where(np.isfinite(df), df, 1.0), 0.5 + level / 2),
+                 special.ndtri(0.5 + level / 2))
     f = frame.with_columns(
         miss=~((pl.col("ci_lower") <= pl.col("truth")) & (pl.col("truth") <= pl.col("ci_upper"))),
         err=pl.col("estimate") - pl.col("truth"),
-        half=(pl.col("ci_upper") - pl.col("ci_lower")) / 2)
+        half=pl.Series(q) * pl.col("se"))
     f = f.with_columns(
         miss_without_oua=(pl.col("err").abs() > pl.col("half") * pl.col("se_without_oua") / pl.col("se")))
     aggs = [pl.len().alias("n"),

@@ -15,6 +15,9 @@
   Two-sided p-value from the same t (:func:`two_sided_p_value`); a difference with SE 0
   (numerically) has p = 1 when it is 0 (an A/A comparison: identical estimates) and p = 0
   otherwise.
+* Bounds: values are in [0, 1] (judge scores, oracle labels and every reward are), so the
+  interval of a value is clipped to [0, 1] and that of a difference of two values to
+  [-1, 1] (``bounds``); the point estimate and the SE are never changed.
 
 Reference: Efron & Stein (1981) for the jackknife; Welch (1947) for the df.
 """
@@ -27,9 +30,11 @@ import numpy as np
 from scipy import special
 
 __all__ = ["Interval", "se_from_influence", "oua_variance", "satterthwaite_df", "welch_satterthwaite", "interval",
-           "align_influence", "paired_comparison", "two_sided_p_value", "NUMERICAL_ZERO",
-           "weighted_label_residual"]
+           "align_influence", "paired_comparison", "two_sided_p_value", "VALUE_BOUNDS", "DIFFERENCE_BOUNDS",
+           "NUMERICAL_ZERO", "weighted_label_residual"]
 
+VALUE_BOUNDS = (0.0, 1.0)  # a policy value: a mean of rewards in [0, 1]
+DIFFERENCE_BOUNDS = (-1.0, 1.0)  # the difference of two such values
 # An SE (or a difference) at most this large is 0 up to floating-point error: values are in
 # [0, 1], and the rounding error of a mean of n <= 1e9 of them is below 1e-12.
 NUMERICAL_ZERO = 1e-12
@@ -78,7 +83,8 @@ def satterthwaite_df(var_base: float, df_base: float, var_oracle: float | None, 
 
 def interval(estimate: float, influence: np.ndarray, jackknife_estimates: np.ndarray | None,
              level: float = 0.95, use_oua: bool = True,
-             parts: list[tuple[np.ndarray, float]] | None = None) -> Interval:
+             parts: list[tuple[np.ndarray, float]] | None = None,
+             bounds: tuple[float, float] | None = None) -> Interval:
     """Combine the influence-function SE and the OUA jackknife into a t interval.
 
     Inputs: point estimate; per-cluster influence values; psi^(-k) per fold (or None when
@@ -86,7 +92,13 @@ def interval(estimate: float, influence: np.ndarray, jackknife_estimates: np.nda
     of ``influence`` that average over few units (tr-cpo's label term over the labelled
     rows, a probe-label correction over the probes), each with its degrees of freedom. They
     change only the df: Welch-Satterthwaite over the rest of the IF (n - 1), each part and
-    the oracle jackknife (K - 1). Output: :class:`Interval` (``df`` is the t df used).
+    the oracle jackknife (K - 1). Optional ``bounds`` (lo, hi): the range the value cannot
+    leave (:data:`VALUE_BOUNDS` for a policy value, :data:`DIFFERENCE_BOUNDS` for a paired
+    difference); the CI is clipped to it (``0.445 [-0.063, 0.953]`` is reported as
+    ``[0.000, 0.953]``: a value in [0, 1] is never below 0). Only the CI is clipped: the
+    point estimate and the SE are unchanged (an estimate outside the bounds, possible for
+    a DR correction, stays as computed), and so are the p-value and a CI's exclusion of 0
+    (0 is inside both bounds). Output: :class:`Interval` (``df`` is the t df used).
     """
     se_base = se_from_influence(influence)
     var_oracle = oua_variance(jackknife_estimates) if use_oua else None
@@ -103,9 +115,11 @@ def interval(estimate: float, influence: np.ndarray, jackknife_estimates: np.nda
         components.append((var_oracle, max(n_folds - 1, 1)))
     df = welch_satterthwaite(components)
     q = float(special.stdtrit(df, 0.5 + level / 2)) if np.isfinite(df) else float(special.ndtri(0.5 + level / 2))
+    lower, upper = float(estimate - q * total), float(estimate + q * total)
+    if bounds is not None:  # np.clip keeps NaN (an SE that cannot be estimated) as NaN
+        lower, upper = (float(np.clip(v, bounds[0], bounds[1])) for v in (lower, upper))
     return Interval(estimate=float(estimate), se=total, se_without_oua=se_base, oracle_variance=var_oracle,
-                    ci_lower=float(estimate - q * total), ci_upper=float(estimate + q * total),
-                    df=df, level=level)
+                    ci_lower=lower, ci_upper=upper, df=df, level=level)
 
 
 def two_sided_p_value(estimate: float, se: float, df: float) -> float:
@@ -160,7 +174,8 @@ def paired_comparison(estimate_a: float, ids_a: np.ndarray, phi_a: np.ndarray, j
                       level: float = 0.95) -> dict:
     """Difference psi_a - psi_b with a paired SE, OUA of the difference, CI and two-sided p-value.
 
-    The p-value is :func:`two_sided_p_value`: 1 for a zero difference with zero SE (an A/A comparison: same
+    The CI is clipped to [-1, 1] (:data:`DIFFERENCE_BOUNDS`). The p-value is
+    :func:`two_sided_p_value`: 1 for a zero difference with zero SE (an A/A comparison: same
     estimate, same influence function, same jackknife), whose difference and CI are then
     reported as exactly 0 (not +-1e-17 of rounding).
 
@@ -178,7 +193,7 @@ def paired_comparison(estimate_a: float, ids_a: np.ndarray, phi_a: np.ndarray, j
         jb = np.full(k, estimate_b) if jack_b is None else np.asarray(jack_b, float)
         if ja.size == jb.size:
             jack = ja - jb
-    res = interval(estimate_a - estimate_b, pa - pb, jack, level=level)
+    res = interval(estimate_a - estimate_b, pa - pb, jack, level=level, bounds=DIFFERENCE_BOUNDS)
     p = two_sided_p_value(res.estimate, res.se, res.df)
     difference, lower, upper = res.estimate, res.ci_lower, res.ci_upper
     if p == 1.0 and res.se <= NUMERICAL_ZERO:  # identical up to rounding: say 0 (no CI may

@@ -251,7 +251,7 @@ def _calibration(meta: dict) -> str:
     if rng:
         items.append(f"labelled judge-score range: [{fmt(rng[0])}, {fmt(rng[1])}]")
     inference = meta.get("inference") or {}
-    for key in ("interval", "df", "oua", "cluster"):
+    for key in ("interval", "df", "oua", "cluster", "bounds"):
         if key in inference:
             items.append(f"inference {esc(key)}: {esc(inference[key])}")
     warnings = list(cal.get("warnings") or [])

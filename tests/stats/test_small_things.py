@@ -2,6 +2,8 @@
 
 1. An A/A comparison (a target whose log-probs equal the base's) reported
    ``+0.000 [+0.000, +0.000] p < 0.001``: SE 0 gave t = inf. Now p = 1, and it resolves nothing.
+2. Intervals left [0, 1] (``0.445 [-0.063, 0.953]``). Now a value's CI is clipped to [0, 1] and a
+   difference's to [-1, 1]; the estimate and the SE are unchanged.
 """
 
 from __future__ import annotations
@@ -13,7 +15,8 @@ from scipy import special
 from cje.analysis import AnalysisConfig, run_analysis
 from cje.context import AnalysisOptions
 from cje.decision import best_policy, comparisons_vs_base, find_comparison
-from cje.inference import paired_comparison, two_sided_p_value
+from cje.inference import interval, paired_comparison, two_sided_p_value
+from cje.io import write_jsonl
 from cje.simulation import simulate
 from cje.summary_text import format_summary
 
@@ -52,3 +55,48 @@ def test_aa_comparison_through_the_api_has_p_one_and_is_not_resolved(tmp_path, e
     best = best_policy(payload)
     assert twin.reliable and set(best.candidates) == {"base", "twin"}  # a real two-way choice
     assert best.resolved is False and "NOT resolved" in best.describe()
+
+
+# --- 2. intervals inside the bounds -------------------------------------------------------------
+
+def test_interval_is_clipped_to_its_bounds_and_estimate_and_se_are_not():
+    phi = np.random.default_rng(1).normal(0, 3.0, 20)
+    free = interval(0.445, phi, None)
+    assert free.ci_lower < 0 and free.ci_upper > 1  # the case of the issue
+    bounded = interval(0.445, phi, None, bounds=(0.0, 1.0))
+    assert (bounded.ci_lower, bounded.ci_upper) == (0.0, 1.0)
+    assert (bounded.estimate, bounded.se, bounded.df) == (free.estimate, free.se, free.df)
+    inside = interval(0.445, phi / 100, None, bounds=(0.0, 1.0))
+    assert (inside.ci_lower, inside.ci_upper) == (interval(0.445, phi / 100, None).ci_lower,
+                                                   interval(0.445, phi / 100, None).ci_upper)
+    ids = np.arange(20).astype(str)
+    diff = paired_comparison(0.9, ids, phi, None, 0.1, ids, -phi, None)
+    assert diff["ci_upper"] == 1.0 and diff["ci_lower"] > -1.0 and diff["difference"] == pytest.approx(0.8)
+    assert diff["p_value"] == pytest.approx(two_sided_p_value(0.8, diff["se"], diff["df"]))
+
+
+def _bounded_rows() -> list[dict]:
+    """20 prompts, oracle 1 on all but one; the target puts 10x the base's probability on that one."""
+    rows = []
+    for i in range(20):
+        y = 0.0 if i == 0 else 1.0
+        rows.append({"prompt_id": f"p{i}", "prompt": f"q{i}", "response": "r", "base_policy_logprob": -5.0,
+                     "target_policy_logprobs": {"skewed": -5.0 + (np.log(10.0) if i == 0 else 0.0)},
+                     "judge_score": 0.2 + 0.03 * i, "oracle_label": y})
+    return rows
+
+
+def test_policy_interval_through_the_api_stays_inside_zero_one(tmp_path):
+    path = tmp_path / "logged.jsonl"
+    write_jsonl(path, _bounded_rows())
+    result = run_analysis(AnalysisConfig(data=str(path), estimator="raw-ips",
+                                         options=AnalysisOptions(oracle_coverage=1.0)))
+    pr = result.policies["skewed"]
+    w = np.r_[10.0, np.ones(19)]
+    assert pr.estimate == pytest.approx(19 / w.sum())  # sum(W Y) / sum(W): unchanged by the bounds
+    upper = pr.estimate + special.stdtrit(pr.df, 0.975) * pr.se
+    assert upper > 1.0, upper  # the unclipped interval leaves [0, 1] ...
+    assert 0.0 <= pr.ci_lower < pr.estimate and pr.ci_upper == 1.0  # ... the reported one does not
+    base = result.metadata["base_policy"]
+    assert 0.0 <= base["ci_lower"] <= base["ci_upper"] <= 1.0
+    assert "clipped" in result.metadata["inference"]["bounds"]
