@@ -9,19 +9,19 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.optimize import isotonic_regression as _pava
 
-from cje.stats.calibration import StepFunction
+from cje.stats.calibration import END_POOL_SHARE, StepFunction, end_pool_rows, fit_isotonic
 
 __all__ = ["WeightError", "hajek_weights", "clip_weights", "SimcalResult", "simcal_weights",
            "simplex_min_variance"]
 
 
-# SIMCal-W's isotonic projections pool each end over at least this share of the training rows
-# (and 20 rows): without it the top block of a heavy-tailed W is one or two extreme weights,
-# biased upward out of fold (measured +0.0011 over raw IPS at shift 1.0, 100% labels, z = 3;
-# with 5% the difference is -0.0001).
-END_POOL_SHARE = 0.05
+# SIMCal-W's isotonic projections pool each end over at least END_POOL_SHARE (5%) of the training
+# rows and END_POOL_MIN_ROWS rows (cje.calibration.pool_end_blocks, shared with the judge -> oracle
+# calibrator): without it the top block of a heavy-tailed W is one or two extreme weights, biased
+# upward out of fold (measured +0.0011 over raw IPS at shift 1.0, 100% labels, z = 3; with 5% the
+# difference is -0.0001).
+END_POOL_MIN_ROWS = 20
 
 
 class WeightError(ValueError):
@@ -116,36 +116,13 @@ class SimcalResult:
 def _end_pooled_projection(x: np.ndarray, w: np.ndarray, increasing: bool, min_end_rows: int) -> StepFunction:
     """Isotonic regression of w on x whose first and last blocks hold at least ``min_end_rows`` rows.
 
-    PAVA (Barlow et al., 1972) on the unique x, then the ends are pooled inward (each
-    pooled value is the mean of the fitted values of the rows it covers) until each end holds
-    ``min_end_rows`` rows (whole unique x values; a mean of the lowest (highest) fitted values
-    of a monotone fit is at most (at least) the next one, so the fit stays monotone). Without
-    it a single extreme weight at the top (bottom) of the score range becomes a block of
-    its own, and its value, applied out of fold, is the heavy-tail failure that made the
+    PAVA (Barlow et al., 1972) on the unique x, then the ends pooled inward until each holds
+    ``min_end_rows`` rows (:func:`cje.calibration.pool_end_blocks`); weights are >= 0, no upper
+    bound. Without it a single extreme weight at the top (bottom) of the score range becomes a
+    block of its own, and its value, applied out of fold, is the heavy-tail failure that made the
     out-of-fold error of the right direction look worse than the constant.
     """
-    ux, inv = np.unique(x, return_inverse=True)
-    counts = np.bincount(inv, minlength=ux.size).astype(float)
-    sums = np.bincount(inv, weights=w, minlength=ux.size)
-    y = _pava(sums / counts, weights=counts, increasing=increasing).x
-    if ux.size > 1 and min_end_rows > 1:
-        fitted_sums = counts * y  # pool fitted values, so the pooled fit stays monotone
-        cum_n, cum_s = np.cumsum(counts), np.cumsum(fitted_sums)
-        # low end: the smallest prefix (of whole unique values) holding min_end_rows rows, pooled
-        lo = int(np.searchsorted(cum_n, min_end_rows))
-        lo = min(lo, ux.size - 1)
-        low_value = cum_s[lo] / cum_n[lo]
-        # high end: the smallest suffix holding min_end_rows rows
-        rev_n, rev_s = np.cumsum(counts[::-1]), np.cumsum(fitted_sums[::-1])
-        hi = int(np.searchsorted(rev_n, min_end_rows))
-        hi = ux.size - 1 - min(hi, ux.size - 1)
-        high_value = (rev_s[ux.size - 1 - hi]) / rev_n[ux.size - 1 - hi]
-        if lo < hi:
-            y[: lo + 1] = low_value
-            y[hi:] = high_value
-        else:  # the two ends overlap: one block
-            y[:] = fitted_sums.sum() / counts.sum()
-    return StepFunction(ux, np.maximum(y, 0.0))
+    return fit_isotonic(x, w, increasing=increasing, y_min=0.0, y_max=None, min_end_rows=min_end_rows)
 
 
 def simcal_weights(raw_weights: np.ndarray, ordering_scores: np.ndarray, rewards: np.ndarray,
@@ -183,7 +160,7 @@ def simcal_weights(raw_weights: np.ndarray, ordering_scores: np.ndarray, rewards
             train = ~test
             if train.sum() < 2:
                 train = np.ones(w.size, bool)
-            min_end = max(20, int(np.ceil(END_POOL_SHARE * train.sum())))
+            min_end = end_pool_rows(int(train.sum()), END_POOL_SHARE, floor=END_POOL_MIN_ROWS)
             out[test] = _end_pooled_projection(s[train], w[train], increasing, min_end)(s[test])
         mse[name] = float(np.mean((out - w) ** 2))
         if out.sum() > 0 and np.all(np.isfinite(out)):
