@@ -40,10 +40,16 @@ def summarise_grid(frame, scenario: str):
     broken = list(BROKEN_TARGETS.get(scenario, ()))
     frame = frame.with_columns(targets=pl.when(pl.col("policy").is_in(broken)).then(pl.lit("broken"))
                                .otherwise(pl.lit("healthy")))
+    import numpy as np
+    from scipy import special
+
+    # the unclipped half-width t_df * SE (a CI clipped to [0, 1] is shorter on one side only)
+    df = frame.get_column("df").to_numpy()
+    q = np.where(np.isfinite(df), special.stdtrit(np.where(np.isfinite(df), df, 1.0), 0.975), special.ndtri(0.975))
     f = frame.with_columns(
         miss=~((pl.col("ci_lower") <= pl.col("truth")) & (pl.col("truth") <= pl.col("ci_upper"))),
         err=pl.col("estimate") - pl.col("truth"),
-        half=(pl.col("ci_upper") - pl.col("ci_lower")) / 2)
+        half=pl.Series(q) * pl.col("se"))
     f = f.with_columns(miss_without_oua=pl.col("err").abs() > pl.col("half") * pl.col("se_without_oua") / pl.col("se"))
     per_policy = f.group_by(["targets", "estimator", "oracle_coverage", "policy"]).agg(
         z=pl.col("err").mean() / (pl.col("err").std() / pl.len().sqrt()),

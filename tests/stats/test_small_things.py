@@ -1,4 +1,4 @@
-"""The three "small things that are wrong" of issue 18 (statistics.md 7c, last bullet), with numbers.
+"""The three "small things that are wrong" of the issue (statistics.md 7c, last bullet), with numbers.
 
 1. An A/A comparison (a target whose log-probs equal the base's) reported
    ``+0.000 [+0.000, +0.000] p < 0.001``: SE 0 gave t = inf. Now p = 1, and it resolves nothing.
@@ -6,7 +6,7 @@
    difference's to [-1, 1]; the estimate and the SE are unchanged.
 3. The isotonic calibrator's top block (often one extreme label with a continuous judge) biased
    direct at 100% oracle coverage upward. Now its ends are pooled over 5% of the labelled rows
-   (cje.calibration.pool_end_blocks, shared with SIMCal-W, which pools flat), keeping the end's
+   (cje.stats.calibration.pool_end_blocks, shared with SIMCal-W, which pools flat), keeping the end's
    slope so that a discrete judge's well-separated top level is not pooled away.
 """
 
@@ -18,15 +18,15 @@ import numpy as np
 import pytest
 from scipy import special
 
-from cje.analysis import AnalysisConfig, run_analysis
-from cje.calibration import fit_isotonic, pool_end_blocks
-from cje.context import AnalysisOptions
-from cje.decision import best_policy, comparisons_vs_base, find_comparison
-from cje.inference import interval, paired_comparison, two_sided_p_value
-from cje.io import write_jsonl
-from cje.montecarlo import GridSpec, run_grid
-from cje.simulation import SCENARIOS, simulate
-from cje.summary_text import format_summary
+from cje.analysis.run import AnalysisConfig, run_analysis
+from cje.stats.calibration import fit_isotonic, pool_end_blocks
+from cje.estimators.context import AnalysisOptions
+from cje.results.decision import best_policy, comparisons_vs_base, find_comparison
+from cje.stats.inference import interval, paired_comparison, two_sided_p_value
+from cje.data.jsonl import write_jsonl
+from cje.sim.montecarlo import GridSpec, run_grid
+from cje.sim.scenarios import SCENARIOS, simulate
+from cje.viz.text import format_summary
 
 # --- 1. A/A comparison --------------------------------------------------------------------------
 
