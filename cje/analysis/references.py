@@ -140,34 +140,57 @@ def policy_checks(ctx: AnalysisContext, policy: str) -> dict:
     return out
 
 
+def _logged_rows_of(ctx: AnalysisContext, ids: np.ndarray) -> np.ndarray:
+    """Logged row index of each prompt id (ids are unique in the logged data): a sorted index
+    built once per context, then a vectorised binary search."""
+    key = "row-of-prompt-id"
+    if key not in ctx._cache:
+        order = np.argsort(ctx.data.prompt_ids, kind="stable")
+        ctx._cache[key] = (ctx.data.prompt_ids[order], order)
+    sorted_ids, order = ctx._cache[key]
+    return order[np.searchsorted(sorted_ids, ids)]
+
+
 def probe_mean_comparison(ctx: AnalysisContext, policy: str, est: PolicyEstimate) -> dict | None:
     """The estimate minus the probe-label mean of its target, with a paired SE.
 
     The probes are a uniform random subset of the target's labelled fresh draws, so their
     mean Ybar_P is an unbiased estimate of V(target) that rests on nothing else; every
-    estimate, whatever it rests on, is compared with it (statistics.md 7c). Influence of
-    Ybar_P per prompt c: (n_c / m) sum_{j in P, prompt c} (Y_j - Ybar_P) (n_c prompts with
-    probes, m probes); paired with the estimate's influence by prompt id
-    (:func:`cje.stats.inference.paired_comparison`, which keeps the estimate's OUA).
+    estimate, whatever it rests on, is compared with it (statistics.md 7c). Both sides are
+    put on the estimate's clusters (its logged prompts, n_e of them): the probes of those
+    prompts (m of them) give Ybar_P and the per-prompt influence
+    phi_c = (n_e / m) sum_{j in P, prompt c} (Y_j - Ybar_P); the difference's SE pairs it with
+    the estimate's influence prompt by prompt and keeps the estimate's OUA
+    (:func:`cje.stats.inference.paired_comparison`).
+
+    Parameters
+    ----------
+    ctx : the analysis context.
+    policy : the target policy.
+    est : the estimate judged.
 
     Returns
     -------
     dict or None
-        The paired comparison, or None without at least 2 probe labels.
+        The paired comparison, or None without at least 2 probe labels on the estimate's prompts.
     """
     view = ctx.fresh.get(policy)
     if view is None or int(view.probe.sum()) < 2 or not np.isfinite(est.estimate):
         return None
+    rows = _logged_rows_of(ctx, est.cluster_ids)
+    position = np.full(ctx.data.n, -1)
+    position[rows] = np.arange(rows.size)
     probe = view.probe & (view.row >= 0)
-    y, rows = view.oracle[probe], view.row[probe]
+    cluster = position[view.row[probe]]
+    y = view.oracle[probe][cluster >= 0]
+    cluster = cluster[cluster >= 0]
     m = int(y.size)
     if m < 2:
         return None
     ybar = float(y.mean())
-    uniq, inverse = np.unique(rows, return_inverse=True)
-    phi = np.bincount(inverse, weights=y - ybar) * (uniq.size / m)
+    phi = np.bincount(cluster, weights=y - ybar, minlength=rows.size) * (rows.size / m)
     return paired_comparison(est.estimate, est.cluster_ids, est.influence, est.jackknife,
-                             ybar, ctx.data.prompt_ids[uniq], phi, None, level=ctx.options.level)
+                             ybar, est.cluster_ids, phi, None, level=ctx.options.level)
 
 
 def judge_checks(comparisons: list[tuple[str, dict, tuple]], margin: float, se_estimate: float | None) -> list[dict]:
