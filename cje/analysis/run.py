@@ -185,9 +185,9 @@ def _policy_result(ctx: AnalysisContext, estimator: Estimator, policy: str,
     support = None if checks["support"] is None else checks["support"].to_dict()
     overlap = overlap_evidence(raw_diag, support, judged)
     transport = _judged_audit([checks["probe_audit"], checks["label_audit"]], overlap[0], se, level)
-    judge_audit = _judged_audit([checks["judge_audit"] if checks["probe_audit"] is not None else None,
-                                 checks["judge_audit"] if checks["probe_audit"] is None else None],
-                                overlap[0], se, level)
+    judge = checks["judge_audit"]  # the audit of Y - S: on the probes when there are any, else the weighted labels
+    by_source = [judge, None] if judge is not None and judge.source == "probes" else [None, judge]
+    judge_audit = _judged_audit(by_source, overlap[0], se, level)
     label, probe = checks["label_audit"], checks["probe_audit"]
     diag = {"weights_raw": raw_diag, "weights_used": used_diag, "support": support,
             **_overlap_diagnostics(ctx, policy, weighted_rows, est.weights if est is not None else None),
