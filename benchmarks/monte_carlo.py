@@ -92,6 +92,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--grids", default=",".join(STANDARD_GRIDS), help="comma-separated subset of the grids")
     parser.add_argument("--replicates", type=int, default=None, help="override the replicate count (no doc update)")
     parser.add_argument("--workers", type=int, default=None, help="worker processes (default: 2)")
+    parser.add_argument("--load-frames", default=None, metavar="DIR",
+                        help="read each grid's rows from DIR/{grid}.parquet (written by the tests/stats session "
+                             "with CJE_MC_FRAMES=DIR) instead of computing them")
     args = parser.parse_args(argv)
     names = [g for g in args.grids.split(",") if g]
     unknown = set(names) - set(STANDARD_GRIDS)
@@ -103,7 +106,13 @@ def main(argv: list[str] | None = None) -> int:
         if args.replicates:
             spec = dataclasses.replace(spec, replicates=args.replicates)
         start = time.time()
-        table = summarise_grid(run_grid(spec, workers=args.workers), spec.scenario)
+        if args.load_frames:
+            import polars as pl
+
+            frame = pl.read_parquet(Path(args.load_frames) / f"{name}.parquet")
+        else:
+            frame = run_grid(spec, workers=args.workers)
+        table = summarise_grid(frame, spec.scenario)
         seconds = time.time() - start
         text = markdown(name, spec, table)
         print(text, flush=True)

@@ -8,6 +8,9 @@ replicates run in two worker processes. docs/statistics.md publishes the same gr
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 import numpy as np
 import polars as pl
 import pytest
@@ -19,11 +22,20 @@ _RESULTS: dict[str, pl.DataFrame] = {}
 
 @pytest.fixture(scope="session")
 def grid():
-    """grid(name) -> the rows of STANDARD_GRIDS[name] with ``miss``/``err`` columns (computed once)."""
+    """grid(name) -> the rows of STANDARD_GRIDS[name] with ``miss``/``err`` columns (computed once).
+
+    With ``CJE_MC_FRAMES=DIR`` the raw rows of each grid are also written to DIR/{name}.parquet,
+    so ``python -m benchmarks.monte_carlo --load-frames DIR`` can publish the table of exactly
+    the rows this session tested without computing them again.
+    """
 
     def get(name: str) -> pl.DataFrame:
         if name not in _RESULTS:
             frame = run_grid(STANDARD_GRIDS[name])
+            save = os.environ.get("CJE_MC_FRAMES")
+            if save:
+                Path(save).mkdir(parents=True, exist_ok=True)
+                frame.write_parquet(Path(save) / f"{name}.parquet")
             _RESULTS[name] = frame.with_columns(
                 miss=~((pl.col("ci_lower") <= pl.col("truth")) & (pl.col("truth") <= pl.col("ci_upper"))),
                 err=pl.col("estimate") - pl.col("truth"))
