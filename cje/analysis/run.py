@@ -183,6 +183,12 @@ def _policy_result(ctx: AnalysisContext, estimator: Estimator, policy: str,
                                        tuple(a for a in est.rests_on if a not in ("fresh_draws", "random_labels")),
                                        se))
     support = None if checks["support"] is None else checks["support"].to_dict()
+    if support is not None and support["verdict"] == "FAIL":
+        # With mass the base never writes, IPS on f(S) averages the covered part only: a difference
+        # from the fresh draws' mean f(S') then shows that the uncovered part scores differently,
+        # where no oracle label ever checked the calibration -- evidence against transport too.
+        judged = [{**c, "assumptions": [*c["assumptions"], "transport", "transport_or_overlap"]}
+                  if c["check"] == "ips_vs_direct" else c for c in judged]
     overlap = overlap_evidence(raw_diag, support, judged)
     transport = _judged_audit([checks["probe_audit"], checks["label_audit"]], overlap[0], se, level)
     judge = checks["judge_audit"]  # the audit of Y - S: on the probes when there are any, else the weighted labels

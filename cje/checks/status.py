@@ -15,8 +15,9 @@ overlap (weights right, covering)  support m: lower bound >= 0.9 support m: uppe
                                    and raw ESS >= 0.30 and       (missing mass), or raw ESS
                                    Hill >= 2 (or no tail)        < 0.10, or Hill < 1, or
                                                                  IPS vs direct FAIL
-transport (calibration holds)      pooled audit equivalent to 0  pooled audit FAIL
-                                   within min(margin, SE)
+transport (calibration holds)      pooled audit equivalent to 0  pooled audit FAIL; with
+                                   within min(margin, SE)        missing support, IPS vs
+                                                                 direct FAIL
 transport_or_overlap (tr-cpo)      either PASS                   both FAIL
 monotone_weights (SIMCal-W)        the out-of-fold selection     calibrated vs raw IPS FAIL
 judge_is_metric (naive)            audit of Y - S equivalent     anything else (a reference)

@@ -110,3 +110,18 @@ def test_support_mass_is_in_the_diagnostics_of_every_policy():
         support = res.metadata["diagnostics"][p]["support"]
         assert support["verdict"] in ("PASS", "UNTESTED") and support["lower"] <= support["m"] <= support["upper"]
         assert np.isfinite(support["m"])
+
+
+def test_missing_support_that_scores_differently_fails_transport_without_probes():
+    """gaming-unseen without probes: the gamer's gamed responses are mass the base never writes
+    (support m = 0.5) and they score higher, so IPS on f(S) (covered part only) and the fresh
+    draws' mean f(S') differ. With the missing support that difference is evidence against
+    transport on the uncovered part: direct and tr-cpo are CRITICAL for the gamer, not WARNING;
+    the honest target is untouched."""
+    for estimator in ("direct", "tr-cpo"):
+        ds, res = _run("gaming-unseen", 6_000_003, estimator, 0.25)
+        gamer = res.policies["gamer"]
+        assert gamer.ci_lower > ds.truth["gamer"] and gamer.status == "CRITICAL", gamer.reasons
+        assert res.metadata["diagnostics"]["gamer"]["support"]["verdict"] == "FAIL"
+        assert any("ips_vs_direct" in r and "FAIL" in r for r in gamer.reasons)
+        assert res.policies["honest"].status != "CRITICAL"

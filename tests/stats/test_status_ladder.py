@@ -20,10 +20,11 @@ from __future__ import annotations
 
 import polars as pl
 import pytest
-from conftest import binomial_band
 
 from cje.estimators import estimator_names
 from cje.sim.montecarlo import BROKEN_TARGETS, STANDARD_GRIDS
+
+from .conftest import binomial_band
 
 pytestmark = pytest.mark.slow
 
