@@ -83,7 +83,7 @@ from pathlib import Path
 from typing import Callable, NamedTuple
 
 from cje.atomic import atomic_write_text, fsync_directory, is_stale_temp, remove_stale_temps, temp_name
-from cje.errors import NullEstimateError, OutputError
+from cje.errors import InputError, NullEstimateError, OutputError
 from cje.results.model import AnalysisOutput, PlotData, validate_estimates
 
 # Renders the plots/ folder of one analysis: (estimates.json payload, plot arrays, folder) -> written
@@ -808,6 +808,9 @@ def read_estimates(path: str | Path) -> dict:
     ------
     FileNotFoundError
         No estimates.json is published there.
+    InputError
+        The file is not JSON (an estimates.csv, say), not UTF-8 text or cannot be read;
+        one line naming it.
     jsonschema.ValidationError
         The file breaks the estimates.json schema.
     """
@@ -818,10 +821,18 @@ def read_estimates(path: str | Path) -> dict:
         try:
             if target is None:
                 raise FileNotFoundError(str(folder / name))
-            payload = json.loads(Path(target).read_text(encoding="utf-8"))
+            text = Path(target).read_bytes().decode("utf-8")
+            payload = json.loads(text)
             break
         except FileNotFoundError:
             if attempt == 2:
                 raise
+        except UnicodeDecodeError:
+            raise InputError("not an estimates.json: not UTF-8 text", path=_show(folder / name)) from None
+        except json.JSONDecodeError as exc:
+            raise InputError(f"not an estimates.json: malformed JSON ({exc.msg} at line {exc.lineno} column "
+                             f"{exc.colno})", path=_show(folder / name)) from None
+        except OSError as exc:
+            raise InputError(f"cannot read ({exc.strerror})", path=_show(folder / name)) from None
     validate_estimates(payload)
     return payload

@@ -27,6 +27,7 @@ from hardlib import analyze_argv, assert_one_line_error, is_root, rows, run_cli,
 
 import cje
 from cje.atomic import temp_name
+from cje.errors import InputError
 from cje.results.files import MARKER, SET_MEMBERS, STALE_AFTER_S, current_set, read_estimates
 
 HOUR_AGO = time.time() - 3600
@@ -460,6 +461,20 @@ def test_a_dangling_output_symlink_is_called_one(work, capsys):
     assert_one_line_error(code, err, f"output folder {link / 'sub'}: cannot be created: {link} is a dangling symlink")
     (work / "gone").mkdir()  # the fix the message names
     assert _analyze(work, link, capsys)[0] == 0
+
+
+def test_load_result_of_a_csv_or_a_broken_npz_is_an_input_error(work, capsys):
+    out = work / "out"
+    assert _analyze(work, out, capsys)[0] == 0
+    with pytest.raises(InputError) as info:
+        cje.load_result(out / "estimates.csv")
+    assert str(info.value).startswith(f"{out / 'estimates.csv'}: not an estimates.json: malformed JSON (")
+    with pytest.raises(InputError, match="not UTF-8 text"):
+        cje.load_result(out / "plot_data.npz")
+    (out / "plot_data.npz").write_bytes(b"not a zip")
+    with pytest.raises(InputError) as info:
+        cje.load_result(out)
+    assert str(info.value).startswith(f"{out / 'plot_data.npz'}: not a plot_data.npz written by cje")
 
 
 def test_a_commit_superseded_while_applying_stops(work, old_set, capsys):
