@@ -73,6 +73,11 @@ class _Server(ThreadingHTTPServer):
     request_queue_size = 1024
     allow_reuse_address = True
 
+    def handle_error(self, request, client_address) -> None:
+        if isinstance(sys.exc_info()[1], (BrokenPipeError, ConnectionResetError)):
+            return  # the client hung up (a stopped stage cancels its requests in flight)
+        super().handle_error(request, client_address)
+
 
 class FaultServer:
     """The server; use as a context manager or ``start()``/``stop()``.
