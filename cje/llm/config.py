@@ -23,6 +23,7 @@ from cje.names import safe_component
 PROVIDER_KINDS = ("local", "openai")
 CHAT_TEMPLATES = ("gemma", "llama3", "chatml", "none")
 SCORER_METHODS = ("structured", "parse", "yes_no_logprob")
+MAX_FAILED_SHARE = 0.5  # execution.max_failed_share: a stage with more failed rows exits non-zero
 
 
 @dataclass(frozen=True)
@@ -285,6 +286,36 @@ def check_api_key_env(provider: str, value: Any) -> None:
         raise ConfigError(f"must be the NAME of the environment variable that holds the key{shown}; "
                           "the value looks like a key itself, so it is not shown: remove it from "
                           "the config file and revoke it if the file was shared", key=where)
+
+
+def max_failed_share(cfg: dict) -> float:
+    """``execution.max_failed_share`` of the workflow config (default ``MAX_FAILED_SHARE``).
+
+    A stage whose failed rows are more than this share of the rows it asked about exits
+    non-zero instead of writing its output (1: never).
+
+    Parameters
+    ----------
+    cfg : dict
+        The workflow config.
+
+    Returns
+    -------
+    float
+        In [0, 1].
+
+    Raises
+    ------
+    ConfigError
+        The value is not a number in [0, 1].
+    """
+    execution = cfg.get("execution") or {}
+    value = execution.get("max_failed_share", MAX_FAILED_SHARE) if isinstance(execution, dict) \
+        else MAX_FAILED_SHARE
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= 1:
+        raise ConfigError(f"must be a number in [0, 1], got {value!r}",
+                          key="execution.max_failed_share")
+    return float(value)
 
 
 def _hash(obj: Any) -> str:
