@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import unicodedata
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -112,7 +113,8 @@ class ProviderConfig:
         Raises
         ------
         ConfigError
-            Naming the variable when it is unset (or when ``api_key_env`` is not a variable name).
+            Naming the variable when it is unset or its value is not a well-formed key
+            (:func:`check_api_key_value`), or when ``api_key_env`` is not a variable name.
         """
         if self.kind == "local" or not self.api_key_env:
             return "not-needed"
@@ -122,7 +124,27 @@ class ProviderConfig:
             raise ConfigError(f"environment variable {self.api_key_env} is not set "
                               f"(the API key of provider '{self.name}')",
                               key=f"providers.{self.name}.api_key_env")
+        check_api_key_value(self.name, self.api_key_env, key)
         return key
+
+    def check_api_key_if_set(self) -> None:
+        """Check the key's value now, if its variable is set (an unset one is reported later).
+
+        Called when a stage's client is built, before any request: a key that cannot be
+        sent in an HTTP header (a trailing newline, a space, a curly quote) is a config
+        error at once instead of one failed row per request. An unset variable is still
+        reported only at the first request that is not in the request cache.
+
+        Raises
+        ------
+        ConfigError
+            The variable holds a malformed key (named; the key is never shown).
+        """
+        if self.kind == "local" or not self.api_key_env:
+            return
+        key = os.environ.get(self.api_key_env)
+        if key:
+            check_api_key_value(self.name, self.api_key_env, key)
 
 
 @dataclass(frozen=True)
@@ -286,6 +308,54 @@ def check_api_key_env(provider: str, value: Any) -> None:
         raise ConfigError(f"must be the NAME of the environment variable that holds the key{shown}; "
                           "the value looks like a key itself, so it is not shown: remove it from "
                           "the config file and revoke it if the file was shared", key=where)
+
+
+def _key_problem(value: str) -> str | None:
+    """What makes ``value`` unusable as an API key in an HTTP header (None: nothing)."""
+    if value != value.strip():
+        end = value[-1] if value[-1].isspace() else value[0]
+        where = "ends" if value[-1].isspace() else "starts"
+        return f"{where} with {'a newline' if end in chr(10) + chr(13) else 'whitespace'}"
+    for c in value:
+        if c.isspace():
+            return "contains whitespace"
+        if not c.isascii():
+            name = unicodedata.name(c, "")
+            kind = " (a curly quote, as pasted from a document?)" if "QUOTATION" in name else ""
+            return f"contains the non-ASCII character U+{ord(c):04X}{kind}"
+        if not c.isprintable():
+            return f"contains the control character U+{ord(c):04X}"
+    return None
+
+
+def check_api_key_value(provider: str, env: str, value: str) -> None:
+    """Check that the API key ``value`` (from variable ``env``) can be sent as it is.
+
+    A key is printable ASCII without whitespace; anything else (a trailing newline from
+    ``echo`` or a file, spaces, a curly quote pasted from a document) cannot go into an
+    HTTP header and would fail every request.
+
+    Parameters
+    ----------
+    provider : str
+        The provider, for the error's config key.
+    env : str
+        The name of the environment variable (named in the error).
+    value : str
+        The key (never shown).
+
+    Raises
+    ------
+    ConfigError
+        Naming the variable and what is wrong (e.g. "ends with a newline"); the key itself
+        is not shown.
+    """
+    problem = _key_problem(value)
+    if problem:
+        raise ConfigError(f"environment variable {env} (the API key of provider '{provider}') "
+                          f"{problem}: an API key is printable ASCII without spaces; set the "
+                          f"variable again without it (the key is not shown)",
+                          key=f"providers.{provider}.api_key_env")
 
 
 def max_failed_share(cfg: dict) -> float:

@@ -4,7 +4,9 @@ Against the fault server on 127.0.0.1 (tests/servers/fault_server.py), through t
 ``cje`` command (in this process; ``hardlib.run_cli``): a stage in which more than
 ``execution.max_failed_share`` (default 0.5) of the rows it asked about failed, so also
 one whose rows all failed, exits 2 with one line naming the stage, the count and the
-first error, and writes no output.
+first error, and writes no output; a key that cannot go into an HTTP header (a
+trailing newline, spaces, a curly quote) is a config error naming the variable before
+the first request, never shown.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from llm_hardlib import (
     Rule,
     api_flags,
     config,
+    fragments,
     one_error,
     write_config,
     write_prompts,
@@ -163,3 +166,38 @@ def test_logprobs_whose_scoring_calls_all_fail_exits_2_but_a_refused_policy_does
     code, _, err = run_cli([*argv, "--policies", "base"], capsys)
     assert code == 0, err
     assert all(r["status"] == "error" for r in read_jsonl(out / "base.jsonl"))
+
+
+# --- a malformed key: a config error before the first request --------------------------------
+
+@pytest.mark.parametrize("value, problem", [
+    (KEY + "\n", "ends with a newline"),
+    (KEY + "\r\n", "ends with a newline"),
+    (KEY + "  ", "ends with whitespace"),
+    (" " + KEY, "starts with whitespace"),
+    (KEY[:9] + " " + KEY[9:], "contains whitespace"),
+    (KEY + "\u201d", ("contains the non-ASCII character U+201D (a curly quote, as pasted from "
+                      "a document?)")),
+    ("\u201c" + KEY + "\u201d", ("contains the non-ASCII character U+201C (a curly quote, as "
+                                 "pasted from a document?)")),
+    (KEY[:5] + "\u00e9" + KEY[5:], "contains the non-ASCII character U+00E9"),
+    (KEY + "\x7f", "contains the control character U+007F"),
+])
+def test_a_malformed_key_is_a_config_error_before_the_first_request(tmp_path, srv, capsys,
+                                                                   monkeypatch, value, problem):
+    monkeypatch.setenv(KEY_ENV, value)
+    code, err, out = _generate(tmp_path, srv, capsys)
+    assert one_error(code, err, "generate") == (
+        f"config key 'providers.fault.api_key_env': environment variable {KEY_ENV} (the API key "
+        f"of provider 'fault') {problem}: an API key is printable ASCII without spaces; set the "
+        "variable again without it (the key is not shown)")
+    assert srv.total() == 0 and not out.exists()
+    logs = err + "".join(p.read_text() for p in tmp_path.glob("*.log"))
+    assert not any(f in logs for f in fragments(KEY))
+
+
+def test_a_well_formed_key_is_sent_as_it_is(tmp_path, srv, key, capsys):
+    code, err, out = _generate(tmp_path, srv, capsys, n=2)
+    assert code == 0, err
+    assert all(r["status"] == "ok" for r in read_jsonl(out))
+    assert srv.auth_headers == {f"Bearer {KEY}"}

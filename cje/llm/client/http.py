@@ -19,7 +19,9 @@ provider:
   (``cje.llm.scrub``), and token/cost accounting per (stage, model).
 
 The endpoint is opened lazily, at the first call that is not cached: a rerun whose
-answers are all cached starts no local server and needs no API key.
+answers are all cached starts no local server and needs no API key. A key that is set
+but malformed (a trailing newline, a space, a curly quote) is a ``ConfigError`` when the
+client is built, before any request.
 
 Typical use inside a stage::
 
@@ -291,6 +293,7 @@ class LLMClient:
         self.fatal: CJEError | None = None
         self.n_ok = 0
         self.n_refused_in_a_row = 0  # 4xx answers (not retried) since the last success
+        provider.check_api_key_if_set()  # a malformed key: ConfigError before any request
 
     async def __aenter__(self) -> "LLMClient":
         return self

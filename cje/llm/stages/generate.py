@@ -205,7 +205,7 @@ def generate_responses(cfg: dict, policy: str, prompts: str, output: str,
     Raises
     ------
     ConfigError
-        A bad policy or provider config, or a bad shard.
+        A bad policy or provider config (also a malformed API key), or a bad shard.
     ValueError
         ``draws_per_prompt`` < 1.
     InputError

@@ -127,7 +127,7 @@ def run_logprobs(config_path: str, responses_path: str, policies: list[str], out
     Raises
     ------
     ConfigError
-        A bad shard, config, policy or provider.
+        A bad shard, config, policy or provider (also a malformed API key).
     InputError
         A bad responses file.
     StageFailedError
