@@ -1,15 +1,19 @@
 """Issue 19, item 2: LLM stages fail loudly.
 
 Against the fault server on 127.0.0.1 (tests/servers/fault_server.py), through the real
-``cje`` command (in this process; ``hardlib.run_cli``): a stage in which more than
-``execution.max_failed_share`` (default 0.5) of the rows it asked about failed, so also
-one whose rows all failed, exits 2 with one line naming the stage, the count and the
-first error, and writes no output; a key that cannot go into an HTTP header (a
-trailing newline, spaces, a curly quote) is a config error naming the variable before
-the first request, never shown.
+``cje`` command (in this process; ``hardlib.run_cli``):
+
+- a stage in which more than ``execution.max_failed_share`` (default 0.5) of the rows it
+  asked about failed, so also one whose rows all failed, exits 2 with one line naming the
+  stage, the count and the first error, and writes no output;
+- a key that cannot go into an HTTP header (a trailing newline, spaces, a curly quote)
+  is a config error naming the variable before the first request, never shown;
+- OpenAI's ``insufficient_quota`` (a 429 that never clears) stops the stage at once.
 """
 
 from __future__ import annotations
+
+import time
 
 import jsonschema
 import pytest
@@ -30,6 +34,7 @@ from llm_hardlib import (
     write_responses,
 )
 
+from cje.llm.client.retry import classify_status
 from cje.llm.stages.io import read_jsonl
 from cje.llm.stages.judge import oracle_selection
 
@@ -201,3 +206,26 @@ def test_a_well_formed_key_is_sent_as_it_is(tmp_path, srv, key, capsys):
     assert code == 0, err
     assert all(r["status"] == "ok" for r in read_jsonl(out))
     assert srv.auth_headers == {f"Bearer {KEY}"}
+
+
+# --- a used-up quota: fatal at once -----------------------------------------------------------
+
+def test_insufficient_quota_is_classified_fatal_and_a_plain_429_is_not():
+    assert classify_status(429, "insufficient_quota") == "fatal"
+    assert classify_status(429, "rate_limit_exceeded") == "rate_limited"
+    assert classify_status(429) == "rate_limited"
+
+
+def test_insufficient_quota_stops_the_stage_at_once(tmp_path, srv, key, capsys):
+    srv.set_rules([Rule("quota")])  # default rate_limit_budget_s: 1800 s of waiting per call
+    t0 = time.monotonic()
+    code, err, out = _generate(tmp_path, srv, capsys)
+    assert time.monotonic() - t0 < 20
+    assert one_error(code, err, "generate") == (
+        "provider 'fault' answered HTTP 429: You exceeded your current quota, please check your "
+        "plan and billing details. (insufficient_quota: the account's quota or credit is used up, "
+        "which waiting does not clear; add credit or raise the limit, then rerun) (stage stopped; "
+        "finished answers are kept in the request cache)")
+    assert srv.total() <= 4  # the requests in flight at once (max_concurrency), none retried
+    assert all(n == 1 for n in srv.counts().values())
+    assert not out.exists()

@@ -17,7 +17,8 @@ first k requests of each distinct text (None: always):
 ``429`` (with ``Retry-After``), ``500``, ``slow`` (sleeps ``slow_s`` first),
 ``drop`` (closes the connection without answering), ``malformed`` (HTTP 200,
 truncated JSON), ``nonnumeric`` (a judge answer without a number / without
-Yes/No), ``401`` / ``400`` (error JSON with ``message``).
+Yes/No), ``401`` / ``400`` (error JSON with ``message``), ``quota`` (OpenAI's used-up
+quota: HTTP 429 with error code ``insufficient_quota``).
 
 ``latency_s`` delays every answer (fixed-latency mode for benchmarks). The
 server counts requests per text (``count(text)``, ``count_containing(sub)``,
@@ -41,7 +42,7 @@ from collections import Counter
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-FAULTS = ("429", "500", "slow", "drop", "malformed", "nonnumeric", "401", "400")
+FAULTS = ("429", "500", "slow", "drop", "malformed", "nonnumeric", "401", "400", "quota")
 
 
 @dataclass
@@ -276,6 +277,12 @@ def _make_handler(server: FaultServer):
                 self._error(500, "internal error (fault injected)")
             elif fault in ("401", "400"):
                 self._error(int(fault), rule.message)
+            elif fault == "quota":  # OpenAI's answer when the account's credit is used up
+                body = {"error": {"message": "You exceeded your current quota, please check "
+                                             "your plan and billing details.",
+                                  "type": "insufficient_quota", "param": None,
+                                  "code": "insufficient_quota"}}
+                self._send(429, json.dumps(body).encode())
             elif fault == "malformed":
                 self._send(200, b'{"id": "x", "choices": [{"index": 0, "mess')
             else:

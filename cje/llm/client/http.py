@@ -10,10 +10,11 @@ provider:
 - a concurrency limit (``asyncio.Semaphore``) and request/token rate limits
   (``cje.llm.client.ratelimit``; shared across processes with a state folder);
 - the retry policy (``cje.llm.client.retry``): capped ``Retry-After``, a waiting budget for
-  429, timeouts counted separately, fail-fast on 401/403/404 (``FatalAPIError``
-  stops the stage), no retry on 400/413/422 (the row is an error; but when the first
-  ``REFUSALS_BEFORE_STOP`` calls are all refused, the next call raises
-  ``FatalAPIError``: a config problem, not a bad row);
+  429, timeouts counted separately, fail-fast on 401/403/404 and on a used-up quota
+  (429 ``insufficient_quota``) (``FatalAPIError`` stops the stage), no retry on
+  400/413/422 (the row is an error; but when the first ``REFUSALS_BEFORE_STOP`` calls
+  are all refused, the next call raises ``FatalAPIError``: a config problem, not a bad
+  row);
 - the JSON-lines call log (one line per attempt, with what the attempt cost and
   how long the client waited after it), scrubbed of every fragment of the key
   (``cje.llm.scrub``), and token/cost accounting per (stage, model).
@@ -62,6 +63,7 @@ from cje.llm.client.retry import (
     RateLimitedError,
     RetryState,
     classify_status,
+    fatal_hint,
 )
 from cje.llm.config import ProviderConfig
 
@@ -178,6 +180,16 @@ def _provider_message(exc: openai.APIStatusError) -> str:
         if isinstance(err, str):
             return err
     return str(exc.message)
+
+
+def _error_code(exc: openai.APIStatusError) -> str | None:
+    """The provider's error code (``error.code``, else ``error.type``) of an error answer."""
+    body = exc.body
+    if not isinstance(body, dict):
+        return None
+    err = body.get("error") if isinstance(body.get("error"), dict) else body
+    code = err.get("code") or err.get("type")
+    return str(code) if code is not None else None
 
 
 def _retry_after(exc: Exception) -> float | None:
@@ -496,8 +508,10 @@ class LLMClient:
                     if max_parse_retries is not None and parse_failures > max_parse_retries:
                         kind = REFUSED  # asked often enough: the row is an error
                 except openai.APIStatusError as exc:
-                    http = exc.status_code
-                    kind, error = classify_status(http), f"HTTP {http}: {_provider_message(exc)}"
+                    http, code = exc.status_code, _error_code(exc)
+                    kind, error = classify_status(http, code), f"HTTP {http}: {_provider_message(exc)}"
+                    if kind == FATAL and fatal_hint(http, code):  # e.g. a used-up quota
+                        error += f" ({code}: {fatal_hint(http, code)})"
                     retry_after = _retry_after(exc)
                 except openai.APITimeoutError:
                     kind, error = TIMEOUT, f"timeout after {p.timeout_s} s"
