@@ -14,11 +14,12 @@ import unicodedata
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qsl, urlsplit, urlunsplit
 
 import yaml
 
 from cje.errors import ConfigError
-from cje.llm.scrub import ENV_NAME, is_env_var_name
+from cje.llm.scrub import ENV_NAME, is_env_var_name, redact_url
 from cje.names import safe_component
 
 PROVIDER_KINDS = ("local", "openai")
@@ -358,6 +359,80 @@ def check_api_key_value(provider: str, env: str, value: str) -> None:
                           key=f"providers.{provider}.api_key_env")
 
 
+def check_base_url(provider: str, url: Any) -> None:
+    """Check a provider's ``base_url``: an http(s) URL without credentials in it.
+
+    Credentials in the URL (``http://user:password@host/v1``) are refused: the config file
+    is copied into every job's folder and the URL into logs; the key belongs in the
+    environment variable named by ``api_key_env`` (sent as a Bearer token). A query
+    string (``?api-version=...``) is allowed, each parameter once: it is sent with every
+    request (:func:`split_base_url`).
+
+    Parameters
+    ----------
+    provider : str
+        The provider, for the error's config key.
+    url : object
+        The configured ``base_url``.
+
+    Raises
+    ------
+    ConfigError
+        Not a string, not http(s) with a host, with credentials (the URL is shown without
+        them and without query values), or a query parameter given twice.
+    """
+    where = f"providers.{provider}.base_url"
+    if not isinstance(url, str):
+        raise ConfigError(f"must be a URL string, got {type(url).__name__}", key=where)
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 (raises ValueError on a bad port)
+    except ValueError as exc:
+        raise ConfigError(f"is not a valid URL ({exc}): {redact_url(url)}", key=where) from None
+    if parts.username is not None or parts.password is not None:
+        raise ConfigError(f"holds credentials (user:password@host): {redact_url(url)}; they "
+                          "would be copied into job configs and logs, so they are refused: "
+                          "remove them and put the key in the environment variable named by "
+                          f"providers.{provider}.api_key_env (sent as a Bearer token)", key=where)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ConfigError(f"must be an http:// or https:// URL with a host, got "
+                          f"{redact_url(url)}", key=where)
+    names = [name for name, _ in parse_qsl(parts.query, keep_blank_values=True)]
+    twice = sorted({name for name in names if names.count(name) > 1})
+    if twice:
+        raise ConfigError(f"query parameter {twice[0]!r} is given more than once: give each "
+                          "parameter once (it is sent with every request)", key=where)
+
+
+def split_base_url(url: str) -> tuple[str, dict[str, str]]:
+    """Split ``base_url`` into the URL the endpoint paths are joined to and its query.
+
+    The OpenAI client joins ``chat/completions`` to the base URL's path; a query string
+    left in it would end up in the middle (``/v1/?api-version=xchat/completions``). The
+    query goes to the client's ``default_query`` instead, which adds it to every request.
+
+    Parameters
+    ----------
+    url : str
+        The configured ``base_url``.
+
+    Returns
+    -------
+    base : str
+        Scheme, host and path (no query, no fragment).
+    query : dict
+        Parameter -> value, in URL order (:func:`check_base_url` refuses a repeated one).
+
+    Examples
+    --------
+    >>> split_base_url("https://x.openai.azure.com/openai/deployments/d?api-version=2024-06-01")
+    ('https://x.openai.azure.com/openai/deployments/d', {'api-version': '2024-06-01'})
+    """
+    parts = urlsplit(url)
+    query = dict(parse_qsl(parts.query, keep_blank_values=True))
+    return urlunsplit((parts.scheme, parts.netloc, parts.path, "", "")), query
+
+
 def max_failed_share(cfg: dict) -> float:
     """``execution.max_failed_share`` of the workflow config (default ``MAX_FAILED_SHARE``).
 
@@ -454,8 +529,8 @@ def provider_config(cfg: dict, name: str) -> ProviderConfig:
     ------
     ConfigError
         The provider is not defined, its name is not a safe file-name component, a key is
-        unknown or of the wrong type or range, ``kind`` is unknown, or ``base_url`` is missing
-        for kind 'openai'.
+        unknown or of the wrong type or range, ``kind`` is unknown, ``base_url`` is missing
+        for kind 'openai' or is not an http(s) URL without credentials (:func:`check_base_url`).
     """
     providers = cfg.get("providers") or {}
     if name not in providers:
@@ -465,6 +540,8 @@ def provider_config(cfg: dict, name: str) -> ProviderConfig:
     p = _build(ProviderConfig, providers[name], f"providers.{name}", name=name)
     if p.api_key_env is not None:
         check_api_key_env(name, p.api_key_env)
+    if p.base_url is not None:
+        check_base_url(name, p.base_url)
     for k in ("timeout_s", "retry_after_max_s", "rate_limit_budget_s", "rate_limit_window_s"):
         if not isinstance(getattr(p, k), (int, float)) or not getattr(p, k) > 0:
             raise ConfigError("must be a number > 0", key=f"providers.{name}.{k}")

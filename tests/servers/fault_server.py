@@ -20,6 +20,8 @@ truncated JSON), ``nonnumeric`` (a judge answer without a number / without
 Yes/No), ``401`` / ``400`` (error JSON with ``message``), ``quota`` (OpenAI's used-up
 quota: HTTP 429 with error code ``insufficient_quota``).
 
+A query string is not part of the route; ``log`` keeps it (``query``) for every request.
+
 ``latency_s`` delays every answer (fixed-latency mode for benchmarks). The
 server counts requests per text (``count(text)``, ``count_containing(sub)``,
 ``total()``) so tests can assert that finished work was not requested again.
@@ -93,7 +95,7 @@ class FaultServer:
         self.latency_s = latency_s
         self._counts: Counter[str] = Counter()
         self.auth_headers: set[str] = set()
-        self.log: list[dict] = []  # {"path", "text", "fault", "body"} per request
+        self.log: list[dict] = []  # {"path", "query", "text", "fault", "body"} per request
         self._lock = threading.Lock()
         self._httpd = _Server(("127.0.0.1", port), _make_handler(self))
         self.port = self._httpd.server_address[1]
@@ -125,7 +127,7 @@ class FaultServer:
         with self._lock:
             return sum(self._counts.values())
 
-    def _register(self, path: str, text: str, body: dict) -> Rule | None:
+    def _register(self, path: str, text: str, body: dict, query: str = "") -> Rule | None:
         with self._lock:
             self._counts[text] += 1
             n = self._counts[text]
@@ -135,7 +137,7 @@ class FaultServer:
                         and (r.times is None or n <= r.times):
                     chosen = r
                     break
-            self.log.append({"path": path, "text": text, "body": body,
+            self.log.append({"path": path, "query": query, "text": text, "body": body,
                              "fault": chosen.fault if chosen else None})
             return chosen
 
@@ -256,12 +258,13 @@ def _make_handler(server: FaultServer):
             except ValueError:
                 self._error(400, "request body is not JSON")
                 return
-            path = self.path.rstrip("/")
+            path, _, query = self.path.partition("?")
+            path = path.rstrip("/")
             if not (path.endswith("/chat/completions") or path.endswith("/completions")):
                 self._error(404, f"no route {self.path}")
                 return
             text = _request_text(path, body)
-            rule = server._register(path, text, body)
+            rule = server._register(path, text, body, query)
             if server.latency_s:
                 time.sleep(server.latency_s)
             fault = rule.fault if rule else None

@@ -22,7 +22,11 @@ provider:
 The endpoint is opened lazily, at the first call that is not cached: a rerun whose
 answers are all cached starts no local server and needs no API key. A key that is set
 but malformed (a trailing newline, a space, a curly quote) is a ``ConfigError`` when the
-client is built, before any request.
+client is built, before any request. A query string in ``base_url`` (Azure's
+``?api-version=...``) is split off and sent with every request (``default_query``);
+credentials in it are refused by the config (``cje.llm.config.check_base_url``). The
+HTTP stack's log lines lose URL credentials, query values and the key
+(``cje.llm.scrub.scrub_http_logs``).
 
 Typical use inside a stage::
 
@@ -65,7 +69,8 @@ from cje.llm.client.retry import (
     classify_status,
     fatal_hint,
 )
-from cje.llm.config import ProviderConfig
+from cje.llm.config import ProviderConfig, split_base_url
+from cje.llm.scrub import scrub_http_logs
 
 REFUSALS_BEFORE_STOP = 5  # 4xx on the first N calls of a client, no success: stop the stage
 _RESPONSE_TYPES = {"chat": ChatCompletion, "completions": Completion}
@@ -320,7 +325,14 @@ class LLMClient:
                 key = self.provider.api_key()  # ConfigError naming the variable when unset
                 self.call_log.scrubber.add(key)
                 url = self._base_url or await asyncio.to_thread(self._opener)
-                self._client = openai.AsyncOpenAI(base_url=url, api_key=key, max_retries=0,
+                base, query = split_base_url(url)  # ?api-version=...: sent with every request
+                secrets = [value for name, value in query.items()  # a query value may be a key
+                           if len(value) >= 8 and name.lower() not in ("api-version", "api_version")]
+                for secret in secrets:
+                    self.call_log.scrubber.add(secret)
+                scrub_http_logs(key if key != "not-needed" else None, *secrets)
+                self._client = openai.AsyncOpenAI(base_url=base, api_key=key, max_retries=0,
+                                                  default_query=query or None,
                                                   timeout=self.provider.timeout_s)
         return self._client
 
