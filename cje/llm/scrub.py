@@ -22,7 +22,7 @@ URLs (:func:`redact_url`) lose what may be a secret: the user and password
 (``http://***@host/...``) and the value of every query parameter
 (``?api-version=***``). Rule 2 applies it, and so does the filter that
 :func:`scrub_http_logs` puts on the loggers of the HTTP stack (``httpx``, ``httpcore``,
-``openai``).
+``openai``; their per-request lines are shown with ``cje -v`` only).
 """
 
 from __future__ import annotations
@@ -245,3 +245,18 @@ def scrub_http_logs(*secrets: str | None) -> None:
         logger = logging.getLogger(name)
         if _HTTP_LOG_FILTER not in logger.filters:
             logger.addFilter(_HTTP_LOG_FILTER)
+
+
+def set_http_log_level(verbose: bool) -> None:
+    """Per-request lines of the HTTP stack only when ``verbose`` (``cje -v``).
+
+    Sets the ``HTTP_LOGGERS`` to WARNING, or back to NOTSET (inherit the root level) when
+    ``verbose``: without it one ``HTTP Request: POST ...`` line per call reaches stderr.
+
+    Parameters
+    ----------
+    verbose : bool
+        Show the HTTP stack's INFO and DEBUG lines.
+    """
+    for name in HTTP_LOGGERS:
+        logging.getLogger(name).setLevel(logging.NOTSET if verbose else logging.WARNING)

@@ -1,13 +1,14 @@
-"""Issue 19, item 3: ``base_url`` with a query or credentials.
+"""Issue 19, items 3 and 6 (noise): ``base_url`` with a query or credentials, and the log lines.
 
-Against the fault server on 127.0.0.1 (tests/servers/fault_server.py) and the simulated
-hosted provider (tests/servers/provider_sim.py), through the real ``cje`` command (in
-this process):
+Against the fault server on 127.0.0.1 (tests/servers/fault_server.py), through the real
+``cje`` command (in this process, or as a subprocess where its logging set-up matters):
 
 - a query string in ``base_url`` (Azure's ``?api-version=...``) is kept on every request,
   joined after the endpoint's path, never in the middle of it;
 - credentials in ``base_url`` are refused before the first request, without being shown;
-- no row, call-log line or error message carries a query value, URL credentials or the key.
+- no log line (the HTTP stack's with ``-v``, the call log, error messages) carries a
+  query value, URL credentials or the key;
+- the HTTP stack's per-request lines are off unless ``cje -v``.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from llm_hardlib import (
     config,
     fragments,
     one_error,
+    run_subprocess,
     write_config,
     write_prompts,
     write_responses,
@@ -164,7 +166,29 @@ def test_redact_url_masks_credentials_and_query_values_in_any_text():
     assert redact_url("yes/no? a score/100?") == "yes/no? a score/100?"
 
 
-# --- error text: no secret of the URL or the key ----------------------------------------------
+# --- logs: quiet by default; with -v no secret in any line -------------------------------------
+
+def test_per_request_http_lines_are_off_by_default_and_on_with_v(tmp_path, srv):
+    url = f"{srv.url}?api-version=2024-06-01&key={QUERY_SECRET}"
+    cfg = write_config(tmp_path / "config.yaml", config(url))
+    prompts = write_prompts(tmp_path / "prompts.jsonl", 3)
+    quiet = run_subprocess(_argv("generate", tmp_path / "a", cfg, prompts), cwd=tmp_path)
+    assert quiet.returncode == 0, quiet.stderr
+    assert "HTTP Request" not in quiet.stderr
+    assert not [ln for ln in quiet.stderr.splitlines() if " httpx" in ln or " httpcore" in ln
+                or " openai" in ln]
+
+    loud = run_subprocess(["-v", *_argv("generate", tmp_path / "b", cfg, prompts)], cwd=tmp_path)
+    assert loud.returncode == 0, loud.stderr
+    requests = [ln for ln in loud.stderr.splitlines() if "HTTP Request: POST http" in ln]
+    assert len(requests) == 3
+    assert all(f"http://127.0.0.1:{srv.port}/v1/chat/completions?api-version=***&key=*** "
+               in ln for ln in requests), requests
+    for text in (quiet.stderr, loud.stderr, *(p.read_text() for p in tmp_path.rglob("*.log"))):
+        assert QUERY_SECRET not in text and "2024-06-01" not in text
+        assert not any(f in text for f in fragments(KEY))
+    assert {e["query"] for e in srv.log} == {f"api-version=2024-06-01&key={QUERY_SECRET}"}
+
 
 def test_a_provider_error_echoing_the_url_loses_its_secrets_everywhere(tmp_path, srv, key, capsys):
     """The provider's message holds the URL with credentials and the query, and the key: the
