@@ -16,7 +16,6 @@ interrupted a publication (a staging folder was left).
 from __future__ import annotations
 
 import csv
-import io
 import json
 import os
 import pickle
