@@ -10,10 +10,12 @@ produces the files ``cje analyze`` writes.
 
 from __future__ import annotations
 
+import zipfile
 from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from cje.errors import InputError
 from cje.results.decision import BestPolicy, Comparison, best_policy, find_comparison, withheld_policies
 from cje.results.files import current_set, publish_analysis, read_estimates
 from cje.results.model import CSV_COLUMNS, CSV_TYPES, AnalysisOutput, PlotData, estimate_rows
@@ -277,7 +279,8 @@ def load_result(path: str | Path) -> Result:
     """A :class:`Result` from an estimates.json (or the folder holding it).
 
     ``plot_data.npz`` beside it is loaded too when present (needed by ``plot_weights`` /
-    ``plot_calibration``), from the same published set as estimates.json.
+    ``plot_calibration``), from the same published set as estimates.json
+    (:func:`cje.results.files.current_set`: never a set older than the published one).
 
     Parameters
     ----------
@@ -293,6 +296,9 @@ def load_result(path: str | Path) -> Result:
     ------
     FileNotFoundError
         No estimates.json there.
+    InputError
+        The file is not an estimates.json (not JSON, such as an estimates.csv; not UTF-8),
+        or the plot_data.npz of its set cannot be read; one line naming the file.
     jsonschema.ValidationError
         The file breaks the estimates.json schema.
     """
@@ -300,8 +306,15 @@ def load_result(path: str | Path) -> Result:
     if path.is_dir():
         path = path / "estimates.json"
     analysis = AnalysisOutput.from_dict(read_estimates(path))
-    npz = current_set(path.parent)["plot_data.npz"]  # the same published set as estimates.json
+    published = current_set(path.parent)  # the same published set as estimates.json
+    npz = published["plot_data.npz"]
     if npz is not None:
-        analysis.plot_data = PlotData.load(npz)
+        try:
+            analysis.plot_data = PlotData.load(npz)
+        except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as exc:  # not an .npz cje wrote
+            raise InputError(f"not a plot_data.npz written by cje ({type(exc).__name__}: "
+                             f"{str(exc).splitlines()[0] if str(exc) else 'unreadable'})",
+                             path=str(path.parent / "plot_data.npz")) from None
+    # the dashboard where it is published, and only when the published set has plots
     dashboard = path.parent / "plots" / "diagnostics_dashboard.html"
-    return Result(analysis, dashboard=dashboard if dashboard.exists() else None)
+    return Result(analysis, dashboard=dashboard if published["plots"] is not None and dashboard.is_file() else None)

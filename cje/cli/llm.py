@@ -7,11 +7,16 @@ Every API stage takes ``--request-cache DIR`` (the per-request answer cache shar
 by every stage and shard of a provider; default ``data/cache/requests``) and
 ``--rate-limit-dir DIR`` (shared rate-limit state, so concurrent jobs of one
 provider hold its limits together); docs/llm.md.
+
+The HTTP stack's per-request lines (``HTTP Request: POST ...`` of httpx, openai's
+debug lines) are shown only with ``cje -v``; they never carry the key, URL credentials
+or query values (:func:`cje.llm.scrub.set_http_log_level`, ``scrub_http_logs``).
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import sys
 
 from cje.errors import ConfigError
@@ -23,6 +28,28 @@ def _config(path: str | None) -> dict:
     if not path:
         raise ConfigError("--config is required for this stage", key="--config")
     return load_config(path)
+
+
+def quiet_http(func):
+    """Wrap a command: the HTTP stack logs per request only with ``cje -v`` (then the command).
+
+    Parameters
+    ----------
+    func : callable
+        The command, ``func(args) -> int``.
+
+    Returns
+    -------
+    callable
+        The command, setting the HTTP loggers' level from ``args.verbose`` first.
+    """
+    @functools.wraps(func)
+    def run(args: argparse.Namespace) -> int:
+        # imported when the command runs: `cje --help` and the other commands stay light
+        from cje.llm.scrub import set_http_log_level
+        set_http_log_level(bool(getattr(args, "verbose", False)))
+        return func(args)
+    return run
 
 
 def request_cache_flags(p: argparse.ArgumentParser) -> None:
@@ -119,7 +146,7 @@ def register(subparsers) -> None:
     p.add_argument("--source", default=None, help="overrides prompts.source")
     p.add_argument("--n-samples", type=int, default=None, help="overrides prompts.n_samples")
     p.add_argument("--seed", type=int, default=None, help="overrides prompts.seed")
-    p.set_defaults(func=_cmd_prompts)
+    p.set_defaults(func=quiet_http(_cmd_prompts))
 
     p = subparsers.add_parser("generate", help="sample responses of one policy")
     p.add_argument("--policy", required=True)
@@ -128,7 +155,7 @@ def register(subparsers) -> None:
     p.add_argument("--draws-per-prompt", type=int, default=None,
                    help="responses per prompt (default fresh_draws.draws_per_prompt)")
     _api_flags(p)
-    p.set_defaults(func=_cmd_generate)
+    p.set_defaults(func=quiet_http(_cmd_generate))
 
     for role, helptext in (("judge", "judge-score every response"),
                            ("oracle", "oracle-label a seeded subset of responses")):
@@ -141,7 +168,7 @@ def register(subparsers) -> None:
             p.add_argument("--seed", type=int, default=None,
                            help="selection seed (default oracle.seed)")
         _api_flags(p)
-        p.set_defaults(func=_cmd_score(role))
+        p.set_defaults(func=quiet_http(_cmd_score(role)))
 
     p = subparsers.add_parser("merge", help="gather shard files: dedupe, sort")
     p.add_argument("--inputs", nargs="+", required=True)

@@ -16,7 +16,7 @@ import logging
 import sys
 import time
 
-from cje.cli.llm import request_cache_flags
+from cje.cli.llm import quiet_http, request_cache_flags
 from cje.errors import ConfigError
 from cje.llm.config import load_config, provider_config
 from cje.llm.stages.logprobs import run_logprobs
@@ -78,7 +78,7 @@ def register(subparsers) -> None:
     p.add_argument("--num-shards", type=int, default=1, help="number of shards (default 1)")
     request_cache_flags(p)
     p.add_argument("--api-log", default="logs/api_calls.log", help="JSON-lines API call log")
-    p.set_defaults(func=_cmd_logprobs)
+    p.set_defaults(func=quiet_http(_cmd_logprobs))
     s = subparsers.add_parser("serve-local", help="run the embedded local model server in the foreground")
     s.add_argument("--config", default=None, help="workflow config (threads/model of the local provider)")
     s.add_argument("--port", type=int, default=None, help="port on 127.0.0.1 (default: a free one)")

@@ -10,19 +10,22 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import unicodedata
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qsl, urlsplit, urlunsplit
 
 import yaml
 
 from cje.errors import ConfigError
-from cje.llm.scrub import ENV_NAME, is_env_var_name
+from cje.llm.scrub import ENV_NAME, is_env_var_name, redact_url
 from cje.names import safe_component
 
 PROVIDER_KINDS = ("local", "openai")
 CHAT_TEMPLATES = ("gemma", "llama3", "chatml", "none")
 SCORER_METHODS = ("structured", "parse", "yes_no_logprob")
+MAX_FAILED_SHARE = 0.5  # execution.max_failed_share: a stage with more failed rows exits non-zero
 
 
 @dataclass(frozen=True)
@@ -111,7 +114,8 @@ class ProviderConfig:
         Raises
         ------
         ConfigError
-            Naming the variable when it is unset (or when ``api_key_env`` is not a variable name).
+            Naming the variable when it is unset or its value is not a well-formed key
+            (:func:`check_api_key_value`), or when ``api_key_env`` is not a variable name.
         """
         if self.kind == "local" or not self.api_key_env:
             return "not-needed"
@@ -121,7 +125,27 @@ class ProviderConfig:
             raise ConfigError(f"environment variable {self.api_key_env} is not set "
                               f"(the API key of provider '{self.name}')",
                               key=f"providers.{self.name}.api_key_env")
+        check_api_key_value(self.name, self.api_key_env, key)
         return key
+
+    def check_api_key_if_set(self) -> None:
+        """Check the key's value now, if its variable is set (an unset one is reported later).
+
+        Called when a stage's client is built, before any request: a key that cannot be
+        sent in an HTTP header (a trailing newline, a space, a curly quote) is a config
+        error at once instead of one failed row per request. An unset variable is still
+        reported only at the first request that is not in the request cache.
+
+        Raises
+        ------
+        ConfigError
+            The variable holds a malformed key (named; the key is never shown).
+        """
+        if self.kind == "local" or not self.api_key_env:
+            return
+        key = os.environ.get(self.api_key_env)
+        if key:
+            check_api_key_value(self.name, self.api_key_env, key)
 
 
 @dataclass(frozen=True)
@@ -287,6 +311,158 @@ def check_api_key_env(provider: str, value: Any) -> None:
                           "the config file and revoke it if the file was shared", key=where)
 
 
+def _key_problem(value: str) -> str | None:
+    """What makes ``value`` unusable as an API key in an HTTP header (None: nothing)."""
+    if value != value.strip():
+        end = value[-1] if value[-1].isspace() else value[0]
+        where = "ends" if value[-1].isspace() else "starts"
+        return f"{where} with {'a newline' if end in chr(10) + chr(13) else 'whitespace'}"
+    for c in value:
+        if c.isspace():
+            return "contains whitespace"
+        if not c.isascii():
+            name = unicodedata.name(c, "")
+            kind = " (a curly quote, as pasted from a document?)" if "QUOTATION" in name else ""
+            return f"contains the non-ASCII character U+{ord(c):04X}{kind}"
+        if not c.isprintable():
+            return f"contains the control character U+{ord(c):04X}"
+    return None
+
+
+def check_api_key_value(provider: str, env: str, value: str) -> None:
+    """Check that the API key ``value`` (from variable ``env``) can be sent as it is.
+
+    A key is printable ASCII without whitespace; anything else (a trailing newline from
+    ``echo`` or a file, spaces, a curly quote pasted from a document) cannot go into an
+    HTTP header and would fail every request.
+
+    Parameters
+    ----------
+    provider : str
+        The provider, for the error's config key.
+    env : str
+        The name of the environment variable (named in the error).
+    value : str
+        The key (never shown).
+
+    Raises
+    ------
+    ConfigError
+        Naming the variable and what is wrong (e.g. "ends with a newline"); the key itself
+        is not shown.
+    """
+    problem = _key_problem(value)
+    if problem:
+        raise ConfigError(f"environment variable {env} (the API key of provider '{provider}') "
+                          f"{problem}: an API key is printable ASCII without spaces; set the "
+                          f"variable again without it (the key is not shown)",
+                          key=f"providers.{provider}.api_key_env")
+
+
+def check_base_url(provider: str, url: Any) -> None:
+    """Check a provider's ``base_url``: an http(s) URL without credentials in it.
+
+    Credentials in the URL (``http://user:password@host/v1``) are refused: the config file
+    is copied into every job's folder and the URL into logs; the key belongs in the
+    environment variable named by ``api_key_env`` (sent as a Bearer token). A query
+    string (``?api-version=...``) is allowed, each parameter once: it is sent with every
+    request (:func:`split_base_url`).
+
+    Parameters
+    ----------
+    provider : str
+        The provider, for the error's config key.
+    url : object
+        The configured ``base_url``.
+
+    Raises
+    ------
+    ConfigError
+        Not a string, not http(s) with a host, with credentials (the URL is shown without
+        them and without query values), or a query parameter given twice.
+    """
+    where = f"providers.{provider}.base_url"
+    if not isinstance(url, str):
+        raise ConfigError(f"must be a URL string, got {type(url).__name__}", key=where)
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 (raises ValueError on a bad port)
+    except ValueError as exc:
+        raise ConfigError(f"is not a valid URL ({exc}): {redact_url(url)}", key=where) from None
+    if parts.username is not None or parts.password is not None:
+        raise ConfigError(f"holds credentials (user:password@host): {redact_url(url)}; they "
+                          "would be copied into job configs and logs, so they are refused: "
+                          "remove them and put the key in the environment variable named by "
+                          f"providers.{provider}.api_key_env (sent as a Bearer token)", key=where)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ConfigError(f"must be an http:// or https:// URL with a host, got "
+                          f"{redact_url(url)}", key=where)
+    names = [name for name, _ in parse_qsl(parts.query, keep_blank_values=True)]
+    twice = sorted({name for name in names if names.count(name) > 1})
+    if twice:
+        raise ConfigError(f"query parameter {twice[0]!r} is given more than once: give each "
+                          "parameter once (it is sent with every request)", key=where)
+
+
+def split_base_url(url: str) -> tuple[str, dict[str, str]]:
+    """Split ``base_url`` into the URL the endpoint paths are joined to and its query.
+
+    The OpenAI client joins ``chat/completions`` to the base URL's path; a query string
+    left in it would end up in the middle (``/v1/?api-version=xchat/completions``). The
+    query goes to the client's ``default_query`` instead, which adds it to every request.
+
+    Parameters
+    ----------
+    url : str
+        The configured ``base_url``.
+
+    Returns
+    -------
+    base : str
+        Scheme, host and path (no query, no fragment).
+    query : dict
+        Parameter -> value, in URL order (:func:`check_base_url` refuses a repeated one).
+
+    Examples
+    --------
+    >>> split_base_url("https://x.openai.azure.com/openai/deployments/d?api-version=2024-06-01")
+    ('https://x.openai.azure.com/openai/deployments/d', {'api-version': '2024-06-01'})
+    """
+    parts = urlsplit(url)
+    query = dict(parse_qsl(parts.query, keep_blank_values=True))
+    return urlunsplit((parts.scheme, parts.netloc, parts.path, "", "")), query
+
+
+def max_failed_share(cfg: dict) -> float:
+    """``execution.max_failed_share`` of the workflow config (default ``MAX_FAILED_SHARE``).
+
+    A stage whose failed rows are more than this share of the rows it asked about exits
+    non-zero instead of writing its output (1: never).
+
+    Parameters
+    ----------
+    cfg : dict
+        The workflow config.
+
+    Returns
+    -------
+    float
+        In [0, 1].
+
+    Raises
+    ------
+    ConfigError
+        The value is not a number in [0, 1].
+    """
+    execution = cfg.get("execution") or {}
+    value = execution.get("max_failed_share", MAX_FAILED_SHARE) if isinstance(execution, dict) \
+        else MAX_FAILED_SHARE
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= 1:
+        raise ConfigError(f"must be a number in [0, 1], got {value!r}",
+                          key="execution.max_failed_share")
+    return float(value)
+
+
 def _hash(obj: Any) -> str:
     return hashlib.sha256(json.dumps(obj, sort_keys=True).encode()).hexdigest()[:16]
 
@@ -353,8 +529,8 @@ def provider_config(cfg: dict, name: str) -> ProviderConfig:
     ------
     ConfigError
         The provider is not defined, its name is not a safe file-name component, a key is
-        unknown or of the wrong type or range, ``kind`` is unknown, or ``base_url`` is missing
-        for kind 'openai'.
+        unknown or of the wrong type or range, ``kind`` is unknown, ``base_url`` is missing
+        for kind 'openai' or is not an http(s) URL without credentials (:func:`check_base_url`).
     """
     providers = cfg.get("providers") or {}
     if name not in providers:
@@ -364,6 +540,8 @@ def provider_config(cfg: dict, name: str) -> ProviderConfig:
     p = _build(ProviderConfig, providers[name], f"providers.{name}", name=name)
     if p.api_key_env is not None:
         check_api_key_env(name, p.api_key_env)
+    if p.base_url is not None:
+        check_base_url(name, p.base_url)
     for k in ("timeout_s", "retry_after_max_s", "rate_limit_budget_s", "rate_limit_window_s"):
         if not isinstance(getattr(p, k), (int, float)) or not getattr(p, k) > 0:
             raise ConfigError("must be a number > 0", key=f"providers.{name}.{k}")

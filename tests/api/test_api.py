@@ -7,7 +7,6 @@ import math
 import os
 import subprocess
 import sys
-from pathlib import Path
 
 import numpy as np
 import polars as pl
@@ -149,7 +148,7 @@ def test_plots_return_figures(direct):
 def test_write_produces_the_cli_files_and_load_result_reads_them(direct, tmp_path):
     paths = direct.write(tmp_path / "out", plots=True)
     names = sorted(p.name for p in (tmp_path / "out").iterdir())
-    assert names == ["estimates.csv", "estimates.json", "plot_data.npz", "plots"]
+    assert names == [".cje-set.json", "estimates.csv", "estimates.json", "plot_data.npz", "plots"]  # + the marker
     assert paths["dashboard"].name == "diagnostics_dashboard.html"
     assert f"Dashboard: {paths['dashboard']}" in direct.summary()
     loaded = cje.load_result(tmp_path / "out")

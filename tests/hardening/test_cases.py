@@ -19,6 +19,7 @@ from hardlib import (analyze_argv, assert_one_line_error, files_under, finite_es
 
 from cje.errors import InputError
 from cje.data.jsonl import MAX_DEPTH, read_jsonl_frame
+from cje.results.files import MARKER
 
 
 @pytest.fixture
@@ -96,7 +97,7 @@ def test_failed_run_leaves_the_previous_set_untouched(tmp_path, data, capsys):
     code, _, err = run_cli(analyze_argv(bad, out, estimator="calibrated-ips"), capsys)
     assert_one_line_error(code, err, "bad.jsonl:4")
     assert {p: (out / p).read_bytes() for p in before} == before
-    assert files_under(out) == sorted(before)
+    assert files_under(out) == [MARKER, *sorted(before)]
 
 
 @pytest.mark.slow
@@ -107,7 +108,7 @@ def test_rerun_without_plots_removes_the_earlier_dashboard(tmp_path, data, capsy
     assert (out / "plots" / "diagnostics_dashboard.html").exists()
     code, _, err = run_cli(analyze_argv(data, out, estimator="calibrated-ips"), capsys)
     assert code == 0, err
-    assert files_under(out) == ["estimates.csv", "estimates.json", "plot_data.npz"]
+    assert files_under(out) == [MARKER, "estimates.csv", "estimates.json", "plot_data.npz"]
     assert json.loads((out / "estimates.json").read_text())["metadata"]["estimator"] == "calibrated-ips"
 
 
@@ -123,7 +124,7 @@ def test_stale_staging_folders_are_cleaned_on_start(tmp_path, data, capsys):
     stale_tmp = out / temp_name("estimates.json").replace(f".{os.getpid()}.", ".999999999.")
     stale_tmp.write_text("partial")
     assert run_cli(analyze_argv(data, out, estimator="calibrated-ips"), capsys)[0] == 0
-    assert files_under(out) == ["estimates.csv", "estimates.json", "plot_data.npz"]
+    assert files_under(out) == [MARKER, "estimates.csv", "estimates.json", "plot_data.npz"]
 
 
 def test_plot_data_is_staged_under_a_unique_name_and_fsynced(tmp_path, data, capsys, monkeypatch):

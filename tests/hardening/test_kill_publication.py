@@ -16,7 +16,6 @@ interrupted a publication (a staging folder was left).
 from __future__ import annotations
 
 import csv
-import io
 import json
 import os
 import pickle
@@ -30,7 +29,7 @@ import numpy as np
 import pytest
 from hardlib import rows, write_jsonl
 
-from cje.results.files import current_set, publish_analysis, recover
+from cje.results.files import MARKER, current_set, publish_analysis, recover
 from cje.viz import render_analysis_plots
 from cje.results.model import PlotData
 
@@ -81,7 +80,7 @@ def _check_folder(out: Path, allowed: set[tuple[int, str]]) -> bool:
     seen = _set_signature(current_set(out))
     assert seen[:2] in allowed, seen
     recover(out)
-    assert not [e for e in os.listdir(out) if e.startswith(".")], os.listdir(out)
+    assert not [e for e in os.listdir(out) if e.startswith(".") and e != MARKER], os.listdir(out)
     on_disk = _set_signature({n: (out / n if (out / n).exists() else None)
                               for n in ("estimates.json", "estimates.csv", "plot_data.npz", "plots")})
     assert on_disk == seen

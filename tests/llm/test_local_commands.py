@@ -33,9 +33,9 @@ def _policy(provider: str, **kw) -> dict:
             "system_prompt": SYSTEM, "temperature": 1.0, "max_tokens": 16, **kw}
 
 
-def _config(tmp_path: Path, providers: dict, policies: dict) -> Path:
+def _config(tmp_path: Path, providers: dict, policies: dict, **execution) -> Path:
     cfg = {"providers": providers, "base_policy": "base", "policies": policies,
-           "execution": {"shards": 1, "batch_size": 2}}
+           "execution": {"shards": 1, "batch_size": 2, **execution}}
     path = tmp_path / "config.yaml"
     path.write_text(yaml.safe_dump(cfg))
     return path
@@ -139,18 +139,25 @@ def test_logprobs_stage_scores_resumes_and_shards(tmp_path, base_responses):
 
 
 def test_logprobs_refuses_temperature_on_server_that_scores_at_one(tmp_path, base_responses,
-                                                                   fault_server, fake_key):
+                                                                   fault_server, fake_key, capsys):
     """An OpenAI-style server (no ``cje.logprob_temperature``): T=1 is scored (its fake
     tokens do not spell the text, so via two calls, dropping the generated token of
-    max_tokens=1), T != 1 is refused with an error row, never silently scored at T=1."""
+    max_tokens=1), T != 1 is refused with an error row, never silently scored at T=1.
+    Every row of `cool` fails that way, so the stage stops (exit 2) naming the reason;
+    with the failed-share check off it writes the error rows."""
     provider = {"kind": "openai", "base_url": fault_server.url, "api_key_env": "CJE_TEST_API_KEY",
                 "max_concurrency": 2, "max_retries": 1, "retry_backoff_s": 0.01}
-    config = _config(tmp_path, {"fault": provider},
-                     {"base": _policy("fault"), "cool": _policy("fault", temperature=0.7)})
+    policies = {"base": _policy("fault"), "cool": _policy("fault", temperature=0.7)}
     out = tmp_path / "out"
-    assert main(["logprobs", "--config", str(config), "--responses", str(base_responses),
-                 "--policies", "base,cool", "--output-dir", str(out),
-                 "--api-log", str(tmp_path / "api.log")]) == 0
+    argv = ["logprobs", "--responses", str(base_responses), "--policies", "base,cool",
+            "--output-dir", str(out), "--api-log", str(tmp_path / "api.log")]
+    assert main([*argv, "--config", str(_config(tmp_path, {"fault": provider}, policies))]) == 2
+    err = capsys.readouterr().err
+    assert "cje logprobs: error: stage logprobs:cool: all 3 rows failed; first error: " in err
+    assert "refusing to mix temperatures" in err
+    assert not out.exists()
+    config = _config(tmp_path, {"fault": provider}, policies, max_failed_share=1.0)
+    assert main([*argv, "--config", str(config)]) == 0
     base, cool = _read(out / "base.jsonl"), _read(out / "cool.jsonl")
     assert [r["status"] for r in base] == ["ok", "ok", "ok", "error"]
     assert all(r["method"] == "two_call" and r["fallback_reason"] and r["logprob"] < 0 for r in base[:3])

@@ -17,7 +17,10 @@ first k requests of each distinct text (None: always):
 ``429`` (with ``Retry-After``), ``500``, ``slow`` (sleeps ``slow_s`` first),
 ``drop`` (closes the connection without answering), ``malformed`` (HTTP 200,
 truncated JSON), ``nonnumeric`` (a judge answer without a number / without
-Yes/No), ``401`` / ``400`` (error JSON with ``message``).
+Yes/No), ``401`` / ``400`` (error JSON with ``message``), ``quota`` (OpenAI's used-up
+quota: HTTP 429 with error code ``insufficient_quota``).
+
+A query string is not part of the route; ``log`` keeps it (``query``) for every request.
 
 ``latency_s`` delays every answer (fixed-latency mode for benchmarks). The
 server counts requests per text (``count(text)``, ``count_containing(sub)``,
@@ -41,7 +44,7 @@ from collections import Counter
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-FAULTS = ("429", "500", "slow", "drop", "malformed", "nonnumeric", "401", "400")
+FAULTS = ("429", "500", "slow", "drop", "malformed", "nonnumeric", "401", "400", "quota")
 
 
 @dataclass
@@ -73,6 +76,11 @@ class _Server(ThreadingHTTPServer):
     request_queue_size = 1024
     allow_reuse_address = True
 
+    def handle_error(self, request, client_address) -> None:
+        if isinstance(sys.exc_info()[1], (BrokenPipeError, ConnectionResetError)):
+            return  # the client hung up (a stopped stage cancels its requests in flight)
+        super().handle_error(request, client_address)
+
 
 class FaultServer:
     """The server; use as a context manager or ``start()``/``stop()``.
@@ -87,7 +95,7 @@ class FaultServer:
         self.latency_s = latency_s
         self._counts: Counter[str] = Counter()
         self.auth_headers: set[str] = set()
-        self.log: list[dict] = []  # {"path", "text", "fault", "body"} per request
+        self.log: list[dict] = []  # {"path", "query", "text", "fault", "body"} per request
         self._lock = threading.Lock()
         self._httpd = _Server(("127.0.0.1", port), _make_handler(self))
         self.port = self._httpd.server_address[1]
@@ -119,7 +127,7 @@ class FaultServer:
         with self._lock:
             return sum(self._counts.values())
 
-    def _register(self, path: str, text: str, body: dict) -> Rule | None:
+    def _register(self, path: str, text: str, body: dict, query: str = "") -> Rule | None:
         with self._lock:
             self._counts[text] += 1
             n = self._counts[text]
@@ -129,7 +137,7 @@ class FaultServer:
                         and (r.times is None or n <= r.times):
                     chosen = r
                     break
-            self.log.append({"path": path, "text": text, "body": body,
+            self.log.append({"path": path, "query": query, "text": text, "body": body,
                              "fault": chosen.fault if chosen else None})
             return chosen
 
@@ -250,12 +258,13 @@ def _make_handler(server: FaultServer):
             except ValueError:
                 self._error(400, "request body is not JSON")
                 return
-            path = self.path.rstrip("/")
+            path, _, query = self.path.partition("?")
+            path = path.rstrip("/")
             if not (path.endswith("/chat/completions") or path.endswith("/completions")):
                 self._error(404, f"no route {self.path}")
                 return
             text = _request_text(path, body)
-            rule = server._register(path, text, body)
+            rule = server._register(path, text, body, query)
             if server.latency_s:
                 time.sleep(server.latency_s)
             fault = rule.fault if rule else None
@@ -271,6 +280,12 @@ def _make_handler(server: FaultServer):
                 self._error(500, "internal error (fault injected)")
             elif fault in ("401", "400"):
                 self._error(int(fault), rule.message)
+            elif fault == "quota":  # OpenAI's answer when the account's credit is used up
+                body = {"error": {"message": "You exceeded your current quota, please check "
+                                             "your plan and billing details.",
+                                  "type": "insufficient_quota", "param": None,
+                                  "code": "insufficient_quota"}}
+                self._send(429, json.dumps(body).encode())
             elif fault == "malformed":
                 self._send(200, b'{"id": "x", "choices": [{"index": 0, "mess')
             else:

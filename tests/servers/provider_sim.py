@@ -303,7 +303,7 @@ async def _serve_connection(sim: Simulator, reader: asyncio.StreamReader,
             parts = line.decode("latin-1").split()
             if len(parts) < 2:
                 return
-            method, path = parts[0], parts[1]
+            method, path = parts[0], parts[1].partition("?")[0]  # a query is not the route
             length = 0
             while True:
                 h = await reader.readline()

@@ -67,8 +67,13 @@ def third_party_imports(files) -> set[str]:
     return found
 
 
-LLM_FILES = [*(REPO / "cje" / "llm").rglob("*.py"), *(REPO / "cje" / n for n in ("errors.py", "atomic.py", "paths.py"))]
-ANALYSIS_FILES = [p for p in (REPO / "cje").rglob("*.py") if "llm" not in p.relative_to(REPO / "cje").parts]
+# the files of the code-hash groups (rules/common.smk, CODE_GROUPS): the LLM stages and the commands that run them
+LLM_COMMANDS = ("cli/__init__.py", "cli/llm.py", "cli/local.py")
+LLM_FILES = [*(REPO / "cje" / "llm").rglob("*.py"),
+             *(REPO / "cje" / n for n in ("__init__.py", "errors.py", "atomic.py", "names.py", *LLM_COMMANDS))]
+ANALYSIS_FILES = [p for p in (REPO / "cje").rglob("*.py")
+                  if "llm" not in p.relative_to(REPO / "cje").parts
+                  and p.relative_to(REPO / "cje").as_posix() not in LLM_COMMANDS[1:]]
 GROUP_FILES = {"analysis.yaml": ANALYSIS_FILES, "llm.yaml": LLM_FILES, "llm-local.yaml": LLM_FILES}
 
 

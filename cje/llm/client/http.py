@@ -10,16 +10,23 @@ provider:
 - a concurrency limit (``asyncio.Semaphore``) and request/token rate limits
   (``cje.llm.client.ratelimit``; shared across processes with a state folder);
 - the retry policy (``cje.llm.client.retry``): capped ``Retry-After``, a waiting budget for
-  429, timeouts counted separately, fail-fast on 401/403/404 (``FatalAPIError``
-  stops the stage), no retry on 400/413/422 (the row is an error; but when the first
-  ``REFUSALS_BEFORE_STOP`` calls are all refused, the next call raises
-  ``FatalAPIError``: a config problem, not a bad row);
+  429, timeouts counted separately, fail-fast on 401/403/404 and on a used-up quota
+  (429 ``insufficient_quota``) (``FatalAPIError`` stops the stage), no retry on
+  400/413/422 (the row is an error; but when the first ``REFUSALS_BEFORE_STOP`` calls
+  are all refused, the next call raises ``FatalAPIError``: a config problem, not a bad
+  row);
 - the JSON-lines call log (one line per attempt, with what the attempt cost and
   how long the client waited after it), scrubbed of every fragment of the key
   (``cje.llm.scrub``), and token/cost accounting per (stage, model).
 
 The endpoint is opened lazily, at the first call that is not cached: a rerun whose
-answers are all cached starts no local server and needs no API key.
+answers are all cached starts no local server and needs no API key. A key that is set
+but malformed (a trailing newline, a space, a curly quote) is a ``ConfigError`` when the
+client is built, before any request. A query string in ``base_url`` (Azure's
+``?api-version=...``) is split off and sent with every request (``default_query``);
+credentials in it are refused by the config (``cje.llm.config.check_base_url``). The
+HTTP stack's log lines lose URL credentials, query values and the key
+(``cje.llm.scrub.scrub_http_logs``).
 
 Typical use inside a stage::
 
@@ -60,8 +67,10 @@ from cje.llm.client.retry import (
     RateLimitedError,
     RetryState,
     classify_status,
+    fatal_hint,
 )
-from cje.llm.config import ProviderConfig
+from cje.llm.config import ProviderConfig, split_base_url
+from cje.llm.scrub import scrub_http_logs
 
 REFUSALS_BEFORE_STOP = 5  # 4xx on the first N calls of a client, no success: stop the stage
 _RESPONSE_TYPES = {"chat": ChatCompletion, "completions": Completion}
@@ -178,6 +187,16 @@ def _provider_message(exc: openai.APIStatusError) -> str:
     return str(exc.message)
 
 
+def _error_code(exc: openai.APIStatusError) -> str | None:
+    """The provider's error code (``error.code``, else ``error.type``) of an error answer."""
+    body = exc.body
+    if not isinstance(body, dict):
+        return None
+    err = body.get("error") if isinstance(body.get("error"), dict) else body
+    code = err.get("code") or err.get("type")
+    return str(code) if code is not None else None
+
+
 def _retry_after(exc: Exception) -> float | None:
     resp = getattr(exc, "response", None)
     headers = getattr(resp, "headers", None)
@@ -291,6 +310,7 @@ class LLMClient:
         self.fatal: CJEError | None = None
         self.n_ok = 0
         self.n_refused_in_a_row = 0  # 4xx answers (not retried) since the last success
+        provider.check_api_key_if_set()  # a malformed key: ConfigError before any request
 
     async def __aenter__(self) -> "LLMClient":
         return self
@@ -305,7 +325,14 @@ class LLMClient:
                 key = self.provider.api_key()  # ConfigError naming the variable when unset
                 self.call_log.scrubber.add(key)
                 url = self._base_url or await asyncio.to_thread(self._opener)
-                self._client = openai.AsyncOpenAI(base_url=url, api_key=key, max_retries=0,
+                base, query = split_base_url(url)  # ?api-version=...: sent with every request
+                secrets = [value for name, value in query.items()  # a query value may be a key
+                           if len(value) >= 8 and name.lower() not in ("api-version", "api_version")]
+                for secret in secrets:
+                    self.call_log.scrubber.add(secret)
+                scrub_http_logs(key if key != "not-needed" else None, *secrets)
+                self._client = openai.AsyncOpenAI(base_url=base, api_key=key, max_retries=0,
+                                                  default_query=query or None,
                                                   timeout=self.provider.timeout_s)
         return self._client
 
@@ -493,8 +520,10 @@ class LLMClient:
                     if max_parse_retries is not None and parse_failures > max_parse_retries:
                         kind = REFUSED  # asked often enough: the row is an error
                 except openai.APIStatusError as exc:
-                    http = exc.status_code
-                    kind, error = classify_status(http), f"HTTP {http}: {_provider_message(exc)}"
+                    http, code = exc.status_code, _error_code(exc)
+                    kind, error = classify_status(http, code), f"HTTP {http}: {_provider_message(exc)}"
+                    if kind == FATAL and fatal_hint(http, code):  # e.g. a used-up quota
+                        error += f" ({code}: {fatal_hint(http, code)})"
                     retry_after = _retry_after(exc)
                 except openai.APITimeoutError:
                     kind, error = TIMEOUT, f"timeout after {p.timeout_s} s"

@@ -9,7 +9,7 @@ decides, per logical call, whether to try again and how long to wait first:
 | ``timeout`` | no answer within ``timeout_s`` | ``max_timeouts`` per call (default 2): a provider may bill each one | backoff |
 | ``transient`` | 408, 409, 425, 5xx, dropped connection, malformed JSON, an answer the stage's parser rejects | ``max_retries`` per call (default 6) | backoff, at least a capped ``Retry-After`` |
 | ``refused`` | 400, 413, 422 and other 4xx | not retried: the row is an error | - |
-| ``fatal`` | 401, 403, 404 | the stage stops | - |
+| ``fatal`` | 401, 403, 404; a 429 whose error code is ``insufficient_quota`` (OpenAI: the account's quota or credit is used up, which waiting never clears) | the stage stops at once | - |
 
 Backoff: full jitter, ``uniform(0, min(retry_backoff_max_s, retry_backoff_s * 2**k))``
 for the k-th retry of the call (Brooker, "Exponential Backoff And Jitter", AWS
@@ -28,6 +28,12 @@ from cje.errors import CJEError
 
 RETRYABLE_STATUS = {408, 409, 425}  # plus 429 (rate_limited) and every status >= 500
 FATAL_STATUS = {401, 403, 404}      # stop the whole stage at once
+# Error codes (the ``error.code`` or ``error.type`` of the answer's JSON) that make a 429
+# fatal, and what to do: the quota is used up and does not refill by waiting.
+FATAL_429_CODES = {
+    "insufficient_quota": "the account's quota or credit is used up, which waiting does not "
+                          "clear; add credit or raise the limit, then rerun",
+}
 RATE_LIMITED, TIMEOUT, TRANSIENT, REFUSED, FATAL = (
     "rate_limited", "timeout", "transient", "refused", "fatal")
 
@@ -56,27 +62,53 @@ class RateLimitedError(CJEError):
             f"lower providers.{provider}.requests_per_minute / tokens_per_minute")
 
 
-def classify_status(http: int) -> str:
+def classify_status(http: int, code: str | None = None) -> str:
     """Kind of an HTTP error status (table in the module docstring).
 
     Parameters
     ----------
     http : int
         The HTTP status.
+    code : str or None, default=None
+        The provider's error code (``error.code``, else ``error.type``, of the answer's JSON).
 
     Returns
     -------
     str
-        ``rate_limited`` (429), ``fatal`` (401, 403, 404), ``transient`` (408, 409, 425, >= 500)
-        or ``refused`` (any other).
+        ``rate_limited`` (429), ``fatal`` (401, 403, 404, and a 429 whose code is in
+        ``FATAL_429_CODES``: a used-up quota), ``transient`` (408, 409, 425, >= 500) or
+        ``refused`` (any other).
+
+    Examples
+    --------
+    >>> classify_status(429), classify_status(429, "insufficient_quota")
+    ('rate_limited', 'fatal')
     """
     if http == 429:
-        return RATE_LIMITED
+        return FATAL if code in FATAL_429_CODES else RATE_LIMITED
     if http in FATAL_STATUS:
         return FATAL
     if http in RETRYABLE_STATUS or http >= 500:
         return TRANSIENT
     return REFUSED
+
+
+def fatal_hint(http: int, code: str | None) -> str | None:
+    """What to do about a fatal error answer that has a known error code (None: no hint).
+
+    Parameters
+    ----------
+    http : int
+        The HTTP status.
+    code : str or None
+        The provider's error code.
+
+    Returns
+    -------
+    str or None
+        E.g. for a 429 ``insufficient_quota``: add credit or raise the limit, then rerun.
+    """
+    return FATAL_429_CODES.get(code) if http == 429 and code else None
 
 
 @dataclass

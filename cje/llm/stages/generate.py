@@ -18,7 +18,9 @@ draw_idx]``: independent draws of one prompt, and of two policies with identical
 settings (a ``clone``), stay distinct samples. A rerun asks the cache first and
 sends only unanswered requests. The output is published atomically at the end,
 sorted by (prompt_id, draw_idx). Failed calls are rows with ``status: "error"``,
-``response: null`` and the error text.
+``response: null`` and the error text; when more than ``execution.max_failed_share``
+of the rows failed (default 0.5: also when all did), the stage raises
+``StageFailedError`` instead of writing the output (``cje.llm.stages.io.check_failed_rows``).
 """
 
 from __future__ import annotations
@@ -29,8 +31,19 @@ from pathlib import Path
 
 from cje.llm import templates
 from cje.llm.client.http import LLMClient, run_with_client
-from cje.llm.config import PolicyConfig, ProviderConfig, policy_config, provider_config
-from cje.llm.stages.io import read_jsonl, run_items, write_jsonl_atomic
+from cje.llm.config import (
+    PolicyConfig,
+    ProviderConfig,
+    max_failed_share,
+    policy_config,
+    provider_config,
+)
+from cje.llm.stages.io import (
+    check_failed_rows,
+    read_jsonl,
+    run_items,
+    write_jsonl_atomic,
+)
 from cje.llm.stages.prompts import select_shard
 
 log = logging.getLogger(__name__)
@@ -192,14 +205,17 @@ def generate_responses(cfg: dict, policy: str, prompts: str, output: str,
     Raises
     ------
     ConfigError
-        A bad policy or provider config, or a bad shard.
+        A bad policy or provider config (also a malformed API key), or a bad shard.
     ValueError
         ``draws_per_prompt`` < 1.
     InputError
         A bad prompts file.
+    StageFailedError
+        More than ``execution.max_failed_share`` of the rows failed (nothing written).
     """
     pol = policy_config(cfg, policy)
     prov = provider_config(cfg, pol.provider)
+    max_share = max_failed_share(cfg)
     if draws_per_prompt < 1:
         raise ValueError("draws_per_prompt must be >= 1")
     rows = read_jsonl(prompts, required=("prompt_id", "prompt"))
@@ -216,6 +232,7 @@ def generate_responses(cfg: dict, policy: str, prompts: str, output: str,
                                   request_cache=request_cache, retry_errors=retry_errors,
                                   rate_limit_dir=rate_limit_dir)
     out.sort(key=lambda r: (r["prompt_id"], r["draw_idx"]))
+    check_failed_rows(f"generate:{policy}", out, max_share, api_log)
     write_jsonl_atomic(output, out)
     counts["written"] = len(out)
     counts["errors_in_output"] = sum(r["status"] != "ok" for r in out)

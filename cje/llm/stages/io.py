@@ -1,5 +1,10 @@
 """Files of the API stages: reading inputs, publishing outputs, running the items of a stage.
 
+A stage fails loudly (:func:`check_failed_rows`): when more than
+``execution.max_failed_share`` (default 0.5) of the rows it asked about failed, it raises
+:class:`StageFailedError` (one line: the stage, the count, the first error) instead of
+publishing them, and ``cje`` exits with code 2.
+
 Resume does not live here: every answer is kept in the per-request cache
 (``cje.llm.client.cache``) the moment it arrives, so a rerun of a stage asks the
 cache first and sends only what was never answered. A stage recomputes its rows
@@ -18,10 +23,78 @@ from pathlib import Path
 from typing import Awaitable, Callable, Iterable, Sequence
 
 from cje.atomic import atomic_writer
-from cje.errors import InputError
+from cje.errors import CJEError, InputError
 from cje.llm.stages.progress import Progress
 
 log = logging.getLogger(__name__)
+
+
+class StageFailedError(CJEError):
+    """Too many rows of a stage failed: the stage stops without writing its output.
+
+    Parameters
+    ----------
+    stage : str
+        The stage (``generate:base``, ``judge:base``, ``logprobs:short``).
+    n_failed : int
+        Rows that failed.
+    n_rows : int
+        Rows the stage asked about.
+    first_error : str
+        The first failed row's error (by row order), on one line.
+    max_share : float
+        The share allowed (``execution.max_failed_share``).
+    call_log : str or None, default=None
+        The call log's path, named in the message.
+    """
+
+    def __init__(self, stage: str, n_failed: int, n_rows: int, first_error: str,
+                 max_share: float, call_log: str | None = None):
+        self.stage, self.n_failed, self.n_rows = stage, n_failed, n_rows
+        how = (f"all {n_rows} rows failed" if n_failed == n_rows else
+               f"{n_failed} of {n_rows} rows failed, more than execution.max_failed_share = "
+               f"{max_share:g} allows")
+        log = f"the call log {call_log}" if call_log else "the call log"
+        super().__init__(f"stage {stage}: {how}; first error: {first_error} (output not "
+                         f"written; answers received are kept in the request cache, every "
+                         f"error is in {log})")
+
+
+def check_failed_rows(stage: str, rows: Sequence[dict], max_share: float,
+                      call_log: str | os.PathLike | None = None) -> None:
+    """Raise :class:`StageFailedError` when more than ``max_share`` of ``rows`` failed.
+
+    A row failed when its ``status`` is not ``"ok"``. Pass only the rows the stage asked
+    a provider about (not rows skipped because an earlier stage failed them, nor rows
+    outside the oracle subset). The first error is the first failed row's ``error`` in
+    the given order, prefixed with its ``prompt_id``, on one line (at most 300 characters).
+
+    Parameters
+    ----------
+    stage : str
+        The stage's name (as in the call log).
+    rows : sequence of dict
+        The stage's rows.
+    max_share : float
+        In [0, 1]: the share of failed rows allowed (0: none; 1: the check is off, even
+        a stage whose every row failed writes its output).
+    call_log : str, PathLike or None, default=None
+        The stage's call log, named in the message.
+
+    Raises
+    ------
+    StageFailedError
+        More than ``max_share`` of the rows failed (with ``max_share`` < 1: also when all did).
+    """
+    failed = [r for r in rows if r.get("status") != "ok"]
+    if len(failed) <= max_share * len(rows):
+        return
+    first = failed[0]
+    text = " ".join(str(first.get("error") or f"status {first.get('status')!r}").split())
+    if len(text) > 300:
+        text = text[:297] + "..."
+    raise StageFailedError(stage, len(failed), len(rows), f"[{first.get('prompt_id')}] {text}",
+                           max_share, str(call_log) if call_log else None)
 
 
 def record_key(record: dict, key_fields: Sequence[str]) -> tuple:

@@ -41,8 +41,18 @@ import numpy as np
 from cje.errors import ConfigError, InputError
 from cje.llm import templates
 from cje.llm.client.http import LLMClient, MalformedResponse, chat_text, run_with_client
-from cje.llm.config import ScorerConfig, provider_config, scorer_config
-from cje.llm.stages.io import read_jsonl, run_items, write_jsonl_atomic
+from cje.llm.config import (
+    ScorerConfig,
+    max_failed_share,
+    provider_config,
+    scorer_config,
+)
+from cje.llm.stages.io import (
+    check_failed_rows,
+    read_jsonl,
+    run_items,
+    write_jsonl_atomic,
+)
 from cje.llm.stages.prompts import select_shard
 
 log = logging.getLogger(__name__)
@@ -343,9 +353,14 @@ def score_responses(cfg: dict, role: str, input: str, output: str,
         or a coverage outside [0, 1].
     InputError
         A bad input row (a scored row without its prompt).
+    StageFailedError
+        More than ``execution.max_failed_share`` of the rows the scorer was asked about
+        failed (nothing written; rows whose response was unavailable and unselected oracle
+        rows do not count).
     """
     sc = scorer_config(cfg, role)
     prov = provider_config(cfg, sc.provider)
+    max_share = max_failed_share(cfg)
     variants, rubric_hash = load_rubric(sc.rubric_file)
     if sc.method in ("structured", "parse") and not all("100" in v for v in variants):
         raise ConfigError(f"method '{sc.method}' asks for a 0-100 score but rubric "
@@ -409,9 +424,12 @@ def score_responses(cfg: dict, role: str, input: str, output: str,
 
     counts = {"total": 0, "ok": 0, "error": 0}
     if to_call:
-        scored, counts = run_with_client(prov, f"{role}:{Path(input).stem}", api_log, body,
+        stage = f"{role}:{Path(input).stem}"
+        scored, counts = run_with_client(prov, stage, api_log, body,
                                          debug=debug, request_cache=request_cache,
                                          retry_errors=retry_errors, rate_limit_dir=rate_limit_dir)
+        check_failed_rows(stage, sorted(scored, key=lambda r: (r["prompt_id"], r["draw_idx"])),
+                          max_share, api_log)
         final.extend(scored)
     out = sorted(final, key=lambda r: (r["prompt_id"], r["draw_idx"]))
     write_jsonl_atomic(output, out)

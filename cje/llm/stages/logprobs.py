@@ -10,8 +10,8 @@ from pathlib import Path
 
 from cje.errors import ConfigError
 from cje.llm.client.http import LLMClient, run_with_client
-from cje.llm.config import load_config, policy_config, provider_config
-from cje.llm.stages.io import publish_jsonl, read_jsonl
+from cje.llm.config import load_config, max_failed_share, policy_config, provider_config
+from cje.llm.stages.io import check_failed_rows, publish_jsonl, read_jsonl
 from cje.llm.stages.progress import Progress
 from cje.llm.stages.prompts import select_shard
 from cje.llm.stages.teacher_forcing import Score, refusal_reason, score_response
@@ -97,6 +97,8 @@ def run_logprobs(config_path: str, responses_path: str, policies: list[str], out
     Writes ``output_dir/{policy}.jsonl`` atomically (sorted by prompt_id, draw_idx). Rows
     whose base response is not available, or whose policy is refused
     (:func:`cje.llm.stages.teacher_forcing.refusal_reason`), are error rows without a call.
+    When more than ``execution.max_failed_share`` of the rows of a policy that were scored
+    failed, no file is written (:func:`cje.llm.stages.io.check_failed_rows`).
 
     Parameters
     ----------
@@ -125,13 +127,17 @@ def run_logprobs(config_path: str, responses_path: str, policies: list[str], out
     Raises
     ------
     ConfigError
-        A bad shard, config, policy or provider.
+        A bad shard, config, policy or provider (also a malformed API key).
     InputError
         A bad responses file.
+    StageFailedError
+        More than ``execution.max_failed_share`` of the scored rows of a policy failed
+        (nothing written).
     """
     if not 0 <= shard < num_shards:
         raise ConfigError(f"--shard {shard} is not in [0, {num_shards})", key="--shard")
     cfg = load_config(config_path)
+    max_share = max_failed_share(cfg)
     pols = [policy_config(cfg, name) for name in policies]  # names checked: they become files
     rows = read_jsonl(responses_path, required=("prompt_id", "prompt", "response"))
     mine = select_shard([r["prompt_id"] for r in rows], shard, num_shards)
@@ -141,6 +147,7 @@ def run_logprobs(config_path: str, responses_path: str, policies: list[str], out
     max_tokens_of = {name: int(spec.get("max_tokens", 256)) for name, spec in (cfg.get("policies") or {}).items()
                      if isinstance(spec, dict)}
     summary: dict[str, dict] = {}
+    scored_plans = []  # (policy, final rows, rows asked about) of every provider
     by_provider: dict[str, list] = {}
     for pol in pols:
         by_provider.setdefault(pol.provider, []).append(pol)
@@ -171,18 +178,23 @@ def run_logprobs(config_path: str, responses_path: str, policies: list[str], out
             # starts/stops the local server at the first uncached call, call log + stage_summary
             run_with_client(provider, "logprobs:" + ",".join(p.name for p in provider_pols), api_log,
                             body, request_cache=request_cache, rate_limit_dir=rate_limit_dir)
-        for pol, final, todo in plans:
-            out_rows = list(final.values())
-            publish_jsonl(out_dir / f"{pol.name}.jsonl", out_rows, KEY_FIELDS)
-            counts = {"ok": 0, "error": 0, "offsets": 0, "two_call": 0, "scored": len(todo)}
-            for row in out_rows:
-                counts["ok" if row["status"] == "ok" else "error"] += 1
-                if row["status"] == "ok":
-                    counts[row["method"]] += 1
-            summary[pol.name] = counts
-            log.info("logprobs %s: %d ok (%d offsets, %d two_call), %d error, %d scored (cached or sent)",
-                     pol.name, counts["ok"], counts["offsets"], counts["two_call"], counts["error"], len(todo))
-            errors = sorted({str(r["error"]).split(";")[0] for r in out_rows if r["status"] != "ok"})
-            for e in errors[:5]:
-                log.warning("logprobs %s error kind: %s", pol.name, e)
+        scored_plans += plans
+    for pol, final, todo in scored_plans:  # before anything is written: fail loudly
+        asked = sorted((final[(r["prompt_id"], r.get("draw_idx", 0))] for r in todo),
+                       key=lambda row: (row["prompt_id"], row["draw_idx"]))
+        check_failed_rows(f"logprobs:{pol.name}", asked, max_share, api_log)
+    for pol, final, todo in scored_plans:
+        out_rows = list(final.values())
+        publish_jsonl(out_dir / f"{pol.name}.jsonl", out_rows, KEY_FIELDS)
+        counts = {"ok": 0, "error": 0, "offsets": 0, "two_call": 0, "scored": len(todo)}
+        for row in out_rows:
+            counts["ok" if row["status"] == "ok" else "error"] += 1
+            if row["status"] == "ok":
+                counts[row["method"]] += 1
+        summary[pol.name] = counts
+        log.info("logprobs %s: %d ok (%d offsets, %d two_call), %d error, %d scored (cached or sent)",
+                 pol.name, counts["ok"], counts["offsets"], counts["two_call"], counts["error"], len(todo))
+        errors = sorted({str(r["error"]).split(";")[0] for r in out_rows if r["status"] != "ok"})
+        for e in errors[:5]:
+            log.warning("logprobs %s error kind: %s", pol.name, e)
     return summary
