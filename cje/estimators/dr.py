@@ -415,6 +415,37 @@ def _tr_cpo_all_labelled(inp: DRInputs, model: OutcomeModel, base: DRResult) -> 
                     ["fresh_draws", "transport_or_overlap"], base.residual, {}, label_term=(delta, phi_label, None))
 
 
+def _logged_rewards_from_calibrator(inp: DRInputs, result: DRResult) -> tuple[DRResult, np.ndarray]:
+    """At 100% oracle coverage, move the component's logged correction from R = Y to R = f(S).
+
+    With probe labels the transport bias is estimated from the probes; the logged correction
+    mean W (Y - g) at 100% coverage estimates it a second time through the weights (counted
+    twice when the weights see the failure, and carrying the heavy-weight noise the influence
+    function understates: dr-cpo and tr-cpo covered 0.90 with SE / Monte-Carlo sd 0.74 on a
+    judge-blind defect the base writes in 5% of responses). Subtracting
+    c = mean W (Y - f^(oof)(S)) turns mean W (Y - g) into mean W (f - g), as below 100%
+    coverage, where the rewards of every logged row are f(S). Influence W (Y - f - c); the
+    calibrator now enters, so the jackknife is psi - c^(-k) with f^(-k).
+
+    Returns
+    -------
+    result : DRResult
+        The component with psi - c and its influence.
+    jackknife : ndarray of shape (K,)
+        psi - c^(-k).
+    """
+    W, Y = inp.W, inp.Y
+    c = float(np.mean(W * (Y - inp.f_oof)))
+    phi_c = W * (Y - inp.f_oof - c)
+    c_fold = np.mean(W * (Y - inp.f_fold), axis=1)
+    base_jack = np.full(inp.ctx.n_folds, result.estimate) if result.jackknife is None else result.jackknife
+    details = {**result.details, "logged_label_correction_replaced": c}
+    moved = DRResult(result.estimate - c, result.influence - phi_c, None, details, result.rests_on,
+                     result.residual, result.notes, label_term=result.label_term,
+                     label_influence=result.label_influence, df_parts=result.df_parts)
+    return moved, base_jack - c_fold
+
+
 def with_probes(inp: DRInputs, result: DRResult) -> DRResult:
     """Apply the target's probe labels (if any) to one component.
 
@@ -442,6 +473,9 @@ def with_probes(inp: DRInputs, result: DRResult) -> DRResult:
     K = inp.ctx.n_folds
     jack = result.jackknife
     df_probe = (phi_p, max(n_probe - 1, 1))
+    if inp.ctx.rewards_are_labels:
+        result, jack = _logged_rewards_from_calibrator(inp, result)
+        details.update(result.details)
     if result.label_term is None:
         psi, phi = result.estimate + delta_p, result.influence + phi_p
         jack = np.full(K, result.estimate) + jack_p if jack is None else jack + jack_p

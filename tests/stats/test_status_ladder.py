@@ -113,3 +113,24 @@ def test_missing_support_is_what_the_weights_cannot_hide(grid):
             assert float((g["status"] == "CRITICAL").mean()) >= 0.95, estimator
         elif estimator != "naive":
             assert float((g["status"] == "GOOD").mean()) <= 0.05, estimator
+
+
+@pytest.mark.parametrize("name", ("judge-blind-rare+probes", "gaming+probes", "gaming-unseen+probes",
+                                  "judge-blind-unseen+probes"))
+def test_probe_corrected_estimates_of_a_broken_target_are_honest_at_every_coverage(grid, name):
+    """direct and the DR family carry the probe correction on a broken target: per oracle coverage,
+    CI coverage within 3 binomial SE of 0.95 and mean SE / Monte-Carlo sd >= 0.85 (the sd of an
+    sd over 200 replicates is 5%). At 100% coverage the DR family once added the probe correction
+    to its logged label correction mean W (Y - g): the transport bias estimated twice, with the
+    heavy-weight noise the influence function understates (judge-blind-rare: coverage 0.885-0.90,
+    SE / MC sd 0.69-0.74)."""
+    spec = STANDARD_GRIDS[name]
+    corrected = [e for e in CALIBRATED if e not in ("raw-ips", "calibrated-ips")]
+    f = grid(name).filter(pl.col("policy").is_in(list(BROKEN_TARGETS[spec.scenario]))
+                          & pl.col("estimator").is_in(corrected))
+    for (estimator, cov), g in f.group_by(["estimator", "oracle_coverage"]):
+        coverage = 1 - float(g["miss"].mean())
+        lo, hi = binomial_band(0.95, g.height)
+        assert lo <= coverage <= max(hi, 0.99), f"{name} {estimator} at {cov}: coverage {coverage:.3f}"
+        ratio = float(g["se"].mean()) / float(g["err"].std())
+        assert ratio >= 0.85, f"{name} {estimator} at {cov}: mean SE / Monte-Carlo sd {ratio:.2f}"
