@@ -45,14 +45,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["STATUS_ORDER", "ESS_GOOD", "ESS_WARN", "HILL_WARN", "HILL_CRIT", "OVERLAP_GOOD", "OVERLAP_CRIT",
+from cje.stats.diagnostics import ESS_GOOD, ESS_WARN, HILL_CRIT, HILL_WARN
+
+__all__ = ["STATUS_ORDER", "OVERLAP_GOOD", "OVERLAP_CRIT",
            "ASSUMPTIONS", "FIXES", "assumption_ledger", "overlap_evidence", "Status", "policy_status"]
 
 STATUS_ORDER = {"GOOD": 0, "WARNING": 1, "CRITICAL": 2}
-
-ESS_GOOD, ESS_WARN = 0.30, 0.10
-
-HILL_WARN, HILL_CRIT = 2.0, 1.0
 
 OVERLAP_GOOD, OVERLAP_CRIT = 0.85, 0.50
 

@@ -2,9 +2,10 @@
 
 * naive:  psi = mean_i mean_j S'_ij, the mean judge score of the target's fresh
   draws (what users report today; its CI ignores calibration error).
-* direct: psi = mean_i mean_j f(S'_ij) + delta, with the residual correction
-  delta = mean over probe-labelled fresh draws of (Y - f^(oof)(S')) when the
-  target has probe labels (``--probe-coverage``), else 0.
+* direct: psi = mean_i mean_j f(S'_ij) + delta, with the transport correction
+  delta of :mod:`cje.estimators.probes` (the probe residual, pooled with the weighted
+  labels' residual when the weights' overlap PASSes) when the target has probe labels
+  (``--probe-coverage``), else 0.
 
 Both average per prompt first (all draws of a prompt form one cluster). The
 direct method applies the fitted calibrator f to the fresh draws at every oracle
@@ -24,6 +25,7 @@ import numpy as np
 from cje.errors import InputError
 from cje.estimators.base import Estimator, PolicyEstimate, register
 from cje.estimators.context import AnalysisContext, FreshView
+from cje.estimators.probes import transport_correction
 
 __all__ = ["NaiveEstimator", "DirectEstimator", "fresh_rows"]
 
@@ -75,47 +77,6 @@ def fresh_rows(ctx: AnalysisContext, policy: str) -> tuple[FreshView, np.ndarray
     return view, np.flatnonzero(scored & view.has_fresh), dropped
 
 
-def residual_correction(ctx: AnalysisContext, view: FreshView, rows: np.ndarray):
-    """Probe-label residual correction of the direct method.
-
-    delta = mean over the probe-labelled draws of (Y - f^(oof)(S')), over the draws of ``rows``;
-    its per-row influence contribution is the row's sum of (Y - f^(oof)(S') - delta), times
-    n_rows / m (m probe labels), and its jackknife delta^(-k) = mean (Y - f^(-k)(S')).
-
-    Parameters
-    ----------
-    ctx : AnalysisContext
-        The shared analysis context.
-    view : FreshView
-        The target's fresh draws.
-    rows : ndarray of int
-        The logged rows the estimate uses.
-
-    Returns
-    -------
-    delta : float
-        The correction (0 when the policy has no probe labels among ``rows``).
-    influence : ndarray
-        Per-row influence contribution over ``rows`` (zeros without probe labels).
-    jackknife : ndarray of shape (K,)
-        The delta^(-k) per fold (zeros without probe labels).
-    n_probe : int
-        Number m of probe labels used.
-    """
-    in_rows = np.zeros(ctx.data.n, bool)
-    in_rows[rows] = True
-    probe = view.probe & in_rows[view.row]
-    m = int(probe.sum())
-    if m == 0:
-        return 0.0, np.zeros(rows.size), np.zeros(ctx.n_folds), 0
-    resid = view.oracle[probe] - view.R_oof[probe]
-    delta = float(resid.mean())
-    per_row = np.bincount(view.row[probe], weights=resid - delta, minlength=ctx.data.n)[rows]
-    phi = per_row * rows.size / m
-    jack = np.array([np.mean(view.oracle[probe] - view.R_fold[k, probe]) for k in range(ctx.n_folds)])
-    return delta, phi, jack, m
-
-
 @register
 class NaiveEstimator(Estimator):
     """Mean judge score of the fresh draws (reference only).
@@ -161,7 +122,7 @@ class NaiveEstimator(Estimator):
 class DirectEstimator(Estimator):
     """Calibrated direct method over fresh draws, with the probe-label residual correction.
 
-    psi = mean_i mean_j f(S'_ij) + delta (:func:`residual_correction`); influence
+    psi = mean_i mean_j f(S'_ij) + delta (:func:`cje.estimators.probes.transport_correction`); influence
     phi_i = (gbar_i - mean gbar) + the correction's contribution, gbar_i = mean_j f(S'_ij);
     OUA jackknife psi^(-k) = mean_i mean_j f^(-k)(S'_ij) + delta^(-k), always computed.
     """
@@ -193,15 +154,16 @@ class DirectEstimator(Estimator):
         view, rows, dropped = fresh_rows(ctx, policy)
         g = view.row_mean(view.R)[rows]
         base = float(g.mean())
-        delta, phi_delta, jack_delta, n_probe = residual_correction(ctx, view, rows)
-        psi = base + delta
-        jack = np.array([view.row_mean(view.R_fold[k])[rows].mean() for k in range(ctx.n_folds)]) + jack_delta
-        rests_on = ["fresh_draws", "random_labels" if n_probe else "transport"]
-        notes = {"random_labels": f"the residual correction on {n_probe} probe labels of the target's fresh "
-                                  "draws removes calibration transport bias"} if n_probe else {}
-        return PolicyEstimate(estimate=psi, influence=(g - base) + phi_delta,
-                              cluster_ids=ctx.data.prompt_ids[rows], jackknife=jack, n_used=int(rows.size),
-                              details={"direct_part": base, "residual_correction": delta,
-                                       "n_probe_labels": n_probe},
-                              rests_on=rests_on, notes=notes, dropped=dropped,
-                              df_parts=[(phi_delta, max(n_probe - 1, 1))] if n_probe else [])
+        jack = np.array([view.row_mean(view.R_fold[k])[rows].mean() for k in range(ctx.n_folds)])
+        corr = transport_correction(ctx, view, rows)
+        if corr is None:
+            return PolicyEstimate(estimate=base, influence=g - base, cluster_ids=ctx.data.prompt_ids[rows],
+                                  jackknife=jack, n_used=int(rows.size),
+                                  details={"direct_part": base, "residual_correction": 0.0, "n_probe_labels": 0},
+                                  rests_on=["fresh_draws", "transport"], dropped=dropped)
+        return PolicyEstimate(estimate=base + corr.delta, influence=(g - base) + corr.influence,
+                              cluster_ids=ctx.data.prompt_ids[rows], jackknife=jack + corr.jackknife,
+                              n_used=int(rows.size),
+                              details={"direct_part": base, "residual_correction": corr.delta, **corr.details},
+                              rests_on=["fresh_draws", "random_labels"], notes={"random_labels": corr.note()},
+                              dropped=dropped, df_parts=corr.df_parts)

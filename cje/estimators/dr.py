@@ -63,7 +63,7 @@ from typing import Callable
 import numpy as np
 
 from cje.estimators.base import Estimator, PolicyEstimate, register
-from cje.estimators.direct import residual_correction
+from cje.estimators.probes import transport_correction
 from cje.estimators.dr_inputs import DRInputs, WeightSource, prepare_dr
 from cje.estimators.outcome import CrossFit, IsotonicOutcomeModel, OutcomeModel
 from cje.stats.inference import weighted_label_residual
@@ -449,10 +449,13 @@ def _logged_rewards_from_calibrator(inp: DRInputs, result: DRResult) -> tuple[DR
 def with_probes(inp: DRInputs, result: DRResult) -> DRResult:
     """Apply the target's probe labels (if any) to one component.
 
-    dr-cpo / mrdr / tmle / oc-dr-cpo: add the residual correction delta_P =
-    mean(Y - f^(oof)(S')) over the probe-labelled fresh draws (its IF and jackknife too);
-    the estimate no longer rests on transport. tr-cpo (``label_term`` set): the probes,
-    which need no weights, replace its label term.
+    dr-cpo / mrdr / tmle / oc-dr-cpo: add the transport correction b^ of
+    :func:`cje.estimators.probes.transport_correction` (the probe residual, pooled with the
+    weighted labels' residual when the weights' overlap PASSes; its IF and jackknife too); the
+    estimate no longer rests on transport. tr-cpo (``label_term`` set): b^ replaces its label
+    term (which is b^'s weighted-label part when the weights cover the target). At 100% oracle
+    coverage the logged correction first moves from R = Y to R = f(S)
+    (:func:`_logged_rewards_from_calibrator`).
 
     Parameters
     ----------
@@ -466,28 +469,26 @@ def with_probes(inp: DRInputs, result: DRResult) -> DRResult:
     DRResult
         ``result`` itself when the policy has no probe labels among the used rows.
     """
-    delta_p, phi_p, jack_p, n_probe = residual_correction(inp.ctx, inp.view, inp.rows)
-    if not n_probe:
+    corr = transport_correction(inp.ctx, inp.view, inp.rows)
+    if corr is None:
         return result
-    details = {**result.details, "residual_correction": delta_p, "n_probe_labels": n_probe}
+    delta_p, phi_p, jack_p, n_probe = corr.delta, corr.influence, corr.jackknife, corr.n_probe
+    details = {**result.details, "residual_correction": delta_p, **corr.details}
     K = inp.ctx.n_folds
     jack = result.jackknife
-    df_probe = (phi_p, max(n_probe - 1, 1))
     if inp.ctx.rewards_are_labels:
         result, jack = _logged_rewards_from_calibrator(inp, result)
-        details.update(result.details)
+        details = {**result.details, **details}
     if result.label_term is None:
         psi, phi = result.estimate + delta_p, result.influence + phi_p
         jack = np.full(K, result.estimate) + jack_p if jack is None else jack + jack_p
         rests_on = [a for a in result.rests_on if a != "transport"] + ["random_labels"]
-        notes = {"random_labels": f"the residual correction on {n_probe} probe labels of the target's fresh "
-                                  "draws removes calibration transport (surrogacy) bias"}
+        notes = {"random_labels": corr.note()}
         return DRResult(psi, phi, jack, details, list(dict.fromkeys(rests_on)), result.residual, notes,
-                        df_parts=result.df_parts + [df_probe])
+                        df_parts=result.df_parts + corr.df_parts)
     # tr-cpo (or oc-dr-cpo at 100% coverage): its label term and the probes estimate the same
-    # transport bias. The probes need no weights, so they replace the label term (kept in the
-    # details as a cross-check). An inverse-variance blend of the two, with the weights and the
-    # agreement pre-test chosen on the same data, covered 0.91 in the gaming scenario.
+    # transport bias; b^ pools them with design weights only when the weights' overlap PASSes,
+    # so it replaces the label term (kept in the details as a cross-check).
     delta_l, phi_l, jack_l = result.label_term
     psi = result.estimate - delta_l + delta_p
     phi = result.influence - phi_l + phi_p
@@ -497,10 +498,9 @@ def with_probes(inp: DRInputs, result: DRResult) -> DRResult:
     if "label_effective_n" in details:  # the label term no longer enters: its label count does not matter
         details["replaced_label_effective_n"] = details.pop("label_effective_n")
     rests_on = [a for a in result.rests_on if a not in ("transport_or_overlap", "transport")] + ["random_labels"]
-    notes = {"random_labels": f"the transport bias is estimated from {n_probe} probe labels of the target's fresh "
-                              f"draws ({delta_p:+.4f}); the weighted-label estimate ({delta_l:+.4f}) is a cross-check"}
+    notes = {"random_labels": f"{corr.note()} ({delta_p:+.4f}; the label term alone: {delta_l:+.4f})"}
     return DRResult(psi, phi, jack, details, list(dict.fromkeys(rests_on)), result.residual, notes,
-                    df_parts=[df_probe])
+                    df_parts=corr.df_parts)
 
 
 def finish(inp: DRInputs, result: DRResult) -> PolicyEstimate:

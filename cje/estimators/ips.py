@@ -31,7 +31,7 @@ import numpy as np
 
 from cje.estimators.base import Estimator, PolicyEstimate, register
 from cje.estimators.context import AnalysisContext
-from cje.estimators.direct import residual_correction
+from cje.estimators.probes import transport_correction
 
 __all__ = ["RawIPSEstimator", "CalibratedIPSEstimator", "ips_estimate", "with_probe_correction"]
 
@@ -94,23 +94,21 @@ def with_probe_correction(ctx: AnalysisContext, policy: str, rows: np.ndarray, e
         psi + delta_P, influence + phi_P, jackknife + delta_P^(-k); 'transport' replaced by
         'random_labels' in ``rests_on``; the correction in ``details``.
     """
-    view = ctx.fresh.get(policy)
-    if "transport" not in est.rests_on or view is None or not view.probe.any():
+    if "transport" not in est.rests_on:
         return est
-    delta, phi, jack_delta, n_probe = residual_correction(ctx, view, rows)
-    if not n_probe:
+    corr = transport_correction(ctx, ctx.fresh.get(policy), rows)
+    if corr is None:
         return est
     k = ctx.n_folds
-    jack = (np.full(k, est.estimate) if est.jackknife is None else est.jackknife) + jack_delta
+    jack = (np.full(k, est.estimate) if est.jackknife is None else est.jackknife) + corr.jackknife
     rests_on = list(dict.fromkeys([a for a in est.rests_on if a != "transport"] + ["random_labels"]))
-    notes = {**est.notes, "random_labels": f"the residual correction on {n_probe} probe labels of the target's "
-                                           "fresh draws removes calibration transport bias"}
-    return PolicyEstimate(estimate=est.estimate + delta, influence=est.influence + phi, cluster_ids=est.cluster_ids,
-                          jackknife=jack, n_used=est.n_used, weights=est.weights,
-                          details={**est.details, "uncorrected_estimate": est.estimate, "residual_correction": delta,
-                                   "n_probe_labels": n_probe},
+    notes = {**est.notes, "random_labels": corr.note()}
+    return PolicyEstimate(estimate=est.estimate + corr.delta, influence=est.influence + corr.influence,
+                          cluster_ids=est.cluster_ids, jackknife=jack, n_used=est.n_used, weights=est.weights,
+                          details={**est.details, "uncorrected_estimate": est.estimate,
+                                   "residual_correction": corr.delta, **corr.details},
                           rests_on=rests_on, notes=notes, dropped=est.dropped, weight_rows=est.weight_rows,
-                          df_parts=est.df_parts + [(phi, max(n_probe - 1, 1))])
+                          df_parts=est.df_parts + corr.df_parts)
 
 
 @register

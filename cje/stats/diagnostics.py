@@ -14,7 +14,13 @@ from scipy import special
 
 __all__ = ["ess_fraction", "max_weight", "top_share", "hill_tail_index", "hellinger_affinity",
            "bhattacharyya_overlap", "out_of_range_mass", "weight_diagnostics", "SupportMass", "support_mass",
-           "SUPPORT_LEVEL", "SUPPORT_TOLERANCE"]
+           "SUPPORT_LEVEL", "SUPPORT_TOLERANCE", "ESS_GOOD", "ESS_WARN", "HILL_WARN", "HILL_CRIT",
+           "overlap_is_evidenced"]
+
+# Overlap thresholds of the raw importance weights (statistics.md 7c): PASS needs ESS >= ESS_GOOD
+# and a Hill tail index >= HILL_WARN (with a PASSing support check); FAIL below ESS_WARN or HILL_CRIT.
+ESS_GOOD, ESS_WARN = 0.30, 0.10
+HILL_WARN, HILL_CRIT = 2.0, 1.0
 
 # The support check (statistics.md 7c "Support", :func:`support_mass`): one-sided bounds at a fixed
 # level (not --level), and missing mass is claimed only when the upper bound of the mean ratio is
@@ -301,3 +307,29 @@ def support_mass(log_ratios: np.ndarray, level: float = SUPPORT_LEVEL,
             why = "the bounds straddle the tolerance"
         reason = f"{bounds}: {why}"
     return SupportMass(n, m, lower, upper, hill, alpha_lo, level, tolerance, verdict, reason)
+
+
+def overlap_is_evidenced(weights: np.ndarray, log_ratios: np.ndarray) -> bool:
+    """Positive evidence that importance weights cover the target (the overlap PASS of the ladder).
+
+    Parameters
+    ----------
+    weights : ndarray
+        The raw (Hajek) importance weights of the policy's logged rows.
+    log_ratios : ndarray
+        lp_target - lp_base over the same rows (finite values are used).
+
+    Returns
+    -------
+    bool
+        True when the support check PASSes (:func:`support_mass`), the ESS fraction is
+        >= :data:`ESS_GOOD` and the Hill tail index is >= :data:`HILL_WARN` (or there is no tail).
+    """
+    w = np.asarray(weights, float)
+    lr = np.asarray(log_ratios, float)
+    lr = lr[np.isfinite(lr)]
+    if w.size < 2 or lr.size < 2:
+        return False
+    hill = hill_tail_index(w)
+    return (support_mass(lr).verdict == "PASS" and ess_fraction(w) >= ESS_GOOD
+            and not (np.isfinite(hill) and hill < HILL_WARN))
