@@ -145,11 +145,13 @@ def expected_requests(workdir: Path, cfg: dict) -> dict:
     """The least number of distinct requests each stage needs, from the run's own outputs
     (independent of the simulator's log): generate = rows of every policy; logprobs =
     distinct rendered (policy, base response) chats; judge = distinct (prompt, response)
-    pairs over every policy; oracle = distinct pairs among the selected rows. Rows whose
+    pairs over every policy; oracle = distinct pairs among the selected rows; plus each
+    stage's distinct preflight probes (cje.llm.stages.preflight). Rows whose
     generation failed need no judge/oracle/logprobs request."""
     import json
 
     from cje.llm.config import policy_config
+    from cje.llm.stages.check_provider import config_requirements
     from cje.llm.stages.teacher_forcing import render_pair
     data = workdir / "data"
     policies = list(cfg["policies"])
@@ -164,11 +166,16 @@ def expected_requests(workdir: Path, cfg: dict) -> dict:
             chats.add((pol.model, pol.temperature,
                        render_pair(pol, r["prompt"], r["response"], not cut)[1]))
     pairs = {(r["prompt"], r["response"]) for p in policies for r in ok[p]}
+    probes: dict[str, set] = {}  # each stage's preflight: one request per distinct probe
+    for reqs in config_requirements(cfg).values():
+        for req in reqs:
+            probes.setdefault(req.needed_by.split(" ")[0], set()).add(req.key())
     selected = set()
     for p in policies:
         sel = {(x["prompt_id"], x["draw_idx"]) for x in map(json.loads, open(data / "oracle" / f"{p}.jsonl"))
                if x.get("selected")}
         selected |= {(r["prompt"], r["response"]) for r in ok[p] if (r["prompt_id"], r["draw_idx"]) in sel}
     n_variants = cfg["oracle"].get("n_rubric_samples", 1)
-    return {"generate": sum(len(rows[p]) for p in policies), "logprobs": len(chats),
-            "judge": len(pairs), "oracle": len(selected) * n_variants}
+    counts = {"generate": sum(len(rows[p]) for p in policies), "logprobs": len(chats),
+              "judge": len(pairs), "oracle": len(selected) * n_variants}
+    return {stage: n + len(probes.get(stage, ())) for stage, n in counts.items()}

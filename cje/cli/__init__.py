@@ -3,7 +3,7 @@
 One subcommand per pipeline stage, named like the Snakemake rules, plus
 ``analyze``, ``plan`` (oracle labels needed for a target precision), ``cost``
 (tokens and cost from the call logs, or an estimate before a run) and
-``summarize``. The LLM stages register themselves from :mod:`cje.cli.llm`,
+``summarize``; ``check-provider`` checks the providers before a run. The LLM stages register themselves from :mod:`cje.cli.llm`,
 the sweep summary from :mod:`cje.cli.summarize`.
 
 Exit codes: 0 ok; 2 bad input or option (one line on stderr naming the file,
@@ -32,7 +32,7 @@ _COMMAND_OWNER = {"analyze": "cje.cli.analyze", "plan": "cje.cli.plan", "cost": 
                   "summarize": "cje.cli.summarize",
                   "serve-local": "cje.cli.local", "logprobs": "cje.cli.local",
                   **{c: "cje.cli.llm" for c in ("prompts", "generate", "judge", "oracle", "merge",
-                                                     "dataset")}}
+                                                     "dataset", "check-provider")}}
 
 
 def _requested_command(argv: list[str]) -> str | None:

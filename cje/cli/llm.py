@@ -1,4 +1,4 @@
-"""CLI subcommands of the LLM stages: prompts, generate, judge, oracle, merge, dataset.
+"""CLI subcommands of the LLM stages: prompts, generate, judge, oracle, merge, dataset, check-provider.
 
 Flags are exactly those of docs/contracts.md, plus ``--api-log`` (default
 ``logs/api_calls.log``), ``--debug-log`` (also log prompts and answers) and
@@ -7,6 +7,11 @@ Every API stage takes ``--request-cache DIR`` (the per-request answer cache shar
 by every stage and shard of a provider; default ``data/cache/requests``) and
 ``--rate-limit-dir DIR`` (shared rate-limit state, so concurrent jobs of one
 provider hold its limits together); docs/llm.md.
+
+``cje check-provider --config C [--stages generate,logprobs,judge,oracle]`` sends one
+tiny request per capability the configured stages need (the same checks every stage
+runs first; :mod:`cje.llm.stages.preflight`), prints one line per capability and exits
+2 with one line naming the first missing one.
 
 The HTTP stack's per-request lines (``HTTP Request: POST ...`` of httpx, openai's
 debug lines) are shown only with ``cje -v``; they never carry the key, URL credentials
@@ -120,6 +125,25 @@ def _cmd_score(role: str):
     return run
 
 
+def _cmd_check_provider(args: argparse.Namespace) -> int:
+    # imported when the command runs: `cje --help` and the other commands stay light
+    from cje.llm.stages.check_provider import (
+        check_providers,
+        first_failure,
+        format_report,
+        parse_stages,
+    )
+    stages = parse_stages(args.stages)
+    cfg = _config(args.config)
+    reports = check_providers(cfg, stages, request_cache=args.request_cache,
+                              api_log=args.api_log, rate_limit_dir=args.rate_limit_dir)
+    print(format_report(reports), flush=True)
+    failure = first_failure(reports)
+    if failure is not None:
+        raise failure
+    return 0
+
+
 def _cmd_merge(args: argparse.Namespace) -> int:
     # imported when the command runs: `cje --help` and the other commands stay light
     from cje.llm.stages.dataset import merge_shards
@@ -169,6 +193,16 @@ def register(subparsers) -> None:
                            help="selection seed (default oracle.seed)")
         _api_flags(p)
         p.set_defaults(func=quiet_http(_cmd_score(role)))
+
+    p = subparsers.add_parser("check-provider",
+                              help="check that the providers can do what the LLM stages need")
+    p.add_argument("--config", required=True, help="workflow config YAML")
+    p.add_argument("--stages", default=None,
+                   help="comma-separated stages to check: generate,logprobs,judge,oracle "
+                        "(default: all)")
+    request_cache_flags(p)
+    p.add_argument("--api-log", default="logs/api_calls.log", help="JSON-lines API call log")
+    p.set_defaults(func=quiet_http(_cmd_check_provider))
 
     p = subparsers.add_parser("merge", help="gather shard files: dedupe, sort")
     p.add_argument("--inputs", nargs="+", required=True)

@@ -109,7 +109,7 @@ def test_a_query_in_base_url_reaches_the_simulated_hosted_provider(tmp_path, key
         sim.terminate()
         sim.wait(timeout=10)
     records = [json.loads(ln) for ln in (tmp_path / "sim.jsonl").read_text().splitlines()]
-    assert [r["status"] for r in records] == [200] * 8
+    assert [r["status"] for r in records] == [200] * 10  # 8 rows + each stage's preflight probe
 
 
 def test_split_base_url_keeps_the_path_and_every_parameter():
@@ -181,7 +181,7 @@ def test_per_request_http_lines_are_off_by_default_and_on_with_v(tmp_path, srv):
     loud = run_subprocess(["-v", *_argv("generate", tmp_path / "b", cfg, prompts)], cwd=tmp_path)
     assert loud.returncode == 0, loud.stderr
     requests = [ln for ln in loud.stderr.splitlines() if "HTTP Request: POST http" in ln]
-    assert len(requests) == 3
+    assert len(requests) == 4  # the preflight probe and the 3 rows
     assert all(f"http://127.0.0.1:{srv.port}/v1/chat/completions?api-version=***&key=*** "
                in ln for ln in requests), requests
     for text in (quiet.stderr, loud.stderr, *(p.read_text() for p in tmp_path.rglob("*.log"))):
@@ -195,7 +195,7 @@ def test_a_provider_error_echoing_the_url_loses_its_secrets_everywhere(tmp_path,
     rows, the call log and the stage's error line carry none of them."""
     echoed = (f"no deployment at http://admin:HUNTER2PASS@proxy.local/v1/chat/completions"
               f"?key={QUERY_SECRET} for key {KEY}")
-    srv.set_rules([Rule("400", message=echoed)])
+    srv.set_rules([Rule("400", match="q0", message=echoed)])  # the rows, not the preflight probe
     cfg = config(f"{srv.url}?key={QUERY_SECRET}")
     cfg["execution"]["max_failed_share"] = 1.0  # keep the rows: they are checked too
     prompts = write_prompts(tmp_path / "prompts.jsonl", 3)
@@ -206,7 +206,9 @@ def test_a_provider_error_echoing_the_url_loses_its_secrets_everywhere(tmp_path,
     assert rows[0]["error"] == ("HTTP 400: no deployment at http://***@proxy.local/v1/chat/"
                                 "completions?key=*** for key ***")
     log = (tmp_path / "api_calls.log").read_text()
-    assert [json.loads(ln)["error"] for ln in log.splitlines()[:1]] == [rows[0]["error"]]
+    calls = [json.loads(ln) for ln in log.splitlines()]
+    calls = [c for c in calls if not str(c.get("stage")).startswith("preflight:")]  # the probe passed
+    assert [c["error"] for c in calls[:1]] == [rows[0]["error"]]
     for text in (err, log, (tmp_path / "base.jsonl").read_text()):
         assert "HUNTER2PASS" not in text and QUERY_SECRET not in text
         assert not any(f in text for f in fragments(KEY))

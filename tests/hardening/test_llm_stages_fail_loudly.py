@@ -69,7 +69,7 @@ def _generate(tmp_path, srv, capsys, n=12, **execution):
 
 def test_generate_whose_rows_all_fail_exits_2_naming_stage_count_and_first_error(tmp_path, srv, key,
                                                                                capsys):
-    srv.set_rules([Rule("500")])
+    srv.set_rules([Rule("500", match="q0")])  # the rows (the preflight probe passes)
     code, err, out = _generate(tmp_path, srv, capsys)
     line = one_error(code, err, "generate")
     assert line == (f"stage generate:base: all 12 rows failed; first error: [q000] {FAULT_500} "
@@ -97,7 +97,7 @@ def test_a_share_at_the_limit_passes_and_1_turns_the_check_off(tmp_path, srv, ke
     assert code == 0, err
     assert sum(r["status"] == "error" for r in read_jsonl(out)) == 6
 
-    srv.set_rules([Rule("500")])
+    srv.set_rules([Rule("500", match="q0")])  # the rows (the preflight probe passes)
     (tmp_path / "off").mkdir()  # a new request cache: the answers above are not reused
     code, err, out = _generate(tmp_path / "off", srv, capsys, max_failed_share=1)
     assert code == 0, err
@@ -128,7 +128,7 @@ def test_a_scorer_whose_calls_all_fail_exits_2_and_rows_failed_upstream_do_not_c
         tmp_path, srv, key, capsys, role):
     cfg = write_config(tmp_path / "config.yaml", config(srv.url))
     responses = write_responses(tmp_path / "base.jsonl", 12, failed=2)
-    srv.set_rules([Rule("500")])
+    srv.set_rules([Rule("500", match="q0")])  # the rows (the preflight probe passes)
     out = tmp_path / f"{role}.jsonl"
     code, _, err = run_cli([role, "--input", responses, "--output", out, "--config", cfg,
                             *api_flags(tmp_path)], capsys)
@@ -157,7 +157,7 @@ def test_logprobs_whose_scoring_calls_all_fail_exits_2_but_a_refused_policy_does
         tmp_path, srv, key, capsys):
     cfg = write_config(tmp_path / "config.yaml", config(srv.url))
     responses = write_responses(tmp_path / "base.jsonl", 6)
-    srv.set_rules([Rule("500", path="/completions")])
+    srv.set_rules([Rule("500", match="q0", path="/completions")])
     out = tmp_path / "logprobs"
     argv = ["logprobs", "--config", cfg, "--responses", responses, "--output-dir", out,
             *api_flags(tmp_path)]

@@ -54,7 +54,8 @@ def test_draws_and_shards_cover_every_key_once(fault_server, fake_key, tmp_path)
                      "--output", str(tmp_path / "short.jsonl")]) == 0
     keys = [(r["prompt_id"], r["draw_idx"]) for r in read_jsonl(tmp_path / "short.jsonl")]
     assert keys == sorted((f"q{i:03d}", k) for i in range(7) for k in range(2))
-    assert fault_server.total() == 14
+    assert fault_server.rows_total() == 14
+    assert fault_server.preflight_total() == 3  # each job checked the endpoint (no cache)
 
 
 def test_templated_local_policy_uses_completions_with_untruncated_sampling(fault_server,
@@ -65,7 +66,7 @@ def test_templated_local_policy_uses_completions_with_untruncated_sampling(fault
     cfg["providers"]["fault"]["kind"] = "local"
     cfg["policies"]["base"]["extra_body"] = {"top_k": 40, "seed": 5}  # top_k cannot win
     generate_responses(cfg, "base", str(prompts), str(tmp_path / "out.jsonl"), api_log=None)
-    req = fault_server.log[0]
+    req = fault_server.row_log()[0]
     assert req["path"].endswith("/v1/completions")
     assert req["text"] == render_prompt("gemma", "You are a helpful assistant.",
                                         "q000: say something about 0") or \
@@ -83,8 +84,8 @@ def test_hosted_untemplated_policy_uses_chat_with_system_prompt(fault_server, fa
     prompts = write_prompts(tmp_path / "prompts.jsonl", 1)
     cfg = make_config(fault_server.url)
     generate_responses(cfg, "short", str(prompts), str(tmp_path / "out.jsonl"), api_log=None)
-    body = fault_server.log[0]["body"]
-    assert fault_server.log[0]["path"].endswith("/v1/chat/completions")
+    body = fault_server.row_log()[0]["body"]
+    assert fault_server.row_log()[0]["path"].endswith("/v1/chat/completions")
     assert body["messages"] == [
         {"role": "system", "content": "Answer in one sentence."},
         {"role": "user", "content": "q000: say something about 0"}]

@@ -72,11 +72,11 @@ def test_judge_methods_store_scores_in_unit_interval(fault_server, fake_key, tmp
             expected = min(0.99, max(0.01, expected))
         assert r["status"] == "ok" and r["judge_score"] == pytest.approx(expected)
         assert r["model"] == "judge-model" and r["rubric_hash"] == rubric_hash and r["raw"]
-    body = fault_server.log[0]["body"]
+    body = fault_server.row_log()[0]["body"]
     if method == "structured":
         assert body["response_format"]["type"] == "json_schema"
     if method == "yes_no_logprob":
-        assert fault_server.log[0]["path"].endswith("/v1/completions")
+        assert fault_server.row_log()[0]["path"].endswith("/v1/completions")
         assert body["max_tokens"] == 1 and body["logprobs"] >= 2
 
 
@@ -102,7 +102,7 @@ def test_failed_generations_are_not_scored(fault_server, fake_key, tmp_path):
     score_responses(make_config(fault_server.url), "judge", str(inp), str(out), api_log=None)
     rows = {r["prompt_id"]: r for r in read_jsonl(out)}
     assert rows["r001"]["status"] == "error" and "response unavailable" in rows["r001"]["error"]
-    assert fault_server.total() == 2
+    assert fault_server.rows_total() == 2
 
 
 def test_oracle_labels_a_seeded_subset_averaging_rubric_variants(fault_server, fake_key,
@@ -125,7 +125,8 @@ def test_oracle_labels_a_seeded_subset_averaging_rubric_variants(fault_server, f
     from cje.llm.stages.judge import oracle_selection
     expected = oracle_selection([(r["prompt_id"], 0) for r in rows], 0.5, 3)
     assert len(rows) == 10 and {(r["prompt_id"], 0) for r in sel} == expected and sel
-    assert fault_server.total() == len(sel) * 2  # n_rubric_samples calls per selected row
+    assert fault_server.rows_total() == len(sel) * 2  # n_rubric_samples calls per selected row
+    assert fault_server.preflight_total() == 2  # chat + JSON mode, once: the 2nd shard's is cached
     variants, _ = load_rubric(str(RUBRICS / "oracle_score.txt"))
     for r in sel:
         i = int(r["prompt_id"][1:])

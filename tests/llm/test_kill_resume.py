@@ -18,8 +18,10 @@ N_PROMPTS, CONCURRENCY = 40, 4
 
 
 def _answered(cache_dir) -> set[str]:
-    """prompt_ids whose answers are complete entries of the request cache."""
-    return {e["prompt_id"] for e in RequestCache(cache_dir).entries()}
+    """prompt_ids whose answers are complete entries of the request cache (rows only: the
+    stage preflight's probe is an entry too, with prompt_id ``preflight:<capability>``)."""
+    return {e["prompt_id"] for e in RequestCache(cache_dir).entries()
+            if not e["prompt_id"].startswith("preflight:")}
 
 
 def _cmd(tmp_path, cfg, prompts, out, cache):
@@ -54,7 +56,7 @@ def test_sigkill_then_rerun_gives_every_row_once_without_repaying(fault_server, 
     finished = _answered(cache)
     assert 10 <= len(finished) < N_PROMPTS, "killed too late to test resume"
     assert not out.exists()
-    requests_before = fault_server.total()
+    requests_before = fault_server.rows_total()
 
     rerun = subprocess.run(cmd, cwd=tmp_path, env=_env(), capture_output=True, timeout=180)
     assert rerun.returncode == 0, rerun.stderr.decode()[-2000:]
@@ -67,9 +69,10 @@ def test_sigkill_then_rerun_gives_every_row_once_without_repaying(fault_server, 
     for pid in finished:  # answered before the kill: asked exactly once
         assert fault_server.count(f"{pid}: say something about {int(pid[1:])}") == 1, pid
     # requests sent twice are at most those in flight at the kill
-    assert 0 <= fault_server.total() - N_PROMPTS <= CONCURRENCY
-    # the rerun asked for exactly the rows that were not answered yet
-    assert fault_server.total() - requests_before == N_PROMPTS - len(finished)
+    assert 0 <= fault_server.rows_total() - N_PROMPTS <= CONCURRENCY
+    # the rerun asked for exactly the rows that were not answered yet (its preflight: cached)
+    assert fault_server.rows_total() - requests_before == N_PROMPTS - len(finished)
+    assert fault_server.preflight_total() == 1
     assert "40 from the request cache" not in rerun.stderr.decode()
     assert f"{len(finished)} from the request cache" in rerun.stderr.decode()
 
@@ -85,7 +88,7 @@ def test_sigterm_stops_with_a_clear_message_and_keeps_answers(fault_server, fake
     proc = subprocess.Popen(_cmd(tmp_path, cfg, prompts, out, cache), cwd=tmp_path, env=_env(),
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     deadline = time.monotonic() + 120
-    while fault_server.total() < 6:
+    while fault_server.rows_total() < 6:
         assert proc.poll() is None, proc.communicate()[1].decode()[-2000:]
         assert time.monotonic() < deadline, "no progress within 120 s"
         time.sleep(0.02)

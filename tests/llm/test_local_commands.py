@@ -142,9 +142,8 @@ def test_logprobs_refuses_temperature_on_server_that_scores_at_one(tmp_path, bas
                                                                    fault_server, fake_key, capsys):
     """An OpenAI-style server (no ``cje.logprob_temperature``): T=1 is scored (its fake
     tokens do not spell the text, so via two calls, dropping the generated token of
-    max_tokens=1), T != 1 is refused with an error row, never silently scored at T=1.
-    Every row of `cool` fails that way, so the stage stops (exit 2) naming the reason;
-    with the failed-share check off it writes the error rows."""
+    max_tokens=1), T != 1 is refused, never silently scored at T=1: the preflight's probe
+    at T = 0.7 finds it and the stage stops (exit 2) naming the reason before any row."""
     provider = {"kind": "openai", "base_url": fault_server.url, "api_key_env": "CJE_TEST_API_KEY",
                 "max_concurrency": 2, "max_retries": 1, "retry_backoff_s": 0.01}
     policies = {"base": _policy("fault"), "cool": _policy("fault", temperature=0.7)}
@@ -153,16 +152,16 @@ def test_logprobs_refuses_temperature_on_server_that_scores_at_one(tmp_path, bas
             "--output-dir", str(out), "--api-log", str(tmp_path / "api.log")]
     assert main([*argv, "--config", str(_config(tmp_path, {"fault": provider}, policies))]) == 2
     err = capsys.readouterr().err
-    assert "cje logprobs: error: stage logprobs:cool: all 3 rows failed; first error: " in err
-    assert "refusing to mix temperatures" in err
-    assert not out.exists()
-    config = _config(tmp_path, {"fault": provider}, policies, max_failed_share=1.0)
-    assert main([*argv, "--config", str(config)]) == 0
-    base, cool = _read(out / "base.jsonl"), _read(out / "cool.jsonl")
+    # the preflight finds it with one probe per temperature, before any row is sent
+    assert "cje logprobs: error: provider 'fault'" in err and "cannot do prompt log-probs" in err
+    assert "needed by logprobs (policy 'cool')" in err and "refusing to mix temperatures" in err
+    assert not out.exists() and fault_server.rows_total() == 0
+    assert fault_server.preflight_total() == 2  # T = 1 (passes) and T = 0.7 (fails)
+    base_only = [a if a != "base,cool" else "base" for a in argv]
+    assert main([*base_only, "--config", str(_config(tmp_path, {"fault": provider}, policies))]) == 0
+    base = _read(out / "base.jsonl")
     assert [r["status"] for r in base] == ["ok", "ok", "ok", "error"]
     assert all(r["method"] == "two_call" and r["fallback_reason"] and r["logprob"] < 0 for r in base[:3])
-    assert all(r["status"] == "error" and r["logprob"] is None for r in cool)
-    assert all("refusing to mix temperatures" in r["error"] for r in cool[:3])
     assert fake_key not in (tmp_path / "api.log").read_text()
 
 

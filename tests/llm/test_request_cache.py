@@ -41,13 +41,13 @@ def test_adding_prompts_and_resharding_send_only_new_requests(fault_server, fake
         generate_responses(cfg, "base", str(tmp_path / "p10.jsonl"), str(tmp_path / f"a{i}.jsonl"),
                            draws_per_prompt=2, shard=i, num_shards=2, request_cache=rc,
                            api_log=None)
-    assert fault_server.total() == 20
+    assert fault_server.rows_total() == 20
     write_prompts(tmp_path / "p13.jsonl", 13)  # 3 more prompts, now 3 shards
     for i in range(3):
         generate_responses(cfg, "base", str(tmp_path / "p13.jsonl"), str(tmp_path / f"b{i}.jsonl"),
                            draws_per_prompt=2, shard=i, num_shards=3, request_cache=rc,
                            api_log=None)
-    assert fault_server.total() == 26  # only the 3 new prompts x 2 draws were sent
+    assert fault_server.rows_total() == 26  # only the 3 new prompts x 2 draws were sent
     rows = [r for i in range(3) for r in read_jsonl(tmp_path / f"b{i}.jsonl")]
     assert len(rows) == 26 and all(r["status"] == "ok" for r in rows)
     # draws of one prompt are independent samples: two distinct cache entries
@@ -55,16 +55,19 @@ def test_adding_prompts_and_resharding_send_only_new_requests(fault_server, fake
     # judge and oracle share the cache too; the oracle share changing costs only new rows
     resp = tmp_path / "resp.jsonl"
     resp.write_text("".join(json.dumps(r) + "\n" for r in rows))
-    before = fault_server.total()
+    before = fault_server.rows_total()
     score_responses(cfg, "judge", str(resp), str(tmp_path / "j.jsonl"), request_cache=rc,
                     api_log=None)
     # the fault server's chat answer depends on the user text only, so both draws of a
     # prompt got the same response: 13 distinct judge requests, each sent once
-    assert fault_server.total() - before == 13
-    before = fault_server.total()
+    assert fault_server.rows_total() - before == 13
+    before = fault_server.rows_total()
     score_responses(cfg, "judge", str(resp), str(tmp_path / "j2.jsonl"), shard=1, num_shards=4,
                     request_cache=rc, api_log=None)
-    assert fault_server.total() == before
+    assert fault_server.rows_total() == before
+    # the preflight was sent once per capability for all 5 generate and 2 judge jobs:
+    # chat (generate), chat + JSON mode (judge); later jobs found them in the cache
+    assert fault_server.preflight_total() == 3
 
 
 def test_oracle_subset_is_stable_when_rows_are_added():
@@ -111,7 +114,7 @@ def test_an_unreadable_entry_is_a_miss_and_is_replaced(tmp_path, fault_server, f
     victim.write_bytes(b"")  # what a power loss before the data reached the disk leaves
     generate_responses(cfg, "base", str(tmp_path / "p.jsonl"), str(tmp_path / "o.jsonl"),
                        request_cache=str(rc), api_log=None)
-    assert fault_server.total() == 3  # the damaged entry's request, once more
+    assert fault_server.total() == 4  # 2 rows + the preflight probe, and the damaged entry's request once more
     assert json.loads(victim.read_bytes())["status"] == "ok"
 
 
@@ -124,7 +127,8 @@ def test_failed_calls_are_asked_again_unless_told_not_to(fault_server, fake_key,
     run = lambda **kw: generate_responses(cfg, "base", str(tmp_path / "p.jsonl"),  # noqa: E731
                                           str(tmp_path / "o.jsonl"), request_cache=rc,
                                           api_log=None, **kw)
-    assert run()["error"] == 1 and fault_server.total() == 3
-    assert run(retry_errors=False)["error"] == 1 and fault_server.total() == 3
+    assert run()["error"] == 1 and fault_server.rows_total() == 3
+    assert run(retry_errors=False)["error"] == 1 and fault_server.rows_total() == 3
     fault_server.set_rules([])
-    assert run()["error"] == 0 and fault_server.total() == 4
+    assert run()["error"] == 0 and fault_server.rows_total() == 4
+    assert fault_server.preflight_total() == 1  # the passed check came from the cache after

@@ -24,7 +24,8 @@ A query string is not part of the route; ``log`` keeps it (``query``) for every 
 
 ``latency_s`` delays every answer (fixed-latency mode for benchmarks). The
 server counts requests per text (``count(text)``, ``count_containing(sub)``,
-``total()``) so tests can assert that finished work was not requested again.
+``total()``; ``rows_total()`` leaves out the stage preflight's probes) so tests can
+assert that finished work was not requested again.
 
 Run standalone: ``python tests/servers/fault_server.py --latency 0.2`` prints
 ``URL http://127.0.0.1:PORT/v1`` and serves until killed.
@@ -44,6 +45,7 @@ from collections import Counter
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
+PREFLIGHT_MARK = "cje preflight"  # in the text of every probe of the stage preflight
 FAULTS = ("429", "500", "slow", "drop", "malformed", "nonnumeric", "401", "400", "quota")
 
 
@@ -126,6 +128,21 @@ class FaultServer:
         """All requests received."""
         with self._lock:
             return sum(self._counts.values())
+
+    def rows_total(self) -> int:
+        """Requests received for rows: all but the stage preflight's probes (their text
+        contains ``PREFLIGHT_MARK``; ``cje.llm.stages.preflight``)."""
+        with self._lock:
+            return sum(n for t, n in self._counts.items() if PREFLIGHT_MARK not in t)
+
+    def preflight_total(self) -> int:
+        """Preflight probes received."""
+        return self.total() - self.rows_total()
+
+    def row_log(self) -> list[dict]:
+        """``log`` without the preflight's probes."""
+        with self._lock:
+            return [e for e in self.log if PREFLIGHT_MARK not in e["text"]]
 
     def _register(self, path: str, text: str, body: dict, query: str = "") -> Rule | None:
         with self._lock:

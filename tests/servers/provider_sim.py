@@ -34,6 +34,12 @@ What a hosted provider does, and what the benchmark needs to count:
   * ``/chat/completions`` (judge, oracle): score 0-100 = quality found in the text
     + noise (sd 0.15 for a model named ``*judge*``, 0.04 otherwise), as
     ``{"score": N}`` when a JSON-schema ``response_format`` is asked for;
+- **missing capabilities** (``lacks``: names of ``cje.llm.presets.CAPABILITIES``), as
+  real servers lack them: ``chat`` / ``completions`` answer 404 (no route);
+  ``completion_logprobs``, ``prompt_logprobs`` (echo) and ``json_mode``
+  (``response_format``) are refused with HTTP 400 (``lack_mode: "refuse"``, as
+  llama-server refuses echo) or silently ignored (``"ignore"``: no ``top_logprobs``,
+  log-probs of the generated token only, a plain-text answer);
 - **request log** (``--log``, JSON lines, flushed every 0.5 s and at exit): one line
   per request: ``t`` (arrival, epoch s), ``done`` (answer or reset sent), ``kind``
   (``generate``, ``echo``, ``logprobs``, ``chat``), ``key`` (sha256 of the canonical
@@ -84,6 +90,8 @@ class Settings:
     p_5xx: float = 0.0
     p_reset: float = 0.0
     seed: int = 0
+    lacks: tuple = ()
+    lack_mode: str = "refuse"
 
 
 def _u(*parts: object) -> float:
@@ -156,6 +164,30 @@ def score_for(text: str, model: str) -> int:
     return int(round(100 * min(1.0, max(0.0, quality + sd * z))))
 
 
+def lacking(path: str, body: dict, lacks: tuple, mode: str) -> tuple[int, str, dict]:
+    """(status, message, body to answer instead) for a request needing a missing capability.
+
+    Status 0: answer ``body`` (unchanged, or with the ignored field dropped)."""
+    chat = path.endswith("/chat/completions")
+    if ("chat" if chat else "completions") in lacks:
+        return 404, f"no route {path} (simulated: this server has no such endpoint)", body
+    if chat and body.get("response_format") and "json_mode" in lacks:
+        field, message = "response_format", "response_format is not supported (simulated)"
+    elif not chat and body.get("echo") and "prompt_logprobs" in lacks:
+        field, message = "echo", "Only no echo is supported (simulated)"
+    elif not chat and body.get("logprobs") and not body.get("echo") and \
+            "completion_logprobs" in lacks:
+        field, message = "logprobs", "logprobs is not supported (simulated)"
+    else:
+        return 0, "", body
+    if mode == "refuse":
+        return 400, message, body
+    if field == "echo":  # answered as without echo: log-probs of the generated token only
+        return 0, "", {**{k: v for k, v in body.items() if k != "echo"}, "max_tokens": 1,
+                       "cje_sim_generated_logprob": True}
+    return 0, "", {k: v for k, v in body.items() if k != field}
+
+
 def answer(path: str, body: dict) -> tuple[dict, int]:
     """(response JSON, completion tokens) for a valid request."""
     text = _text_of(path, body)
@@ -175,6 +207,10 @@ def answer(path: str, body: dict) -> tuple[dict, int]:
     if body.get("echo"):
         choice["logprobs"], n = echo_logprobs(text, max_tokens)
         choice["text"] = text + (" ok" if n else "")
+    elif body.get("cje_sim_generated_logprob"):  # echo ignored: the generated token's only
+        choice["text"], n = " ok", 1
+        choice["logprobs"] = {"tokens": [" ok"], "token_logprobs": [-0.7],
+                              "text_offset": [len(text)], "top_logprobs": [{" ok": -0.7}]}
     elif body.get("logprobs"):
         p = min(0.99, max(0.01, score_for(text, model) / 100))
         top = {" Yes": math.log(p), " No": math.log(1 - p)}
@@ -266,6 +302,10 @@ class Simulator:
             self.record(**meta, done=round(t, 4), status=429, fault="rate_limit")
             return 429, _error("rate limit reached (simulated)"), \
                 {"Retry-After": f"{wait:.3f}"}, False
+        status, message, body = lacking(path, body, tuple(self.s.lacks), self.s.lack_mode)
+        if status:
+            self.record(**meta, done=round(t, 4), status=status, fault="lacks")
+            return status, _error(message), {}, False
         self.requests.add(t, 1)
         self.tokens.add(t, charge)
         fault = None
@@ -371,6 +411,10 @@ def main(argv: list[str] | None = None) -> int:
     if unknown:
         print(f"provider_sim: unknown settings {sorted(unknown)}", file=sys.stderr)
         return 2
+    if values.get("lack_mode", "refuse") not in ("refuse", "ignore"):
+        print("provider_sim: lack_mode must be 'refuse' or 'ignore'", file=sys.stderr)
+        return 2
+    values["lacks"] = tuple(values.get("lacks", ()))
     asyncio.run(serve(Settings(**values), args.log, args.port))
     return 0
 

@@ -312,6 +312,28 @@ class LLMClient:
         self.n_refused_in_a_row = 0  # 4xx answers (not retried) since the last success
         provider.check_api_key_if_set()  # a malformed key: ConfigError before any request
 
+    @contextlib.contextmanager
+    def stage_as(self, stage: str) -> Iterator[None]:
+        """Log and account the calls made inside the block under ``stage``.
+
+        The preflight (:mod:`cje.llm.stages.preflight`) uses it so its requests are a row
+        of their own in the call log and the stage summary, not the stage's rows.
+
+        Parameters
+        ----------
+        stage : str
+            The name in the call log and the accounting while the block runs.
+
+        Yields
+        ------
+        None
+        """
+        before, self.stage = self.stage, stage
+        try:
+            yield
+        finally:
+            self.stage = before
+
     async def __aenter__(self) -> "LLMClient":
         return self
 

@@ -12,7 +12,9 @@ one response is sampled:
 - ``chat_template: none``: ``/v1/chat/completions`` with system + user messages;
   the provider applies its own template.
 
-Every answer is kept in the per-request cache (``--request-cache``) as it arrives;
+First the provider preflight (:func:`preflight_requirements`,
+:mod:`cje.llm.stages.preflight`): one request with the stage's own fields, once per
+endpoint and model (a passed check is cached). Every answer is kept in the per-request cache (``--request-cache``) as it arrives;
 the cache key of a sample is its request plus ``sample = [policy, prompt_id,
 draw_idx]``: independent draws of one prompt, and of two policies with identical
 settings (a ``clone``), stay distinct samples. A rerun asks the cache first and
@@ -44,6 +46,7 @@ from cje.llm.stages.io import (
     run_items,
     write_jsonl_atomic,
 )
+from cje.llm.stages.preflight import PROBE_PROMPT, Requirement, run_preflight
 from cje.llm.stages.prompts import select_shard
 
 log = logging.getLogger(__name__)
@@ -140,6 +143,33 @@ async def sample_one(client: LLMClient, policy: PolicyConfig, provider: Provider
     return row
 
 
+def preflight_requirements(policy: PolicyConfig, provider: ProviderConfig) -> list[Requirement]:
+    """What sampling ``policy`` needs from its provider: completions, or chat for ``none``.
+
+    The probe is the stage's own request (:func:`sampling_request`: endpoint, model,
+    sampling fields, stop, ``extra_body``) on a short prompt with ``max_tokens=1``, so a
+    field the provider refuses is found before the first row.
+
+    Parameters
+    ----------
+    policy : PolicyConfig
+        The policy.
+    provider : ProviderConfig
+        Its provider.
+
+    Returns
+    -------
+    list of Requirement
+        One requirement (:mod:`cje.llm.stages.preflight`).
+    """
+    req = sampling_request(policy, provider, PROBE_PROMPT)
+    endpoint = req.pop("endpoint")
+    req.pop("model")
+    req["max_tokens"] = 1
+    return [Requirement("completions" if endpoint == "completions" else "chat", provider.name,
+                        policy.model, f"generate (policy '{policy.name}')", endpoint, req)]
+
+
 def sample_seed(policy: str, prompt_id: str, draw_idx: int) -> int:
     """Stable 31-bit seed for one sample (blake2b of policy, prompt_id, draw_idx).
 
@@ -212,6 +242,9 @@ def generate_responses(cfg: dict, policy: str, prompts: str, output: str,
         A bad prompts file.
     StageFailedError
         More than ``execution.max_failed_share`` of the rows failed (nothing written).
+    PreflightError
+        The provider cannot do what the policy needs (:func:`preflight_requirements`);
+        nothing else is sent.
     """
     pol = policy_config(cfg, policy)
     prov = provider_config(cfg, pol.provider)
@@ -225,6 +258,8 @@ def generate_responses(cfg: dict, policy: str, prompts: str, output: str,
     del rows
 
     async def body(client: LLMClient) -> tuple[list[dict], dict]:
+        if items:  # first: can the endpoint sample as the policy asks (cached once passed)
+            await run_preflight(client, preflight_requirements(pol, prov), f"generate:{policy}")
         return await run_items(items, lambda it: sample_one(client, pol, prov, it),
                                desc=f"generate {policy}", workers=prov.max_concurrency)
 

@@ -18,6 +18,9 @@ Methods (``method`` in config):
   missing from the top list gets the smallest listed probability (its upper
   bound). This is the usable judging signal of a small base model (pipeline.md).
 
+Before the first row, the provider preflight checks that the endpoint can do what the
+method needs (:func:`preflight_requirements`, :mod:`cje.llm.stages.preflight`).
+
 Scores are stored in [0, 1] (0-100 answers divided by 100). An unparseable answer
 is retried (``parse_retries``) and then stored as ``status: "error"`` with the raw
 answer -- never as a default score. The oracle labels a seeded subset: each
@@ -42,6 +45,7 @@ from cje.errors import ConfigError, InputError
 from cje.llm import templates
 from cje.llm.client.http import LLMClient, MalformedResponse, chat_text, run_with_client
 from cje.llm.config import (
+    ProviderConfig,
     ScorerConfig,
     max_failed_share,
     provider_config,
@@ -52,6 +56,12 @@ from cje.llm.stages.io import (
     read_jsonl,
     run_items,
     write_jsonl_atomic,
+)
+from cje.llm.stages.preflight import (
+    PROBE_SCORE,
+    PROBE_YES_NO,
+    Requirement,
+    run_preflight,
 )
 from cje.llm.stages.prompts import select_shard
 
@@ -266,6 +276,43 @@ async def score_variant(client: LLMClient, sc: ScorerConfig, variant: str, promp
     return res.value[0], res.value[1], None
 
 
+def preflight_requirements(sc: ScorerConfig, provider: ProviderConfig) -> list[Requirement]:
+    """What the scorer needs from its provider, with probes shaped like its requests.
+
+    ``yes_no_logprob``: completion log-probs (one token at temperature 0, the stage's
+    number of top log-probs, the scorer's chat template); ``parse``: chat;
+    ``structured``: chat, then JSON mode (the stage's JSON-schema ``response_format``).
+    Chat probes send ``temperature`` / ``max_tokens`` only when the scorer sets them.
+
+    Parameters
+    ----------
+    sc : ScorerConfig
+        The judge or the oracle.
+    provider : ProviderConfig
+        Its provider.
+
+    Returns
+    -------
+    list of Requirement
+        In the order they are checked (:mod:`cje.llm.stages.preflight`).
+    """
+    who = f"{sc.role} (method {sc.method})"
+    if sc.method == "yes_no_logprob":
+        text = PROBE_YES_NO if sc.chat_template == "none" else \
+            templates.render_prompt(sc.chat_template, "", PROBE_YES_NO)
+        n_top = 20 if provider.kind == "local" else 5
+        return [Requirement("completion_logprobs", provider.name, sc.model, who, "completions",
+                            {"prompt": text, "max_tokens": 1, "temperature": 0.0,
+                             "logprobs": n_top})]
+    chat = {"messages": [{"role": "user", "content": PROBE_SCORE}], "max_tokens": sc.max_tokens,
+            "temperature": sc.temperature}
+    reqs = [Requirement("chat", provider.name, sc.model, who, "chat", chat)]
+    if sc.method == "structured":
+        reqs.append(Requirement("json_mode", provider.name, sc.model, who, "chat",
+                                {**chat, "response_format": SCORE_SCHEMA}))
+    return reqs
+
+
 def oracle_selection(keys: list[tuple], coverage: float, seed: int) -> set[tuple]:
     """The seeded subset of ``keys`` to label.
 
@@ -353,6 +400,9 @@ def score_responses(cfg: dict, role: str, input: str, output: str,
         or a coverage outside [0, 1].
     InputError
         A bad input row (a scored row without its prompt).
+    PreflightError
+        The provider cannot do what the scorer needs (:func:`preflight_requirements`);
+        nothing else is sent.
     StageFailedError
         More than ``execution.max_failed_share`` of the rows the scorer was asked about
         failed (nothing written; rows whose response was unavailable and unselected oracle
@@ -419,6 +469,8 @@ def score_responses(cfg: dict, role: str, input: str, output: str,
         return {**rec, field: float(np.mean([s for s, _, _ in results])), "status": "ok"}
 
     async def body(client: LLMClient) -> tuple[list[dict], dict]:
+        # first: can the endpoint score as configured (one request per capability, cached)
+        await run_preflight(client, preflight_requirements(sc, prov), f"{role}:{Path(input).stem}")
         return await run_items(to_call, lambda it: work(client, it),
                                desc=f"{role} {Path(input).stem}", workers=prov.max_concurrency)
 

@@ -1,4 +1,10 @@
-"""The ``logprobs`` stage (``cje logprobs``): teacher-forced log-probs of the base responses under each policy."""
+"""The ``logprobs`` stage (``cje logprobs``): teacher-forced log-probs of the base responses under each policy.
+
+Before the first row of a provider, the preflight checks that it returns prompt
+log-probs (echo) at each policy's temperature (:func:`preflight_requirements`,
+:mod:`cje.llm.stages.preflight`); one request per (endpoint, model, temperature), cached
+once passed.
+"""
 
 from __future__ import annotations
 
@@ -10,13 +16,21 @@ from pathlib import Path
 
 from cje.errors import ConfigError
 from cje.llm.client.http import LLMClient, run_with_client
-from cje.llm.config import load_config, max_failed_share, policy_config, provider_config
+from cje.llm.config import (
+    PolicyConfig,
+    ProviderConfig,
+    load_config,
+    max_failed_share,
+    policy_config,
+    provider_config,
+)
 from cje.llm.stages.io import check_failed_rows, publish_jsonl, read_jsonl
+from cje.llm.stages.preflight import PROBE_ECHO_TEXT, Requirement, run_preflight
 from cje.llm.stages.progress import Progress
 from cje.llm.stages.prompts import select_shard
 from cje.llm.stages.teacher_forcing import Score, refusal_reason, score_response
 
-__all__ = ["run_logprobs", "cut_by_max_tokens"]
+__all__ = ["run_logprobs", "cut_by_max_tokens", "preflight_requirements"]
 
 log = logging.getLogger("cje.logprobs")
 KEY_FIELDS = ("prompt_id", "draw_idx")
@@ -51,6 +65,35 @@ def cut_by_max_tokens(resp: dict, max_tokens_of: dict[str, int]) -> bool:
     used = (resp.get("usage") or {}).get("completion_tokens")
     limit = max_tokens_of.get(resp.get("policy"))
     return used is not None and limit is not None and used >= limit
+
+
+def preflight_requirements(policy: PolicyConfig, provider: ProviderConfig) -> list[Requirement]:
+    """What teacher-forcing ``policy`` needs: prompt log-probs (echo) at its temperature.
+
+    The probe is the stage's request shape (``echo=True, logprobs=1``, ``max_tokens`` 0 on
+    the embedded server, else 1, the policy's temperature) on a short plain prompt. A
+    policy the stage refuses anyway (:func:`~cje.llm.stages.teacher_forcing.refusal_reason`)
+    needs nothing: its rows are errors without a call.
+
+    Parameters
+    ----------
+    policy : PolicyConfig
+        The policy.
+    provider : ProviderConfig
+        Its provider.
+
+    Returns
+    -------
+    list of Requirement
+        None or one requirement (:mod:`cje.llm.stages.preflight`).
+    """
+    if refusal_reason(policy):
+        return []
+    request = {"prompt": PROBE_ECHO_TEXT, "max_tokens": 0 if provider.kind == "local" else 1,
+               "temperature": policy.temperature, "echo": True, "logprobs": 1}
+    return [Requirement("prompt_logprobs", provider.name, policy.model,
+                        f"logprobs (policy '{policy.name}')", "completions", request,
+                        temperature=policy.temperature)]
 
 
 def _row(resp: dict, policy, score: Score) -> dict:
@@ -133,6 +176,9 @@ def run_logprobs(config_path: str, responses_path: str, policies: list[str], out
     StageFailedError
         More than ``execution.max_failed_share`` of the scored rows of a policy failed
         (nothing written).
+    PreflightError
+        A provider cannot return prompt log-probs at a policy's temperature
+        (:func:`preflight_requirements`); nothing else is sent, nothing written.
     """
     if not 0 <= shard < num_shards:
         raise ConfigError(f"--shard {shard} is not in [0, {num_shards})", key="--shard")
@@ -169,6 +215,10 @@ def run_logprobs(config_path: str, responses_path: str, policies: list[str], out
             plans.append((pol, final, todo))
         if any(todo for *_, todo in plans):
             async def body(client: LLMClient, plans=plans, provider=provider) -> None:
+                # first: can the endpoint teacher-force (prompt log-probs at each temperature)
+                await run_preflight(client, [r for pol, _, todo in plans if todo
+                                             for r in preflight_requirements(pol, provider)],
+                                    "logprobs:" + ",".join(p.name for p in provider_pols))
                 for pol, final, todo in plans:
                     with Progress(len(responses), f"logprobs {pol.name}",
                                   initial=len(responses) - len(todo)) as bar:
