@@ -13,6 +13,10 @@ Contract (docs/contracts.md, "Writing files"):
 A reader therefore sees the old file or the new one, never a part. A temporary
 file left by a killed writer (its pid no longer running on this host) is removed
 the next time the same target is written.
+
+A file that outgrows the process's file-size limit (``ulimit -f``, RLIMIT_FSIZE) is an
+:class:`~cje.errors.OutputError` naming the file and the limit (:func:`file_too_large`);
+``cje`` ignores SIGXFSZ, which would otherwise kill the process without a word.
 """
 
 from __future__ import annotations
@@ -22,16 +26,146 @@ import os
 import re
 import secrets
 import socket
+import stat
 from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Iterator
 
+from cje.errors import OutputError
+
+try:
+    import resource  # the file-size limit named in errors (POSIX)
+except ImportError:  # pragma: no cover (not POSIX)
+    resource = None
+
 __all__ = ["atomic_writer", "atomic_output_path", "atomic_write_bytes", "atomic_write_text", "fsync_directory",
-           "temp_name", "is_stale_temp", "remove_stale_temps"]
+           "temp_name", "is_stale_temp", "remove_stale_temps", "file_too_large", "path_kind", "shown_path",
+           "make_parent"]
 
 _HOST = re.sub(r"[^A-Za-z0-9-]", "-", socket.gethostname())[:40] or "host"
 # errors from fsync on a folder that mean "this file system cannot do that" (some network mounts)
 _DIR_FSYNC_UNSUPPORTED = {errno.EINVAL, errno.ENOTSUP, errno.EBADF, errno.EACCES, errno.EPERM}
+
+
+def shown_path(path: str | os.PathLike) -> str:
+    """A path for a one-line message: control characters escaped.
+
+    Parameters
+    ----------
+    path : str or PathLike
+        The path.
+
+    Returns
+    -------
+    str
+        The path, printable.
+    """
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in os.fspath(path))
+
+
+def path_kind(path: str | os.PathLike, st: os.stat_result | None = None) -> str:
+    """What ``path`` is, in words, without following a symlink at ``path`` itself.
+
+    Parameters
+    ----------
+    path : str or PathLike
+        The path.
+    st : os.stat_result or None, default=None
+        Its ``lstat`` when already known.
+
+    Returns
+    -------
+    str
+        'missing', 'a file', 'a folder', 'a dangling symlink to X', 'a symbolic link to a
+        file (X)', 'a symbolic link loop', 'a FIFO', 'a socket' or 'a device file'.
+    """
+    if st is None:
+        try:
+            st = os.lstat(path)
+        except (FileNotFoundError, NotADirectoryError):
+            return "missing"
+    mode = st.st_mode
+    if stat.S_ISLNK(mode):
+        try:
+            target = shown_path(os.readlink(path))
+        except OSError:
+            target = "?"
+        try:
+            followed = os.stat(path)
+        except OSError as exc:
+            return "a symbolic link loop" if exc.errno == errno.ELOOP else f"a dangling symlink to {target}"
+        return f"a symbolic link to a {'folder' if stat.S_ISDIR(followed.st_mode) else 'file'} ({target})"
+    if stat.S_ISDIR(mode):
+        return "a folder"
+    if stat.S_ISREG(mode):
+        return "a file"
+    if stat.S_ISFIFO(mode):
+        return "a FIFO"
+    if stat.S_ISSOCK(mode):
+        return "a socket"
+    return "a device file"
+
+
+def make_parent(path: Path) -> None:
+    """Create the folders above ``path``; a non-folder in the way is a one-line OutputError.
+
+    Parameters
+    ----------
+    path : Path
+        The file about to be written.
+
+    Raises
+    ------
+    OutputError
+        ``{path}: cannot be written: {ancestor} is a dangling symlink to X, not a folder``
+        (or a file, a FIFO, ...), or the folder cannot be created (permission, read-only).
+    """
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return
+    except (FileExistsError, NotADirectoryError):
+        pass
+    except OSError as exc:
+        raise OutputError(f"{shown_path(path)}: cannot create its folder ({exc.strerror})") from None
+    ancestor = path.parent
+    for candidate in reversed([path.parent, *path.parent.parents]):  # the first one in the way, from the top
+        if os.path.lexists(candidate) and not candidate.is_dir():
+            ancestor = candidate
+            break
+    kind = path_kind(ancestor)
+    hint = ("create the folder it points to or remove the link" if kind.startswith("a dangling symlink")
+            else "choose another path")
+    raise OutputError(f"{shown_path(path)}: cannot be written: {shown_path(ancestor)} is {kind}, not a folder: "
+                      f"{hint}")
+
+
+def file_too_large(path: str | os.PathLike | None, exc: BaseException) -> OutputError | None:
+    """The one-line error for a write past the file-size limit (EFBIG), or None for any other error.
+
+    Parameters
+    ----------
+    path : str, PathLike or None
+        The file being written (None: unknown; ``exc.filename`` is used when set).
+    exc : BaseException
+        What the write raised.
+
+    Returns
+    -------
+    OutputError or None
+        ``{path}: cannot write: the file would exceed the file-size limit of this process
+        (ulimit -f: N bytes)``, when ``exc`` is an OSError EFBIG.
+    """
+    if not isinstance(exc, OSError) or exc.errno != errno.EFBIG:
+        return None
+    limit = ""
+    if resource is not None:
+        soft = resource.getrlimit(resource.RLIMIT_FSIZE)[0]
+        if soft != resource.RLIM_INFINITY:
+            limit = f": {soft:,} bytes"
+    where = path if path is not None else exc.filename
+    name = os.fspath(where) if where is not None else "a file"
+    return OutputError(f"{name}: cannot write: the file would exceed the file-size limit of this process "
+                       f"(ulimit -f{limit}); raise the limit (ulimit -f unlimited) or write less")
 
 
 def fsync_directory(directory: str | os.PathLike) -> None:
@@ -157,7 +291,10 @@ def atomic_output_path(path: str | os.PathLike) -> Iterator[Path]:
     temporary exists (empty, mode 0666 minus umask) when the block starts; after the
     block it is fsync-ed, given that mode again (in case the writer re-created it),
     renamed over ``path``, and the folder is fsync-ed. On an exception it is deleted
-    and ``path`` is unchanged. Parent folders are created.
+    and ``path`` is unchanged (a write past the file-size limit is then an
+    :class:`~cje.errors.OutputError` naming ``path``, :func:`file_too_large`). Parent
+    folders are created (a file or a dangling symlink in their way is an OutputError
+    naming it, :func:`make_parent`).
 
     Parameters
     ----------
@@ -171,7 +308,7 @@ def atomic_output_path(path: str | os.PathLike) -> Iterator[Path]:
     """
     path = Path(path)
     parent = path.parent
-    parent.mkdir(parents=True, exist_ok=True)
+    make_parent(path)
     remove_stale_temps(parent, path.name)
     tmp = parent / temp_name(path.name)
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0), 0o666)
@@ -187,11 +324,14 @@ def atomic_output_path(path: str | os.PathLike) -> Iterator[Path]:
         finally:
             os.close(fd)
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         try:
             os.unlink(tmp)
         except FileNotFoundError:
             pass
+        too_large = file_too_large(path, exc)
+        if too_large is not None:
+            raise too_large from None
         raise
     fsync_directory(parent)
 

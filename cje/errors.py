@@ -41,7 +41,10 @@ class InputError(CJEError):
 
 
 class ConfigError(CJEError):
-    """Bad configuration or command-line option; names the key or flag.
+    """Bad configuration or command-line option; names the config key or the flag.
+
+    A value that came from the command line is named by its flag, one from a config
+    file by its key, so a user edits the right thing.
 
     Parameters
     ----------
@@ -49,11 +52,19 @@ class ConfigError(CJEError):
         What is wrong.
     key : str or None, default=None
         The config key; the message then reads ``config key '{key}': {message}``.
+    flag : str or None, default=None
+        The command-line flag instead (``--draws-per-prompt``); the message then reads
+        ``option {flag}: {message}``.
     """
 
-    def __init__(self, message: str, key: str | None = None):
+    def __init__(self, message: str, key: str | None = None, *, flag: str | None = None):
         self.key = key
-        super().__init__(f"config key '{key}': {message}" if key else message)
+        self.flag = flag
+        if flag:
+            text = f"option {flag}: {message}"
+        else:
+            text = f"config key '{key}': {message}" if key else message
+        super().__init__(text)
 
 
 class OutputError(CJEError):
@@ -100,3 +111,26 @@ class NullEstimateError(CJEError):
     Raised before anything is published: an exit code 0 with a null estimate would
     look complete to a pipeline.
     """
+
+
+def json_error_text(exc: ValueError, *, line: bool = False) -> str:
+    """A :class:`json.JSONDecodeError` in words: ``malformed JSON (Expecting value at column 1)``.
+
+    ``json`` ends some messages with "at" ("Unterminated string starting at") and others
+    not ("Expecting value"); either way the position is added once.
+
+    Parameters
+    ----------
+    exc : json.JSONDecodeError
+        The error (``msg``, ``lineno``, ``colno``).
+    line : bool, default=False
+        Also name the line (for a whole JSON file; a JSONL reader names its line itself).
+
+    Returns
+    -------
+    str
+        One line.
+    """
+    msg = getattr(exc, "msg", None) or str(exc)
+    where = f"line {exc.lineno} column {exc.colno}" if line else f"column {getattr(exc, 'colno', '?')}"
+    return f"malformed JSON ({msg.removesuffix(' at')} at {where})"

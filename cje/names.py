@@ -2,7 +2,11 @@
 
 A policy name turns into ``{policy}_responses.jsonl``, ``data/responses/{policy}.jsonl``
 and similar paths. A name such as ``../../x`` would then read or write outside the
-intended folder, so every such name goes through :func:`safe_component` first.
+intended folder, so every such name goes through :func:`safe_component` first; a name
+starting with '-' (``--help``) would be taken for a flag by every command that gets it.
+A target policy's name goes through :func:`target_policy_name` as well: ``base`` is the
+name of the base (logging) policy's row in every result, so a target of that name would
+be confused with it.
 """
 
 from __future__ import annotations
@@ -11,11 +15,14 @@ import re
 
 from cje.errors import ConfigError, InputError
 
-__all__ = ["safe_component", "SAFE_COMPONENT_PATTERN", "MAX_COMPONENT_LENGTH"]
+__all__ = ["safe_component", "target_policy_name", "SAFE_COMPONENT_PATTERN", "MAX_COMPONENT_LENGTH",
+           "BASE_POLICY_NAME"]
 
 # the same rule as a JSON-schema ``pattern`` (schemas/config.schema.yaml uses it for policy names)
-SAFE_COMPONENT_PATTERN = r"^[A-Za-z0-9_-][A-Za-z0-9_.-]*$"
-_SAFE = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9_.-]*")  # used with fullmatch: no trailing newline
+SAFE_COMPONENT_PATTERN = r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$"
+_SAFE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*")  # used with fullmatch: no trailing newline
+# the base (logging) policy's name in results (metadata.comparisons, the tables): no target may take it
+BASE_POLICY_NAME = "base"
 # file names are limited to 255 bytes; leave room for suffixes such as "_responses.jsonl.cache.jsonl"
 MAX_COMPONENT_LENGTH = 200
 
@@ -48,8 +55,8 @@ def safe_component(name: str, what: str, *, path: str | None = None, line: int |
     -------
     str
         ``name``, when it is a non-empty ``str`` of at most 200 characters matching
-        ``[A-Za-z0-9_.-]+`` that does not start with a dot (so never ``.``, ``..``, a
-        hidden file, a separator or a NUL).
+        ``[A-Za-z0-9_.-]+`` that does not start with a dot or a dash (so never ``.``,
+        ``..``, a hidden file, a flag such as ``--help``, a separator or a NUL).
 
     Raises
     ------
@@ -66,9 +73,51 @@ def safe_component(name: str, what: str, *, path: str | None = None, line: int |
         problem = f"{what} {_shown(name)} is longer than {MAX_COMPONENT_LENGTH} characters"
     elif not _SAFE.fullmatch(name):
         problem = (f"{what} {_shown(name)} is not allowed: use only letters, digits, '_', '.', '-' "
-                   "and do not start with '.' (it becomes part of a file name)")
+                   "and do not start with '.' or '-' (it becomes part of a file name and a command line)")
     else:
         return name
+    if path is not None:
+        raise InputError(problem, path=path, line=line, field=field)
+    raise ConfigError(problem)
+
+
+def target_policy_name(name: str, what: str, *, path: str | None = None, line: int | None = None,
+                       field: str | None = None) -> str:
+    """Return ``name`` if it can name a target policy: :func:`safe_component`, and not ``base``.
+
+    ``base`` (:data:`BASE_POLICY_NAME`) names the base (logging) policy's row in every
+    result and comparison (``clone - base``); a target of that name would be read as it.
+
+    Parameters
+    ----------
+    name : str
+        The candidate.
+    what : str
+        What it is, in the user's words; it starts the error message.
+    path : str or None, default=None
+        When the name came from a data file, the file (an :class:`InputError` then names it).
+    line : int or None, default=None
+        The 1-based line where it was found.
+    field : str or None, default=None
+        The field it was found in.
+
+    Returns
+    -------
+    str
+        ``name``.
+
+    Raises
+    ------
+    ConfigError
+        ``name`` is unsafe (:func:`safe_component`) or is ``base``.
+    InputError
+        Instead of ConfigError when ``path`` is given.
+    """
+    safe_component(name, what, path=path, line=line, field=field)
+    if name != BASE_POLICY_NAME:
+        return name
+    problem = (f"{what} {name!r} is reserved for the base (logging) policy in results and comparisons: "
+               "rename the target policy")
     if path is not None:
         raise InputError(problem, path=path, line=line, field=field)
     raise ConfigError(problem)

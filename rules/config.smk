@@ -7,7 +7,6 @@
 #   check_calibration_labels every requested (oracle coverage, seed) leaves >= 10 calibration labels
 #   check_provider_keys     API keys of the jobs that will actually run (onstart, not at DAG time)
 
-import difflib
 import os
 import re
 import sys
@@ -25,17 +24,15 @@ SCHEMA_FILE = workflow.source_path("../schemas/config.schema.yaml")
 with open(SCHEMA_FILE) as _fh:
     CONFIG_SCHEMA = yaml.safe_load(_fh)
 ESTIMATORS = CONFIG_SCHEMA["$defs"]["estimator"]["enum"]
+# Snakemake puts the workflow's folder on sys.path, so the cje next to it is importable here:
+# the base policy's name in results (no target may take it), and the one formatting of schema
+# errors, shared with `cje cost --estimate`
+from cje.llm.config_schema import schema_error_lines
+from cje.names import BASE_POLICY_NAME
+
 # cje.stats.calibration.MIN_ORACLE_LABELS (tests/workflow/test_config_errors.py checks they agree;
 # not imported here: importing cje.stats.calibration costs the dry run a second).
 MIN_CALIBRATION_LABELS = 10
-
-
-def config_key(path):
-    """Dotted config key (``analysis.oracle_coverages[2]``) from a jsonschema error path."""
-    key = ""
-    for part in path:
-        key += f"[{part}]" if isinstance(part, int) else (f".{part}" if key else str(part))
-    return key or "<top level>"
 
 
 def fail(key, message):
@@ -110,28 +107,6 @@ def _set_at(cfg, path, value):
     node[list(path)[-1]] = value
 
 
-# Keys of earlier versions, and what replaced them.
-REMOVED_KEYS = {
-    "execution.batch_size": "answers are now cached one per request as they arrive "
-                            "(execution.request_cache_dir), so there is no flush interval: delete the key",
-}
-
-
-def _unknown_keys(error):
-    """Lines naming each unknown key of an additionalProperties error, with a suggestion."""
-    known = sorted(error.schema.get("properties", {}))
-    lines = []
-    for name in sorted(set(error.instance) - set(known)):
-        key = config_key([*error.absolute_path, name])
-        if key in REMOVED_KEYS:
-            lines.append(f"config key '{key}': no longer used: {REMOVED_KEYS[key]}")
-            continue
-        close = difflib.get_close_matches(name, known, n=1, cutoff=0.6)
-        hint = f"did you mean '{close[0]}'? " if close else ""
-        lines.append(f"config key '{key}': unknown key ({hint}known: {', '.join(known)})")
-    return lines
-
-
 def check_config_schema(cfg):
     """Validate ``cfg`` against the strict schema; raise WorkflowError naming every bad key.
 
@@ -153,13 +128,7 @@ def check_config_schema(cfg):
                 converted = True
         if not converted:
             break
-    errors = sorted(validator.iter_errors(cfg), key=lambda e: list(map(str, e.absolute_path)))
-    lines = []
-    for e in errors:
-        if e.validator == "additionalProperties" and e.validator_value is False:
-            lines += _unknown_keys(e)
-        else:
-            lines.append(f"config key '{config_key(e.absolute_path)}': {e.message}")
+    lines = schema_error_lines(cfg, CONFIG_SCHEMA)
     if lines:
         # one line per bad key (at most 10), exit code 2
         print("\n".join(f"invalid workflow config: {line}" for line in lines[:10]), file=sys.stderr,
@@ -190,6 +159,9 @@ def check_config_semantics(cfg):
              f"({', '.join(policies)})")
     if len(policies) < 2:
         fail("policies", "needs at least one target policy besides the base policy")
+    if BASE_POLICY_NAME in policies and cfg["base_policy"] != BASE_POLICY_NAME:
+        fail(f"policies.{BASE_POLICY_NAME}", f"target policy name '{BASE_POLICY_NAME}' is reserved for "
+             "the base (logging) policy in results and comparisons: rename the target policy")
     for name, spec in policies.items():
         if spec["provider"] not in cfg["providers"]:
             fail(f"policies.{name}.provider", f"unknown provider '{spec['provider']}' "

@@ -42,7 +42,13 @@ t_{n_c - 1} * SE_b however many labels: then only more prompts help.
   :func:`cje.checks.audits.decide`, at its fixed level; df Welch-Satterthwaite of k - 1 and K - 1), and
   P(pass) = 2 Phi((e - w_k) / s_k) - 1. The plan is the smallest k with P(pass) >= probe
   power; when even k -> infinity cannot reach it (e < (t + z) sqrt(V_o(m))) no probe
-  count helps until more oracle labels shrink V_o(m).
+  count helps until more oracle labels shrink V_o(m). A separation needs the probes of
+  each target policy in the pair (the base needs none), at the pair's plan m.
+* The pilot's status of each target (GOOD / WARNING / CRITICAL, the worst over pooled
+  pilots; for a pair, the worse of its target policies) is shown beside the plan. Labels
+  shrink an interval; they do not repair a CRITICAL estimate (its assumptions failed),
+  so such a plan is flagged (``Plan.critical``) and ``cje plan`` refuses it unless
+  ``--allow-critical``.
 
 References
 ----------
@@ -66,8 +72,8 @@ import numpy as np
 from scipy import special
 
 from cje.checks.audits import PASS_ALPHA
-from cje.errors import ConfigError, InputError
-from cje.results.decision import find_comparison, level_label
+from cje.errors import InputError, OptionError
+from cje.results.decision import BASE, find_comparison, level_label
 from cje.results.files import read_estimates
 from cje.stats.calibration import MIN_ORACLE_LABELS
 from cje.stats.inference import satterthwaite_df, welch_satterthwaite
@@ -167,6 +173,15 @@ class Target:
         Probe labels for the transport audit (None: none reach the audit's power, or no fresh draws).
     probe_note : str, default=''
         Where the probe plan's residual SD came from, or why there is none.
+    probe_mark : str, default=''
+        What the table's probes column shows when ``probe_labels`` is None: ``never`` (no
+        count reaches the audit's power at this oracle budget) or ``n/a`` (no fresh draws,
+        no residual SD in the pilot).
+    status : str or None, default=None
+        The pilot's status of the target (GOOD, WARNING or CRITICAL; the worst over pilots and,
+        for a pair, over its target policies); None when the pilot has none.
+    reasons : list of str
+        The pilot's reasons for that status.
     """
 
     name: str
@@ -178,6 +193,14 @@ class Target:
     floor_half_width: float       # with infinitely many labels (sampling error only)
     probe_labels: int | None = None
     probe_note: str = ""
+    probe_mark: str = ""
+    status: str | None = None
+    reasons: list[str] = field(default_factory=list)
+
+    @property
+    def probes_shown(self) -> str:
+        """The probes column: the count, or why there is none (``never``, ``n/a``)."""
+        return str(self.probe_labels) if self.probe_labels is not None else (self.probe_mark or "n/a")
 
     @property
     def reachable(self) -> bool:
@@ -222,6 +245,11 @@ class Plan:
     sources: list[str] = field(default_factory=list)
 
     @property
+    def critical(self) -> list[Target]:
+        """The targets whose pilot estimate is CRITICAL: labels do not repair them."""
+        return [t for t in self.targets if t.status == "CRITICAL"]
+
+    @property
     def labels_needed(self) -> int | None:
         """Labels for every target at once (the largest), None when one is unreachable."""
         needed = [t.labels_needed for t in self.targets]
@@ -252,7 +280,8 @@ class Plan:
         list of dict
             The table's rows.
         """
-        return [{"target": t.name, "kind": t.kind, "goal": t.goal, "pilot_half_width": t.parts.pilot_half_width,
+        return [{"target": t.name, "kind": t.kind, "pilot_status": t.status, "goal": t.goal,
+                 "pilot_half_width": t.parts.pilot_half_width,
                  "se_without_oua": t.parts.se_base, "oracle_variance": t.parts.oracle_variance,
                  "labels_needed": t.labels_needed,
                  "oracle_coverage": None if t.labels_needed is None else t.labels_needed / self.n_samples,
@@ -273,16 +302,16 @@ class Plan:
                  f"K = {self.n_folds} folds, {lv} CIs ({self.n_pilots} pilot run(s) pooled)",
                  f"model: half-width(m) = t(df(m)) * sqrt(se_without_oua^2 + oracle_variance * "
                  f"{self.pilot_labels:g} / m)", ""]
-        head = (f"{'target':<34}{'goal':>8}{'pilot ±':>9}{'se_w/o_oua':>11}{'oracle var':>11}{'labels':>8}"
+        head = (f"{'target':<34}{'status':>9}{'goal':>8}{'pilot ±':>9}{'se_w/o_oua':>11}{'oracle var':>11}{'labels':>8}"
                 f"{'coverage':>9}{'± at plan':>10}{'floor ±':>9}{'probes':>8}")
         lines.append(head)
         for r, t in zip(self.to_rows(), self.targets):
             goal = f"±{t.goal:.3f}" if t.kind == "half_width" else f"Δ{t.goal:.3f}"
-            lines.append(f"{t.name:<34}{goal:>8}{_f(r['pilot_half_width'], '.4f'):>9}"
+            lines.append(f"{t.name:<34}{t.status or '':>9}{goal:>8}{_f(r['pilot_half_width'], '.4f'):>9}"
                          f"{_f(r['se_without_oua'], '.5f'):>11}{_f(r['oracle_variance'], '.2e'):>11}"
                          f"{'> n' if t.labels_needed is None else t.labels_needed:>8}"
                          f"{_f(r['oracle_coverage'], '.3f'):>9}{_f(r['half_width_at_plan'], '.4f'):>10}"
-                         f"{_f(t.floor_half_width, '.4f'):>9}{'' if t.probe_labels is None else t.probe_labels:>8}")
+                         f"{_f(t.floor_half_width, '.4f'):>9}{t.probes_shown:>8}")
         need = self.labels_needed
         lines.append("")
         if need is None:
@@ -297,6 +326,10 @@ class Plan:
                          f"to detect the margin with power {self.power:g}.")
         notes = sorted({t.probe_note for t in self.targets if t.probe_note})
         lines += [f"Probes: {n}" for n in notes]
+        for t in self.critical:
+            why = f" ({t.reasons[0]})" if t.reasons else ""
+            lines.append(f"WARNING: the pilot estimate of {t.name} is CRITICAL{why}: more oracle labels narrow its "
+                         "interval but do not make it reliable; fix what the status names first")
         return "\n".join(lines)
 
     def figure(self):
@@ -336,7 +369,7 @@ def pilot_payloads(sources: Any) -> tuple[list[dict], list[str]]:
     ------
     InputError
         A pilot file is missing or is not a valid estimates.json.
-    ConfigError
+    OptionError
         No pilot is given, or the pilots differ in estimator, rows, folds or level.
     """
 
@@ -360,12 +393,12 @@ def pilot_payloads(sources: Any) -> tuple[list[dict], list[str]]:
                 raise InputError(f"not a valid estimates.json ({str(exc).splitlines()[0]})", path=str(path)) from None
             names.append(str(path))
     if not payloads:
-        raise ConfigError("no pilot given", key="pilot")
+        raise OptionError("no pilot given", flag="--pilot", key="pilot")
     keys = {(p["metadata"]["estimator"], p["metadata"]["n_samples"], p["metadata"].get("n_folds", 5),
              (p["metadata"].get("inference") or {}).get("level", 0.95)) for p in payloads}
     if len(keys) > 1:
-        raise ConfigError("pilots differ in estimator, rows, folds or level; pool only seeds of one setting: "
-                          f"{sorted(keys)}", key="pilot")
+        raise OptionError("pilots differ in estimator, rows, folds or level; pool only seeds of one setting: "
+                          f"{sorted(keys)}", flag="--pilot", key="pilot")
     return payloads, names
 
 
@@ -426,11 +459,12 @@ def _probe_count(vo_m: float, sigma: float, e: float, level: float, power: float
 
 
 def _probes(payloads: list[dict], policy: str, parts: VarianceParts, m: int, m0: float, n_folds: int,
-            margin: float, level: float, power: float) -> tuple[int | None, str]:
-    """Probe labels for the transport audit of one target at m oracle labels (module docstring)."""
+            margin: float, level: float, power: float) -> tuple[int | None, str, str]:
+    """Probe labels for the transport audit of one target at m oracle labels (module docstring):
+    (count or None, where the residual SD came from or why there is no count, the column's mark)."""
     meta = payloads[0]["metadata"]
     if policy not in (meta.get("fresh_draws") or {}):
-        return None, "no fresh draws in the pilot for some targets: their audit uses logged labels"
+        return None, "no fresh draws in the pilot for some targets (n/a): their audit uses logged labels", "n/a"
     sds, source = [], ""
     for p in payloads:
         diag = p["metadata"]["diagnostics"].get(policy) or {}
@@ -445,14 +479,28 @@ def _probes(payloads: list[dict], policy: str, parts: VarianceParts, m: int, m0:
         sds = [r for r in rmse if r is not None]
         source = "residual SD = the calibration's out-of-fold RMSE (no probes in the pilot)"
     if not sds:
-        return None, "no residual SD in the pilot"
+        return None, "no residual SD in the pilot (n/a)", "n/a"
     hw, df = half_width_curve(parts, [m], m0, n_folds, level)
     e = min(margin, float(hw[0] / _t(df[0], 0.5 + level / 2)))
     k = _probe_count(parts.oracle_variance * m0 / m, float(np.mean(sds)), e, level, power, n_folds)
     if k is None:
-        return None, ("the audit cannot pass at this oracle budget for some targets (blank): the calibration "
-                      "error sqrt(oracle_variance) is too large against min(margin, SE); more oracle labels first")
-    return k, source
+        return None, ("the audit cannot pass at this oracle budget for some targets (never): the calibration "
+                      "error sqrt(oracle_variance) is too large against min(margin, SE); more oracle labels "
+                      "first"), "never"
+    return k, source, ""
+
+
+def _pilot_status(payloads: list[dict], policies: list[str]) -> tuple[str | None, list[str]]:
+    """The worst pilot status over ``policies`` and the pooled pilots, with that status's reasons."""
+    rank = {"GOOD": 0, "WARNING": 1, "CRITICAL": 2}
+    worst, reasons = None, []
+    for p in payloads:
+        for policy in policies:
+            block = (p["metadata"].get("policies") or {}).get(policy) or {}
+            status = block.get("status")
+            if status in rank and (worst is None or rank[status] > rank[worst]):
+                worst, reasons = status, [str(r) for r in block.get("reasons") or []]
+    return worst, reasons
 
 
 def plan_labels(pilot: Any, half_width: float | None = None, compare: list[tuple[str, str]] | None = None,
@@ -488,7 +536,7 @@ def plan_labels(pilot: Any, half_width: float | None = None, compare: list[tuple
 
     Raises
     ------
-    ConfigError
+    OptionError
         A bad target: neither or both of ``half_width`` and ``compare``, a power outside (0, 1),
         a half-width or margin not > 0, an unknown policy.
     InputError
@@ -502,9 +550,9 @@ def plan_labels(pilot: Any, half_width: float | None = None, compare: list[tuple
     (2nd ed.). Chapman & Hall/CRC, ch. 3.
     """
     if (half_width is None) == (compare is None):
-        raise ConfigError("give either a target half-width or pairs to separate (with a margin)", key="target")
+        raise OptionError("give either a target half-width or pairs to separate (with a margin)", flag="--half-width", key="target")
     if not (0 < power < 1):
-        raise ConfigError(f"power must be in (0, 1), got {power}", key="power")
+        raise OptionError(f"power must be in (0, 1), got {power}", flag="--power", key="power")
     payloads, names = pilot_payloads(pilot)
     meta = payloads[0]["metadata"]
     n, level = int(meta["n_samples"]), float((meta.get("inference") or {}).get("level", 0.95))
@@ -514,26 +562,27 @@ def plan_labels(pilot: Any, half_width: float | None = None, compare: list[tuple
     q = 0.5 + level / 2
     if half_width is not None:
         if not half_width > 0:
-            raise ConfigError(f"target half-width must be > 0, got {half_width}", key="half_width")
+            raise OptionError(f"target half-width must be > 0, got {half_width}", flag="--half-width", key="half_width")
         names_ = policies or [p for p in meta["target_policies"]
                               if all(x["metadata"]["policies"][p]["estimate"] is not None for x in payloads)]
         for policy in names_:
             if policy not in meta["policies"]:
-                raise ConfigError(f"unknown policy '{policy}' (pilot has {', '.join(meta['target_policies'])})",
-                                  key="policy")
+                raise OptionError(f"unknown policy '{policy}' (pilot has {', '.join(meta['target_policies'])})",
+                                  flag="--policy", key="policy")
             blocks = [p["metadata"]["policies"][policy] for p in payloads]
             parts = _pooled(blocks, policy, max(blocks[0]["n_used"] - 1, 1))
             m = _solve(parts, lambda hw, df: hw <= half_width, m0, n, n_folds, level)
             at_plan = float(half_width_curve(parts, [n if m is None else m], m0, n_folds, level)[0][0])
             floor = float(_t(parts.df_base, q) * parts.se_base)
             target = Target(policy, "half_width", parts, half_width, m, at_plan, floor)
-            target.probe_labels, target.probe_note = _probes(payloads, policy, parts, n if m is None else m, m0,
-                                                             n_folds, transport_margin, level,
-                                                             power if probe_power is None else probe_power)
+            target.probe_labels, target.probe_note, target.probe_mark = _probes(
+                payloads, policy, parts, n if m is None else m, m0, n_folds, transport_margin, level,
+                power if probe_power is None else probe_power)
+            target.status, target.reasons = _pilot_status(payloads, [policy])
             plan.targets.append(target)
     else:
         if margin is None or not margin > 0:
-            raise ConfigError("separating policies needs a margin > 0", key="margin")
+            raise OptionError("separating policies needs a margin > 0", flag="--margin", key="margin")
 
         for a, b in compare:
             blocks = []
@@ -545,5 +594,19 @@ def plan_labels(pilot: Any, half_width: float | None = None, compare: list[tuple
             m = _solve(parts, lambda hw, df: margin >= (1 + _t(df, power) / _t(df, q)) * hw, m0, n, n_folds, level)
             at_plan = float(half_width_curve(parts, [n if m is None else m], m0, n_folds, level)[0][0])
             floor = float(_t(parts.df_base, q) * parts.se_base)
-            plan.targets.append(Target(f"{a} - {b}", "separation", parts, margin, m, at_plan, floor))
+            target = Target(f"{a} - {b}", "separation", parts, margin, m, at_plan, floor)
+            members = [x for x in (a, b) if x != BASE]  # the base policy needs no probes
+            probes = []
+            for policy in members:
+                blocks = [p["metadata"]["policies"][policy] for p in payloads]
+                own = _pooled(blocks, policy, max(blocks[0]["n_used"] - 1, 1))
+                probes.append(_probes(payloads, policy, own, n if m is None else m, m0, n_folds, transport_margin,
+                                      level, power if probe_power is None else probe_power))
+            counts = [k for k, _, _ in probes]
+            if probes and None not in counts:
+                target.probe_labels, target.probe_note = int(sum(counts)), probes[0][1]
+            elif probes:
+                _, target.probe_note, target.probe_mark = next(x for x in probes if x[0] is None)
+            target.status, target.reasons = _pilot_status(payloads, members)
+            plan.targets.append(target)
     return plan

@@ -21,7 +21,7 @@ from cje.analysis.references import judge_checks, policy_checks, probe_mean_comp
 from cje.checks.audits import Audit, audit_verdict, disagreement, pool_audits
 from cje.checks.status import FIXES, assumption_ledger, overlap_evidence, policy_status
 from cje.data.loaders import FreshDraws, LoggedData, load_fresh_draws_dir, load_logged_data
-from cje.errors import ConfigError
+from cje.errors import OptionError
 from cje.estimators import get_estimator
 from cje.estimators.base import Estimator, PolicyEstimate
 from cje.estimators.context import AnalysisContext, AnalysisOptions, build_context
@@ -53,13 +53,13 @@ def validate_config(config: AnalysisConfig, data: LoggedData | None = None) -> E
     Without ``data``: types, ranges and finiteness (:func:`cje.analysis.options.check_options`).
     With ``data`` also the data-dependent limits (``n_folds <= oracle labels / 2``,
     :func:`cje.analysis.options.check_against_data`). Raises a one-line
-    :class:`~cje.errors.ConfigError` naming the flag and option key.
+    :class:`~cje.errors.OptionError` naming the flag and option key.
     """
     estimator = get_estimator(config.estimator)
     check_options(config.options)
     if estimator.needs_fresh_draws and not config.fresh_draws_dir:
-        raise ConfigError(f"estimator '{estimator.name}' needs fresh draws: pass --fresh-draws-dir DIR "
-                          "holding {policy}_responses.jsonl", key="fresh_draws_dir")
+        raise OptionError(f"estimator '{estimator.name}' needs fresh draws: pass --fresh-draws-dir DIR "
+                          "holding {policy}_responses.jsonl", flag="--fresh-draws-dir", key="fresh_draws_dir")
     if data is not None:
         check_against_data(config.options, data)
     return estimator
@@ -301,9 +301,9 @@ def analyze_context(ctx: AnalysisContext, estimator: Estimator, refuse_unreliabl
     if estimator.needs_fresh_draws:
         missing = [p for p in data.target_policies if p not in fresh]
         if missing:
-            raise ConfigError(f"estimator '{estimator.name}' needs fresh draws; none found for "
+            raise OptionError(f"estimator '{estimator.name}' needs fresh draws; none found for "
                               f"{missing} (expected {{policy}}_responses.jsonl in the fresh-draws folder)",
-                              key="fresh_draws_dir")
+                              flag="--fresh-draws-dir", key="fresh_draws_dir")
     policies, diagnostics, truths, estimates, arrays = {}, {}, {}, {}, {}
     for policy in data.target_policies:
         result, diag, est, arr = _policy_result(ctx, estimator, policy, refuse_unreliable)

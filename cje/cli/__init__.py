@@ -7,7 +7,8 @@ One subcommand per pipeline stage, named like the Snakemake rules, plus
 the sweep summary from :mod:`cje.cli.summarize`.
 
 Exit codes: 0 ok; 2 bad input or option (one line on stderr naming the file,
-line and field or the option); 3 ``cje analyze --refuse-unreliable`` withheld
+line and field or the option), or an output past the file-size limit (``ulimit -f``:
+one line naming the file); 3 ``cje analyze --refuse-unreliable`` withheld
 at least one estimate (its outputs are written, with nulls).
 """
 
@@ -16,9 +17,11 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import signal
 import sys
 
 from cje import __version__
+from cje.atomic import file_too_large
 from cje.errors import CJEError
 
 # Modules that add subcommands: each has ``register(subparsers) -> None`` and sets
@@ -63,6 +66,10 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     """Run the CLI; return the process exit code (0 ok, 2 bad input, 3 refused)."""
+    # past the file-size limit (ulimit -f) a write then fails with EFBIG, reported naming the file,
+    # instead of SIGXFSZ killing the process without a word
+    if hasattr(signal, "SIGXFSZ"):
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
     parser = build_parser(argv if argv is not None else sys.argv[1:])
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
@@ -71,4 +78,10 @@ def main(argv: list[str] | None = None) -> int:
         return int(args.func(args) or 0)
     except CJEError as exc:
         print(f"cje {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:  # a write past `ulimit -f` outside the atomic writer (a log, a cache entry)
+        too_large = file_too_large(None, exc)
+        if too_large is None:
+            raise
+        print(f"cje {args.command}: error: {too_large}", file=sys.stderr)
         return 2

@@ -18,7 +18,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         description="Sum the stage summaries of the API call logs per stage and provider (cje.llm.cost), warning "
                     "about providers without prices and about stages killed before their summary. With "
                     "--estimate, predict a run's calls and an upper bound on tokens and cost from the workflow "
-                    "config instead (cje.llm.cost_estimate).")
+                    "config instead (cje.llm.cost_estimate), after checking the config against the workflow's "
+                    "strict schema; the total names the stages whose provider has no prices.")
     p.add_argument("--log", action="append", metavar="PATH",
                    help="call log file or folder of *.log (repeatable; default logs/api_calls.log)")
     p.add_argument("--config", help="workflow config (prices and provider kinds; required with --estimate)")
@@ -41,9 +42,17 @@ def run(args: argparse.Namespace) -> int:
         cfg = load_config(args.config)
     if args.estimate:
         if cfg is None:
-            raise ConfigError("--estimate needs the workflow config", key="--config")
+            raise ConfigError("--estimate needs the workflow config", flag="--config")
+        if args.n_prompts is not None and args.n_prompts < 1:
+            raise ConfigError(f"must be an integer >= 1, got {args.n_prompts}", flag="--n-prompts")
+        if args.prompt_tokens is not None and not args.prompt_tokens > 0:  # also nan
+            raise ConfigError(f"must be a number > 0, got {args.prompt_tokens}", flag="--prompt-tokens")
         # imported when the command runs: `cje --help` and the other commands stay light
+        from cje.llm.config_schema import check_config_schema
         from cje.llm.cost_estimate import estimate_run
+
+        # the workflow's own strict schema: a typo the workflow refuses is never priced with defaults
+        check_config_schema(cfg, args.config)
 
         result = estimate_run(cfg, n_prompts=args.n_prompts, prompt_tokens=args.prompt_tokens)
     else:

@@ -31,7 +31,7 @@ def _config(path: str | None) -> dict:
     # imported when the command runs: `cje --help` and the other commands stay light
     from cje.llm.config import load_config
     if not path:
-        raise ConfigError("--config is required for this stage", key="--config")
+        raise ConfigError("is required for this stage", flag="--config")
     return load_config(path)
 
 
@@ -81,6 +81,41 @@ def _api_flags(p: argparse.ArgumentParser) -> None:
                    help="also write prompts and answers to the API log")
 
 
+def at_least_one(value: int | None, flag: str) -> int | None:
+    """``value`` of an integer flag that must be >= 1 when given (None: not given).
+
+    Parameters
+    ----------
+    value : int or None
+        The parsed flag.
+    flag : str
+        The flag, named in the error.
+
+    Returns
+    -------
+    int or None
+        ``value``.
+
+    Raises
+    ------
+    ConfigError
+        ``value`` is 0 or negative (never replaced by a default in silence).
+    """
+    if value is not None and value < 1:
+        raise ConfigError(f"must be an integer >= 1, got {value}", flag=flag)
+    return value
+
+
+def _draws_per_prompt(args: argparse.Namespace, cfg: dict) -> int:
+    """``--draws-per-prompt``, else ``fresh_draws.draws_per_prompt`` (default 1), checked."""
+    if args.draws_per_prompt is not None:
+        return at_least_one(args.draws_per_prompt, "--draws-per-prompt")
+    value = (cfg.get("fresh_draws") or {}).get("draws_per_prompt", 1)
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ConfigError(f"must be an integer >= 1, got {value!r}", key="fresh_draws.draws_per_prompt")
+    return value
+
+
 def _cmd_prompts(args: argparse.Namespace) -> int:
     # imported when the command runs: `cje --help` and the other commands stay light
     from cje.llm.stages.prompts import make_prompts
@@ -88,7 +123,8 @@ def _cmd_prompts(args: argparse.Namespace) -> int:
     pc = cfg.get("prompts") or {}
     counts = make_prompts(args.source or pc.get("source", "data/default_prompts.jsonl"),
                           args.output,
-                          args.n_samples if args.n_samples is not None else pc.get("n_samples"),
+                          at_least_one(args.n_samples, "--n-samples") if args.n_samples is not None
+                          else pc.get("n_samples"),
                           args.seed if args.seed is not None else int(pc.get("seed", 42)))
     print(f"prompts: {counts} -> {args.output}", file=sys.stderr)
     return 0
@@ -98,7 +134,7 @@ def _cmd_generate(args: argparse.Namespace) -> int:
     # imported when the command runs: `cje --help` and the other commands stay light
     from cje.llm.stages.generate import generate_responses
     cfg = _config(args.config)
-    k = args.draws_per_prompt or int((cfg.get("fresh_draws") or {}).get("draws_per_prompt", 1))
+    k = _draws_per_prompt(args, cfg)
     counts = generate_responses(cfg, args.policy, args.prompts, args.output,
                                 draws_per_prompt=k, shard=args.shard,
                                 num_shards=args.num_shards, request_cache=args.request_cache,

@@ -27,7 +27,7 @@ log = logging.getLogger("cje.serve_local")
 def _cmd_logprobs(args: argparse.Namespace) -> int:
     policies = [p.strip() for p in args.policies.split(",") if p.strip()]
     if not policies:
-        raise ConfigError("no policy names given", key="--policies")
+        raise ConfigError("no policy names given", flag="--policies")
     summary = run_logprobs(args.config, args.responses, policies, args.output_dir, args.shard,
                            args.num_shards, args.request_cache, args.rate_limit_dir, args.api_log)
     return 0 if summary else 1

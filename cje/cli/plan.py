@@ -1,11 +1,15 @@
-"""``cje plan``: oracle (and probe) labels needed for a target precision, from a pilot (cje.analysis.plan)."""
+"""``cje plan``: oracle (and probe) labels needed for a target precision, from a pilot (cje.analysis.plan).
+
+The table shows each target's pilot status; a target whose pilot estimate is CRITICAL
+is refused (exit 2, one line) unless ``--allow-critical``, and then flagged below the table.
+"""
 
 from __future__ import annotations
 
 import argparse
 
 from cje.atomic import atomic_write_text
-from cje.errors import ConfigError
+from cje.errors import ConfigError, InputError
 
 __all__ = ["register", "run"]
 
@@ -37,22 +41,25 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="power to detect --margin, and of the probe-label audit (default 0.8)")
     p.add_argument("--policy", action="append", help="plan only these policies (default: all with an estimate)")
     p.add_argument("--transport-margin", type=float, default=0.05, help="transport audit margin (default 0.05)")
+    p.add_argument("--allow-critical", action="store_true",
+                   help="plan also for policies whose pilot estimate is CRITICAL (refused by default: labels "
+                        "narrow the interval of such an estimate but do not make it reliable)")
     p.add_argument("--plot", metavar="PNG", help="also write the CI-half-width-vs-labels figure here")
     p.add_argument("--output", metavar="CSV", help="also write the table as CSV")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    """Print the plan table; write the figure / CSV when asked. Exit 0 (2 on bad input)."""
+    """Print the plan table; write the figure / CSV when asked. Exit 0 (2 on bad input or a CRITICAL pilot)."""
     # imported when the command runs: `cje --help` and the other commands stay light
     from cje.analysis.plan import plan_labels
 
     if bool(args.pilot) == bool(args.data):
-        raise ConfigError("give --pilot ESTIMATES_JSON (repeatable) or --data to run a pilot", key="--pilot")
+        raise ConfigError("give --pilot ESTIMATES_JSON (repeatable) or --data to run a pilot", flag="--pilot")
     if args.compare and args.half_width is not None:
-        raise ConfigError("give --half-width or --compare, not both", key="--compare")
+        raise ConfigError("give --half-width or --compare, not both", flag="--compare")
     if args.compare is None and args.half_width is None:
-        raise ConfigError("give a target: --half-width H, or --compare A B --margin D", key="--half-width")
+        raise ConfigError("give a target: --half-width H, or --compare A B --margin D", flag="--half-width")
     pilot = args.pilot
     if args.data:
         # imported when the command runs: `cje --help` and the other commands stay light
@@ -65,6 +72,15 @@ def run(args: argparse.Namespace) -> int:
                        compare=[tuple(c) for c in args.compare] if args.compare else None,
                        margin=args.margin, power=args.power, policies=args.policy,
                        transport_margin=args.transport_margin)
+    if plan.critical and not args.allow_critical:
+        first = plan.critical[0]
+        why = f" ({first.reasons[0]})" if first.reasons else ""
+        others = ", ".join(t.name for t in plan.critical[1:])
+        also = f", and that of {others} too" if others else ""
+        raise InputError(f"the pilot estimate of {first.name} is CRITICAL{why}{also}: more oracle labels narrow its interval "
+                         "but do not make it reliable, so no labels are planned; fix what the status names (another "
+                         "estimator, probe labels), leave it out (--policy), or pass --allow-critical to plan anyway",
+                         path=plan.sources[0] if len(plan.sources) == 1 and args.pilot else None)
     print(plan.table())
     if args.output:
         import polars as pl

@@ -39,7 +39,7 @@ def run_summarize(args: argparse.Namespace) -> int:
     from cje.viz.sweep import accuracy_table, load_summary
 
     if args.inputs is None and args.results_dir is None:
-        raise ConfigError("give --inputs FILE... or --results-dir DIR", key="--inputs")
+        raise ConfigError("give --inputs FILE... or --results-dir DIR", flag="--inputs")
     frame = load_summary(args.results_dir, paths=args.inputs)
     atomic_write_text(args.output, frame.write_csv())
     written = [args.output]

@@ -42,8 +42,8 @@ from typing import Any, Iterable
 
 import polars as pl
 
-from cje.atomic import atomic_write_text
-from cje.errors import InputError
+from cje.atomic import atomic_write_text, path_kind
+from cje.errors import InputError, json_error_text
 
 __all__ = ["read_jsonl_frame", "nonblank_line_numbers", "read_bytes_checked", "write_jsonl",
            "MAX_LINE_BYTES", "MAX_DEPTH"]
@@ -76,7 +76,7 @@ def _open_checked(path: Path) -> int:
             raise InputError("symbolic link loop (the link points back at itself)", path=where) from None
         if exc.errno == errno.ENOENT:
             if path.is_symlink():
-                raise InputError(f"symbolic link to a missing file ({os.readlink(path)})", path=where) from None
+                raise InputError(f"is {path_kind(path)} (the file it points to is missing)", path=where) from None
             raise InputError("file not found", path=where) from None
         if exc.errno == errno.EACCES:
             raise InputError("permission denied", path=where) from None
@@ -285,7 +285,7 @@ def _slow_parse(lines: pl.DataFrame, where: str) -> list[dict[str, Any]]:
         try:
             row = json.loads(text, object_pairs_hook=_pairs_once)
         except json.JSONDecodeError as exc:
-            raise InputError(f"malformed JSON ({exc.msg} at column {exc.colno})", path=where,
+            raise InputError(json_error_text(exc), path=where,
                              line=number) from None
         except _DuplicateKey as dup:
             _raise_duplicate(where, number, dup.key)

@@ -17,10 +17,11 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
+from cje.atomic import path_kind
 from cje.data.fields import integer_field, numeric_field, raw_rows, text_field
 from cje.data.jsonl import nonblank_line_numbers, read_jsonl_frame
 from cje.errors import ConfigError, InputError
-from cje.names import safe_component
+from cje.names import target_policy_name
 
 __all__ = ["LoggedData", "FreshDraws", "load_logged_data", "load_fresh_draws",
            "load_fresh_draws_dir", "fresh_draw_files", "logprob_invalid_reason"]
@@ -219,15 +220,16 @@ def _logprob_column(series: pl.Series | None, path: str, name: str) -> tuple[np.
 
 
 def _check_policy_name(policy: str, path: str) -> None:
-    """A ``target_policy_logprobs`` key must be a safe file-name component (:func:`cje.names.safe_component`):
-    ``../../x`` would otherwise make the fresh-draws lookup read outside its folder."""
+    """A ``target_policy_logprobs`` key must be a safe file-name component and not ``base``
+    (:func:`cje.names.target_policy_name`): ``../../x`` would otherwise make the fresh-draws lookup
+    read outside its folder, and a target ``base`` would be taken for the logged policy's row."""
     try:
-        safe_component(policy, "policy name")
+        target_policy_name(policy, "policy name")
     except ConfigError:
         line = next((n for n, row in raw_rows(path) if isinstance(row, dict)
                      and isinstance(row.get("target_policy_logprobs"), dict)
                      and policy in row["target_policy_logprobs"]), None)
-        safe_component(policy, "policy name", path=path, line=line, field="target_policy_logprobs")
+        target_policy_name(policy, "policy name", path=path, line=line, field="target_policy_logprobs")
 
 
 def load_logged_data(path: str | Path) -> LoggedData:
@@ -367,7 +369,7 @@ def load_fresh_draws(path: str | Path, policy: str) -> FreshDraws:
 def fresh_draw_files(directory: str | Path, policies: list[str]) -> tuple[dict[str, Path], list[str]]:
     """``({policy: directory/{policy}_responses.jsonl}, [policies without that file])``.
 
-    Each policy name is checked with :func:`cje.names.safe_component` before it
+    Each policy name is checked with :func:`cje.names.target_policy_name` before it
     becomes a path.
 
     Parameters
@@ -387,7 +389,7 @@ def fresh_draw_files(directory: str | Path, policies: list[str]) -> tuple[dict[s
     Raises
     ------
     InputError
-        ``directory`` is missing, is a file or is a symlink loop.
+        ``directory`` is missing, is a file, a dangling symlink or a symlink loop.
     ConfigError
         A policy name is not a safe file-name component.
     """
@@ -405,11 +407,12 @@ def fresh_draw_files(directory: str | Path, policies: list[str]) -> tuple[dict[s
                 raise InputError("fresh-draws folder is a symbolic link loop", path=where) from None
             except OSError:
                 pass
-        what = "is a file, not a folder" if directory.exists() else "not found"
+        kind = path_kind(directory)
+        what = "not found" if kind == "missing" else f"is {kind}, not a folder"
         raise InputError(f"fresh-draws folder {what}", path=where)
     found, missing = {}, []
     for policy in policies:
-        file = directory / f"{safe_component(policy, 'policy name')}_responses.jsonl"
+        file = directory / f"{target_policy_name(policy, 'policy name')}_responses.jsonl"
         if os.path.lexists(file):
             found[policy] = file
         else:

@@ -14,7 +14,7 @@ from typing import ClassVar
 
 import numpy as np
 
-from cje.errors import ConfigError
+from cje.errors import OptionError
 from cje.estimators.context import AnalysisContext
 
 __all__ = ["PolicyEstimate", "Estimator", "register", "get_estimator", "ESTIMATORS", "estimator_names"]
@@ -156,15 +156,15 @@ def get_estimator(name: str) -> Estimator:
 
     Raises
     ------
-    ConfigError
+    OptionError
         ``name`` is not registered; the message suggests the closest name and lists the valid ones
-        (``key="estimator"``).
+        (``--estimator``).
     """
     if name not in ESTIMATORS:
         import difflib
 
         close = difflib.get_close_matches(str(name).lower(), estimator_names(), n=1, cutoff=0.6)
         hint = f"did you mean '{close[0]}'? " if close else ""
-        raise ConfigError(f"unknown estimator '{name}'; {hint}choose one of: {', '.join(estimator_names())}",
-                          key="estimator")
+        raise OptionError(f"unknown estimator '{name}'; {hint}choose one of: {', '.join(estimator_names())}",
+                          flag="--estimator", key="estimator")
     return ESTIMATORS[name]()

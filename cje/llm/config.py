@@ -20,7 +20,7 @@ import yaml
 
 from cje.errors import ConfigError
 from cje.llm.scrub import ENV_NAME, is_env_var_name, redact_url
-from cje.names import safe_component
+from cje.names import BASE_POLICY_NAME, safe_component, target_policy_name
 
 PROVIDER_KINDS = ("local", "openai")
 CHAT_TEMPLATES = ("gemma", "llama3", "chatml", "none")
@@ -577,14 +577,18 @@ def policy_config(cfg: dict, name: str) -> PolicyConfig:
     Raises
     ------
     ConfigError
-        The policy is not defined, its name is not a safe file-name component, a key is
-        unknown, the chat template is unknown, or its provider is bad.
+        The policy is not defined, its name is not a safe file-name component (or is
+        ``base`` for a target policy), a key is unknown, the chat template is unknown, or its
+        provider is bad.
     """
     policies = cfg.get("policies") or {}
     if name not in policies:
         raise ConfigError(f"policy '{name}' is not defined (have {sorted(policies)})",
                           key="policies")
-    safe_component(name, "policy name (config key 'policies')")  # it becomes file names
+    if name == cfg.get("base_policy", BASE_POLICY_NAME):
+        safe_component(name, "policy name (config key 'policies')")  # it becomes file names
+    else:  # and a target may not take the base policy's name in results
+        target_policy_name(name, "target policy name (config key 'policies')")
     pol = _build(PolicyConfig, policies[name], f"policies.{name}", name=name)
     if pol.chat_template not in CHAT_TEMPLATES:
         raise ConfigError(f"must be one of {CHAT_TEMPLATES}, got {pol.chat_template!r}",

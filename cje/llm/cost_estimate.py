@@ -22,7 +22,10 @@ calls read the rubric, the prompt and the response and answer with
 ``SCORER_OUTPUT_TOKENS`` (a ``{"score": 87}`` object; reasoning models such as
 gpt-5 also bill hidden reasoning tokens, not included). Characters / 4 is the
 usual English rule of thumb for BPE tokenisers. Cost = tokens x the provider's
-prices; a hosted provider without prices is a warning.
+prices; a hosted provider without prices is a warning, and the headline names every
+stage it serves as unpriced (``<= $10.30 + unpriced: judge (model X)``), so the
+bound never reads as a whole run's cost when part of it is missing. The embedded
+local model is free, so it is priced (at $0).
 """
 
 from __future__ import annotations
@@ -55,11 +58,15 @@ class Estimate:
     prompt_tokens : float
         Mean tokens per prompt.
     rows : list of dict
-        One row per (stage, provider).
+        One row per (stage, provider); ``priced`` is False when its provider is hosted and has
+        no prices (its ``cost_usd`` 0 is then not a cost).
     warnings : list of str
         Hosted providers without prices.
     notes : list of str
         Where the prompt length came from, and what is not included.
+    unpriced : list of str
+        The stages whose calls go to a hosted provider without prices, with their models
+        (``judge (model gpt-5)``): their cost is not in the total.
     """
 
     n_prompts: int
@@ -67,6 +74,18 @@ class Estimate:
     rows: list[dict] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    unpriced: list[str] = field(default_factory=list)
+
+    def headline(self) -> str:
+        """``total: 47,500 calls, <= $10.30`` plus what is unpriced, when anything is.
+
+        Returns
+        -------
+        str
+            One line.
+        """
+        text = f"total: {self.total('calls'):,.0f} calls, <= ${self.total():.2f}"
+        return text + (f" + unpriced: {', '.join(self.unpriced)}" if self.unpriced else "")
 
     def total(self, key: str = "cost_usd") -> float:
         """Sum of ``key`` over all rows.
@@ -94,9 +113,10 @@ class Estimate:
         out = [f"estimate before the run: {self.n_prompts} prompts, ~{self.prompt_tokens:.0f} tokens per prompt",
                f"{'stage':<10}{'provider':<14}{'calls':>9}{'prompt tok':>14}{'compl. tok <=':>15}{'cost USD <=':>13}"]
         for r in self.rows:
+            cost = f"{r['cost_usd']:.2f}" if r.get("priced", True) else "unpriced"
             out.append(f"{r['stage']:<10}{r['provider']:<14}{r['calls']:>9,}{r['prompt_tokens']:>14,.0f}"
-                       f"{r['completion_tokens']:>15,.0f}{r['cost_usd']:>13.2f}")
-        out.append(f"total: {self.total('calls'):,.0f} calls, <= ${self.total():.2f}")
+                       f"{r['completion_tokens']:>15,.0f}{cost:>13}")
+        out.append(self.headline())
         return "\n".join(out + [f"note: {n}" for n in self.notes] + [f"warning: {w}" for w in self.warnings])
 
     def to_dict(self) -> dict:
@@ -108,7 +128,8 @@ class Estimate:
             The estimate as plain data.
         """
         return {"n_prompts": self.n_prompts, "prompt_tokens": self.prompt_tokens, "rows": self.rows,
-                "total_cost_usd": self.total(), "total_calls": self.total("calls"), "warnings": self.warnings}
+                "total_cost_usd": self.total(), "total_calls": self.total("calls"), "unpriced": self.unpriced,
+                "warnings": self.warnings}
 
 
 def _prompt_stats(cfg: dict, n_prompts: int | None, prompt_tokens: float | None) -> tuple[int, float, list[str]]:
@@ -171,9 +192,12 @@ def estimate_run(cfg: dict, n_prompts: int | None = None, prompt_tokens: float |
     draws = int((cfg.get("fresh_draws") or {}).get("draws_per_prompt", 1))
     totals: dict[tuple[str, str], dict] = {}
 
-    def add(stage: str, provider: str, calls: float, prompt: float, completion: float) -> None:
+    models: dict[tuple[str, str], set[str]] = {}
+
+    def add(stage: str, provider: str, model: str, calls: float, prompt: float, completion: float) -> None:
         r = totals.setdefault((stage, provider), {"stage": stage, "provider": provider, "calls": 0,
                                                  "prompt_tokens": 0.0, "completion_tokens": 0.0})
+        models.setdefault((stage, provider), set()).add(model)
         r["calls"] += int(round(calls))
         r["prompt_tokens"] += calls * prompt
         r["completion_tokens"] += calls * completion
@@ -188,27 +212,34 @@ def estimate_run(cfg: dict, n_prompts: int | None = None, prompt_tokens: float |
     for name, pol in policies.items():
         k = 1 if name == base else draws
         system = _tokens(pol.system_prompt)
-        add("generate", pol.provider, n * k, p_tok + system, pol.max_tokens)
+        add("generate", pol.provider, pol.model, n * k, p_tok + system, pol.max_tokens)
         if base_pol is not None:  # every policy scores the base responses
-            add("logprobs", pol.provider, n, p_tok + system + base_pol.max_tokens, 1)
+            add("logprobs", pol.provider, pol.model, n, p_tok + system + base_pol.max_tokens, 1)
         reply = pol.max_tokens
-        add("judge", judge.provider, n * k * judge.n_rubric_samples, rubric["judge"] + p_tok + reply,
+        add("judge", judge.provider, judge.model, n * k * judge.n_rubric_samples, rubric["judge"] + p_tok + reply,
             SCORER_OUTPUT_TOKENS)
         share = oracle.coverage if name == base else oracle.fresh_draw_coverage
-        add("oracle", oracle.provider, n * k * share * oracle.n_rubric_samples, rubric["oracle"] + p_tok + reply,
-            SCORER_OUTPUT_TOKENS)
+        add("oracle", oracle.provider, oracle.model, n * k * share * oracle.n_rubric_samples,
+            rubric["oracle"] + p_tok + reply, SCORER_OUTPUT_TOKENS)
     order = {"generate": 0, "logprobs": 1, "judge": 2, "oracle": 3}
     for (stage, provider), r in sorted(totals.items(), key=lambda kv: (order[kv[0][0]], kv[0][1])):
         spec = provider_config(cfg, provider)
         r["cost_usd"] = (r["prompt_tokens"] * spec.cost_per_million_input_tokens
                          + r["completion_tokens"] * spec.cost_per_million_output_tokens) / 1e6
         est.rows.append(r)
+    unpriced = set()
     for name in sorted({r["provider"] for r in est.rows}):
         spec = provider_config(cfg, name)
         if spec.kind != "local" and not (spec.cost_per_million_input_tokens or spec.cost_per_million_output_tokens):
+            unpriced.add(name)
             tokens = sum(r["prompt_tokens"] + r["completion_tokens"] for r in est.rows if r["provider"] == name)
             est.warnings.append(f"provider '{name}' has no prices (providers.{name}.cost_per_million_input_tokens / "
-                                f"cost_per_million_output_tokens): its ~{tokens:,.0f} tokens are counted at $0")
+                                f"cost_per_million_output_tokens): its ~{tokens:,.0f} tokens are not in the total")
+    for r in est.rows:  # in stage order
+        r["priced"] = r["provider"] not in unpriced
+        if not r["priced"] and r["calls"]:
+            names = sorted(models[(r["stage"], r["provider"])])
+            est.unpriced.append(f"{r['stage']} ({'model' if len(names) == 1 else 'models'} {', '.join(names)})")
     if any(provider_config(cfg, s.provider).kind != "local" and s.method != "yes_no_logprob"
            for s in (judge, oracle)):
         est.notes.append("reasoning models (e.g. gpt-5) also bill hidden reasoning tokens per judge/oracle call: "

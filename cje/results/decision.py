@@ -32,10 +32,12 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
+from cje.names import BASE_POLICY_NAME
+
 __all__ = ["BASE", "Comparison", "BestPolicy", "level_label", "find_comparison", "comparisons_vs_base",
            "withheld_policies", "best_policy", "assumption_items"]
 
-BASE = "base"  # the name of the base (logging) policy in metadata.comparisons
+BASE = BASE_POLICY_NAME  # the name of the base (logging) policy in metadata.comparisons
 
 
 def level_label(level: float | None) -> str:

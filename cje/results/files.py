@@ -82,8 +82,11 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable, NamedTuple
 
-from cje.atomic import atomic_write_text, fsync_directory, is_stale_temp, remove_stale_temps, temp_name
-from cje.errors import InputError, NullEstimateError, OutputError
+from cje.atomic import (atomic_write_text, file_too_large, fsync_directory, is_stale_temp, remove_stale_temps,
+                        temp_name)
+from cje.atomic import path_kind as _kind
+from cje.atomic import shown_path as _show
+from cje.errors import InputError, NullEstimateError, OutputError, json_error_text
 from cje.results.model import AnalysisOutput, PlotData, validate_estimates
 
 # Renders the plots/ folder of one analysis: (estimates.json payload, plot arrays, folder) -> written
@@ -125,38 +128,6 @@ def _lstat(path: Path) -> os.stat_result | None:
         return os.lstat(path)
     except (FileNotFoundError, NotADirectoryError):
         return None
-
-
-def _show(path: str | os.PathLike) -> str:
-    """A path for a one-line message: control characters escaped."""
-    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in os.fspath(path))
-
-
-def _kind(path: Path, st: os.stat_result | None = None) -> str:
-    """What ``path`` is, in words: 'a file', 'a folder', 'a dangling symlink (to x)', ..."""
-    st = st if st is not None else _lstat(path)
-    if st is None:
-        return "missing"
-    mode = st.st_mode
-    if stat.S_ISLNK(mode):
-        try:
-            target = _show(os.readlink(path))
-        except OSError:
-            target = "?"
-        try:
-            followed = os.stat(path)
-        except OSError as exc:
-            return "a symbolic link loop" if exc.errno == errno.ELOOP else f"a dangling symlink (to {target})"
-        return f"a symbolic link to a {'folder' if stat.S_ISDIR(followed.st_mode) else 'file'} ({target})"
-    if stat.S_ISDIR(mode):
-        return "a folder"
-    if stat.S_ISREG(mode):
-        return "a file"
-    if stat.S_ISFIFO(mode):
-        return "a FIFO"
-    if stat.S_ISSOCK(mode):
-        return "a socket"
-    return "a device file"
 
 
 def _is_real_dir(st: os.stat_result | None) -> bool:
@@ -750,11 +721,14 @@ def publish_analysis(result: AnalysisOutput, output_dir: str | Path, render: Ren
         staging.mkdir()
     except OSError as exc:
         raise OutputError(f"cannot write ({exc.strerror})", path=_show(out)) from None
+    writing = out
     try:
         for name, data in files.items():
+            writing = out / name
             _write_staged(staging / f"{name}.new", data)
         rendered: list[Path] = []
         if plots:
+            writing = out / "plots"
             rendered = render(result.to_dict(), result.plot_data, staging / "plots.new")
             fsync_directory(staging / "plots.new")
         fsync_directory(staging)
@@ -770,6 +744,9 @@ def publish_analysis(result: AnalysisOutput, output_dir: str | Path, render: Ren
         shutil.rmtree(staging, ignore_errors=True)
         if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EROFS, errno.EACCES, errno.EDQUOT):
             raise OutputError(f"cannot write ({exc.strerror})", path=_show(out)) from None
+        too_large = file_too_large(_show(writing), exc)  # past `ulimit -f`: name the member
+        if too_large is not None:
+            raise too_large from None
         raise
     _apply(out, staging, journal)  # past the commit point: a failure here is finished by recover()
     try:
@@ -830,8 +807,8 @@ def read_estimates(path: str | Path) -> dict:
         except UnicodeDecodeError:
             raise InputError("not an estimates.json: not UTF-8 text", path=_show(folder / name)) from None
         except json.JSONDecodeError as exc:
-            raise InputError(f"not an estimates.json: malformed JSON ({exc.msg} at line {exc.lineno} column "
-                             f"{exc.colno})", path=_show(folder / name)) from None
+            raise InputError(f"not an estimates.json: {json_error_text(exc, line=True)}",
+                             path=_show(folder / name)) from None
         except OSError as exc:
             raise InputError(f"cannot read ({exc.strerror})", path=_show(folder / name)) from None
     validate_estimates(payload)

@@ -28,7 +28,7 @@ import numpy as np
 import polars as pl
 from tqdm import tqdm
 
-from cje.errors import InputError
+from cje.errors import InputError, json_error_text
 from cje.results.files import current_set
 from cje.results.model import validate_estimates
 
@@ -227,7 +227,7 @@ def load_summary(results_dir: str | Path | None = None,
             # an unfinished publication's new estimates.json sits in its staging folder (cje.results.files)
             payload = json.loads((current_set(path.parent)["estimates.json"] or path).read_text())
         except json.JSONDecodeError as exc:
-            raise InputError(f"malformed JSON ({exc.msg} at column {exc.colno})", path=str(path),
+            raise InputError(json_error_text(exc), path=str(path),
                              line=exc.lineno) from None
         try:
             validate_estimates(payload)

@@ -98,13 +98,13 @@ def test_temporary_of_a_killed_writer_is_removed_on_next_write(tmp_path):
     assert len(remaining) == 3
 
 
-@pytest.mark.parametrize("name", ["base", "clone", "gpt-4o_mini", "v1.2", "A_b-9.x", "_x", "-x"])
+@pytest.mark.parametrize("name", ["base", "clone", "gpt-4o_mini", "v1.2", "A_b-9.x", "_x", "x-"])
 def test_safe_names_pass_unchanged(name):
     assert safe_component(name, "policy name") == name
 
 
 @pytest.mark.parametrize("name", ["../../x", "..", ".", ".hidden", "a/b", "a\\b", "", "a b", "x\n",
-                                  "a\x00b", "ü", "x" * 201, "../../ESCAPED"])
+                                  "a\x00b", "ü", "x" * 201, "../../ESCAPED", "-x", "--help"])
 def test_unsafe_names_raise_one_line_config_error(name):
     with pytest.raises(ConfigError) as info:
         safe_component(name, "policy name")

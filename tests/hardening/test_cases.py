@@ -210,7 +210,7 @@ def test_folder_missing_file_dangling_symlink_and_symlink_loop(tmp_path, capsys)
     dangling = tmp_path / "dangling.jsonl"
     os.symlink(tmp_path / "nowhere.jsonl", dangling)
     cases = {tmp_path: "is a folder", tmp_path / "missing.jsonl": "file not found",
-             dangling: "symbolic link to a missing file", loop: "symbolic link loop"}
+             dangling: f"is a dangling symlink to {tmp_path / 'nowhere.jsonl'}", loop: "symbolic link loop"}
     for path, needle in cases.items():
         code, err = _analyze_file(tmp_path, capsys, path)
         assert_one_line_error(code, err, f"{path}: {needle}")

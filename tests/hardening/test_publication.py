@@ -315,7 +315,7 @@ def test_a_staging_folder_that_is_a_symlink_is_never_followed(work, old_set, cap
 @pytest.mark.parametrize("obstacle, needle", [
     ("plots-symlink", "plots is a symbolic link to a folder ("),
     ("plots-file", "plots is a file, not the plots folder cje writes"),
-    ("plots-dangling", "plots is a dangling symlink (to "),
+    ("plots-dangling", "plots is a dangling symlink to "),
     ("json-folder", "estimates.json is a folder, not a file cje writes"),
     ("csv-symlink", "estimates.csv is a symbolic link to a file ("),
     ("marker-folder", f"{MARKER} is a folder, not the marker cje writes"),
@@ -453,7 +453,7 @@ def test_a_dangling_output_symlink_is_called_one(work, capsys):
     link = work / "results"
     os.symlink(work / "gone", link)
     code, err = _analyze(work, link, capsys)
-    assert_one_line_error(code, err, f"output folder {link}: is a dangling symlink (to {work / 'gone'}), not a folder: "
+    assert_one_line_error(code, err, f"output folder {link}: is a dangling symlink to {work / 'gone'}, not a folder: "
                                      "create the folder it points to or remove the link")
     assert "a file" not in err
     code, err = _analyze(work, link / "sub", capsys)

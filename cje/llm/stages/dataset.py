@@ -54,7 +54,7 @@ def merge_shards(inputs: list[str], output: str) -> int:
         A bad shard file.
     """
     if not inputs:
-        raise ConfigError("no input files", key="--inputs")
+        raise ConfigError("no input files", flag="--inputs")
     rows = [r for path in inputs for r in read_jsonl(path, required=("prompt_id",))]
     return write_jsonl_atomic(output, dedupe_sorted(rows, MERGE_KEY))
 

@@ -427,7 +427,7 @@ def score_responses(cfg: dict, role: str, input: str, output: str,
     if role == "oracle":
         cov = sc.coverage if coverage is None else coverage
         if not 0.0 <= cov <= 1.0:
-            raise ConfigError(f"coverage must be in [0, 1], got {cov}", key="--coverage")
+            raise ConfigError(f"coverage must be in [0, 1], got {cov}", flag="--coverage")
         selected = oracle_selection([(r["prompt_id"], r["draw_idx"]) for r in rows], cov,
                                     sc.seed if seed is None else seed)
     mine = select_shard([r["prompt_id"] for r in rows], shard, num_shards)

@@ -181,7 +181,7 @@ def run_logprobs(config_path: str, responses_path: str, policies: list[str], out
         (:func:`preflight_requirements`); nothing else is sent, nothing written.
     """
     if not 0 <= shard < num_shards:
-        raise ConfigError(f"--shard {shard} is not in [0, {num_shards})", key="--shard")
+        raise ConfigError(f"--shard {shard} is not in [0, {num_shards})", flag="--shard")
     cfg = load_config(config_path)
     max_share = max_failed_share(cfg)
     pols = [policy_config(cfg, name) for name in policies]  # names checked: they become files

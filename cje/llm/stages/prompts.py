@@ -282,6 +282,6 @@ def select_shard(prompt_ids: list[str], shard: int, num_shards: int) -> set[str]
     """
     if num_shards < 1 or not 0 <= shard < num_shards:
         raise ConfigError(f"need 0 <= shard < num_shards, got shard={shard}, "
-                          f"num_shards={num_shards}", key="--shard")
+                          f"num_shards={num_shards}", flag="--shard")
     ids = sorted(set(prompt_ids))
     return set(ids[shard::num_shards])
