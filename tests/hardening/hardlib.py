@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import math
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -92,3 +94,27 @@ def finite_estimates(out: Path) -> bool:
 
 def is_root() -> bool:
     return hasattr(os, "geteuid") and os.geteuid() == 0
+
+
+REPO = Path(__file__).resolve().parents[2]
+SNAKEMAKE = str(Path(sys.executable).with_name("snakemake"))
+
+
+def cje_process(*argv, cwd: Path, env: dict | None = None, timeout: float = 300) -> subprocess.CompletedProcess:
+    """``python -m cje ARGV`` with this checkout's package first on the path."""
+    full = dict(os.environ)
+    full["PYTHONPATH"] = os.pathsep.join([str(REPO), *filter(None, [os.environ.get("PYTHONPATH")])])
+    full.update(env or {})
+    return subprocess.run([sys.executable, "-m", "cje", *map(str, argv)], cwd=cwd, env=full, text=True,
+                          capture_output=True, timeout=timeout)
+
+
+def one_line_error(proc: subprocess.CompletedProcess, command: str, *needles: str) -> str:
+    """Assert exit 2 and one stderr line ``cje COMMAND: error: ...`` holding every needle; return it."""
+    assert proc.returncode == 2, (proc.returncode, proc.stderr)
+    lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
+    assert len(lines) == 1 and "Traceback" not in proc.stderr, proc.stderr
+    assert lines[0].startswith(f"cje {command}: error: "), lines[0]
+    for needle in needles:
+        assert needle in lines[0], (needle, lines[0])
+    return lines[0]
