@@ -118,3 +118,20 @@ def one_line_error(proc: subprocess.CompletedProcess, command: str, *needles: st
     for needle in needles:
         assert needle in lines[0], (needle, lines[0])
     return lines[0]
+
+
+def many_policies(path: Path, n_targets: int, n: int = 60, seed: int = 0) -> Path:
+    """Logged rows with ``n_targets`` targets t00, t01, ... whose log-probs differ a little."""
+    rng = np.random.default_rng(seed)
+    names = [f"t{j:02d}" if n_targets <= 100 else f"t{j:03d}" for j in range(n_targets)]
+    shift = np.linspace(-0.6, 0.6, n_targets)
+    with path.open("w") as fh:
+        for i in range(n):
+            s = float(rng.uniform(0.1, 0.9))
+            base = float(-10 - rng.uniform(0, 1))
+            row = {"prompt_id": f"p{i}", "prompt": f"q{i}", "response": f"r{i}", "base_policy_logprob": base,
+                   "target_policy_logprobs": {t: base + float(shift[j] * (s - 0.5) + rng.normal(0, 0.05))
+                                              for j, t in enumerate(names)},
+                   "metadata": {"judge_score": s, "oracle_label": float(np.clip(s + rng.normal(0, 0.1), 0, 1))}}
+            fh.write(json.dumps(row) + "\n")
+    return path
