@@ -230,10 +230,22 @@ def check_config_semantics(cfg):
         rubric = cfg[role].get("rubric_file")
         if rubric and not os.path.isfile(rubric):
             fail(f"{role}.rubric_file", f"file not found: {rubric}")
+    targets = len(policies) - 1
+    if analysis["comparisons"] == "all" and targets * (targets + 1) // 2 > _max_all_pairs():
+        fail("analysis.comparisons", f"'all' with {targets:,} target policies is "
+             f"{targets * (targets + 1) // 2:,} pairs, more than the limit of {_max_all_pairs():,}; "
+             "use 'base' (the default: each target against the base and the best against each other)")
     probe = analysis["probe_coverage"]
     if probe > 0 and cfg["oracle"]["fresh_draw_coverage"] == 0:
         fail("analysis.probe_coverage", f"{probe} asks for probe labels on fresh draws, but "
              "oracle.fresh_draw_coverage is 0 (the oracle labels no fresh draw)")
+
+
+def _max_all_pairs():
+    """cje.results.decision.MAX_ALL_PAIRS, the cap of ``cje analyze --comparisons all``."""
+    from cje.results.decision import MAX_ALL_PAIRS
+
+    return MAX_ALL_PAIRS
 
 
 # --- calibration labels -----------------------------------------------------

@@ -48,6 +48,10 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="write null instead of the estimate of a CRITICAL policy")
     p.add_argument("--allow-missing-fresh-draws", action="store_true",
                    help="drop (and count) logged prompts that lack fresh draws instead of failing")
+    p.add_argument("--comparisons", default="base", choices=["base", "all"],
+                   help="paired comparisons to write: each target against the base and the best against "
+                        "each other candidate (base, the default), or every pair (all; refused above "
+                        "20,000 pairs, i.e. 199 targets)")
     p.add_argument("--plots", action="store_true", help="also write OUT/plots/*.png and the HTML dashboard")
     p.add_argument("--output-dir", required=True, help="output folder")
     add_output_flags(p, "the analysis summary")
@@ -78,7 +82,7 @@ def run(args: argparse.Namespace) -> int:
                      n_folds=args.n_folds, calibration=args.calibration, clip=args.clip, rho=args.rho,
                      transport_margin=args.transport_margin, level=args.level,
                      refuse_unreliable=args.refuse_unreliable,
-                     allow_missing_fresh_draws=args.allow_missing_fresh_draws)
+                     allow_missing_fresh_draws=args.allow_missing_fresh_draws, comparisons=args.comparisons)
     paths = result.write(args.output_dir, plots=args.plots)
     if args.json:
         # imported when the command runs: `cje --help` and the other commands stay light
