@@ -12,10 +12,16 @@ from snakemake.utils import min_version, validate
 min_version("9.0")
 
 
+include: "rules/config.smk"
+
+
 # A --configfile on the command line replaces this default instead of being merged
 # into it (so config/arena.yaml does not inherit the local demo's policies). As a
 # module with `config: config`, the importing workflow's config is used instead.
+# The file is checked for YAML alias bombs before Snakemake merges it (the merge
+# would expand one).
 if not workflow.overwrite_configfiles:
+    check_config_files(["config/config.yaml"])
 
     configfile: "config/config.yaml"
 
@@ -23,9 +29,7 @@ if not workflow.overwrite_configfiles:
 report: "report/workflow.rst"
 
 
-include: "rules/config.smk"
-
-
+check_config_files(workflow.configfiles)  # --configfile too: before anything walks the config
 check_config_schema(config)  # strict: unknown keys at any depth; errors name the key
 validate(config, "schemas/config.schema.yaml")  # fills the defaults
 check_config_semantics(config)

@@ -20,6 +20,7 @@ rule analyze:
         probe_coverage=config["analysis"]["probe_coverage"],
         refuse_unreliable=config["analysis"]["refuse_unreliable"],
         allow_missing_fresh_draws=config["analysis"]["allow_missing_fresh_draws"],
+        comparisons=config["analysis"]["comparisons"],
         code=code_hash("analysis"),
     log:
         "logs/analyze/{estimator}/coverage_{coverage}.log",
@@ -43,6 +44,7 @@ use rule analyze as analyze_replicate with:
         probe_coverage=config["analysis"]["probe_coverage"],
         refuse_unreliable=config["analysis"]["refuse_unreliable"],
         allow_missing_fresh_draws=config["analysis"]["allow_missing_fresh_draws"],
+        comparisons=config["analysis"]["comparisons"],
         code=code_hash("analysis"),
     log:
         "logs/analyze/{estimator}/coverage_{coverage}/seed_{seed}.log",

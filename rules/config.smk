@@ -1,6 +1,7 @@
 # Config checks, run by the Snakefile at DAG-build time: a bad config fails before
 # any job (and so before any API call) with a message naming the config key.
 #
+#   check_config_files      every config file read again with cje's bounded YAML loader (alias bombs)
 #   check_config_schema     strict JSON schema (unknown keys at any depth), typed --config values
 #   check_config_semantics  cross-key checks: references, files, analysis-only pair
 #   (storage-aware cache folders: shared_path in rules/common.smk)
@@ -22,7 +23,7 @@ from snakemake.exceptions import WorkflowError
 # used as a module (its rules then live in a source cache, not in the working dir).
 SCHEMA_FILE = workflow.source_path("../schemas/config.schema.yaml")
 with open(SCHEMA_FILE) as _fh:
-    CONFIG_SCHEMA = yaml.safe_load(_fh)
+    CONFIG_SCHEMA = yaml.safe_load(_fh)  # the workflow's own file: not user input
 ESTIMATORS = CONFIG_SCHEMA["$defs"]["estimator"]["enum"]
 # Snakemake puts the workflow's folder on sys.path, so the cje next to it is importable here:
 # the base policy's name in results (no target may take it), and the one formatting of schema
@@ -64,6 +65,33 @@ def one_line_errors():
     """Back to one-line errors with exit code 2 (``onstart``: no DAG building there)."""
     global _ONE_LINE_ERRORS
     _ONE_LINE_ERRORS = True
+
+
+# --- the config files -------------------------------------------------------
+
+def check_config_files(paths):
+    """Read each config file again with cje's YAML reader, which refuses alias expansion
+    beyond a small bound (cje/llm/yamlfile.py), before anything walks ``config``.
+
+    An alias bomb loads into a small shared graph; the first walk over it as a tree (the
+    schema check below, or Snakemake merging a ``configfile:`` into ``config``) runs out of
+    memory. The Snakefile checks its default config file before the ``configfile:``
+    directive merges it, and every file of the run (``workflow.configfiles``) before the
+    schema check. Snakemake merges ``--configfile`` files before the Snakefile runs: a bomb
+    made of nested mappings only is expanded there, out of the workflow's reach (one of
+    lists, as in ``extra_body``, is not, and is refused here). One line naming the file,
+    exit code 2; a missing file is left to Snakemake."""
+    from cje.errors import CJEError
+    from cje.llm.yamlfile import load_yaml
+
+    for path in dict.fromkeys(map(str, paths)):
+        if not os.path.isfile(path):
+            continue
+        try:
+            load_yaml(path)
+        except CJEError as exc:
+            print(f"invalid workflow config: {exc}", file=sys.stderr, flush=True)
+            raise SystemExit(2)
 
 
 # --- schema -----------------------------------------------------------------
@@ -174,10 +202,22 @@ def check_config_semantics(cfg):
         rubric = cfg[role].get("rubric_file")
         if rubric and not os.path.isfile(rubric):
             fail(f"{role}.rubric_file", f"file not found: {rubric}")
+    targets = len(policies) - 1
+    if analysis["comparisons"] == "all" and targets * (targets + 1) // 2 > _max_all_pairs():
+        fail("analysis.comparisons", f"'all' with {targets:,} target policies is "
+             f"{targets * (targets + 1) // 2:,} pairs, more than the limit of {_max_all_pairs():,}; "
+             "use 'base' (the default: each target against the base and the best against each other)")
     probe = analysis["probe_coverage"]
     if probe > 0 and cfg["oracle"]["fresh_draw_coverage"] == 0:
         fail("analysis.probe_coverage", f"{probe} asks for probe labels on fresh draws, but "
              "oracle.fresh_draw_coverage is 0 (the oracle labels no fresh draw)")
+
+
+def _max_all_pairs():
+    """cje.results.decision.MAX_ALL_PAIRS, the cap of ``cje analyze --comparisons all``."""
+    from cje.results.decision import MAX_ALL_PAIRS
+
+    return MAX_ALL_PAIRS
 
 
 # --- calibration labels -----------------------------------------------------

@@ -11,7 +11,8 @@ sm = snakemake  # noqa: F821 (injected by Snakemake)
 p = sm.params
 argv = ["analyze", "--data", sm.input.dataset, "--estimator", sm.wildcards.estimator,
         "--oracle-coverage", sm.wildcards.coverage, "--seed", p.seed,
-        "--probe-coverage", p.probe_coverage, "--output-dir", os.path.dirname(sm.output.estimates)]
+        "--probe-coverage", p.probe_coverage, "--comparisons", p.comparisons,
+        "--output-dir", os.path.dirname(sm.output.estimates)]
 if sm.input.fresh_draws:
     # the folder of the declared fresh-draw files (a storage plugin's local copies)
     argv += ["--fresh-draws-dir", os.path.dirname(sm.input.fresh_draws[0])]

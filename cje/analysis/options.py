@@ -16,6 +16,7 @@ from numbers import Integral, Real
 import numpy as np
 
 from cje.errors import OptionError
+from cje.results.decision import COMPARISON_MODES, MAX_ALL_PAIRS
 from cje.stats.calibration import MIN_ORACLE_LABELS
 from cje.stats.oracle_mask import mask_oracle_labels
 
@@ -24,7 +25,7 @@ __all__ = ["FLAGS", "check_options", "check_against_data", "plain_number", "MAX_
 # option key -> the ``cje analyze`` flag
 FLAGS = {"oracle_coverage": "--oracle-coverage", "probe_coverage": "--probe-coverage", "n_folds": "--n-folds",
          "seed": "--seed", "clip": "--clip", "rho": "--rho", "transport_margin": "--transport-margin",
-         "level": "--level", "calibration_mode": "--calibration"}
+         "level": "--level", "calibration_mode": "--calibration", "comparisons": "--comparisons"}
 CALIBRATION_MODES = ("monotone", "two_stage", "auto")
 MAX_SEED = 2**63 - 1
 # a confidence level this close to 1 has an infinite or meaningless t quantile
@@ -76,7 +77,7 @@ def check_options(options) -> None:
     oracle_coverage in (0, 1]; probe_coverage in [0, 1); n_folds an integer >= 2;
     seed an integer in [0, 2^63 - 1]; clip > 1; rho > 0; transport_margin in (0, 1);
     level in (0, 1 - 1e-9]; every float finite (nan and inf rejected); calibration
-    one of monotone, two_stage, auto.
+    one of monotone, two_stage, auto; comparisons 'base', 'all' or a list of name pairs.
 
     Parameters
     ----------
@@ -115,10 +116,21 @@ def check_options(options) -> None:
     if options.calibration_mode not in CALIBRATION_MODES:
         _fail("calibration_mode", f"must be one of {', '.join(CALIBRATION_MODES)}, "
                                   f"got {options.calibration_mode!r}")
+    pairs = options.comparisons
+    if isinstance(pairs, str):
+        if pairs not in COMPARISON_MODES:
+            _fail("comparisons", f"must be one of {', '.join(COMPARISON_MODES)}, got {pairs!r}")
+    elif not (isinstance(pairs, (tuple, list)) and all(
+            isinstance(c, (tuple, list)) and len(c) == 2 and all(isinstance(x, str) for x in c) for c in pairs)):
+        _fail("comparisons", f"must be 'base', 'all' or a list of (policy, policy) pairs, got {pairs!r}")
 
 
 def check_against_data(options, data) -> None:
     """Options that depend on the data, checked before the context or any estimator is built.
+
+    comparisons: ``'all'`` with the base and k targets is k(k + 1) / 2 pairs, refused above
+    :data:`cje.results.decision.MAX_ALL_PAIRS` (``'base'`` computes at most 2k); named
+    pairs must name the base or a target of the data.
 
     n_folds: each fold must hold at least 2 of the oracle labels calibration gets
     (round(oracle_coverage * n) of the labelled, judged rows, as :func:`cje.stats.oracle_mask.mask_oracle_labels`
@@ -135,8 +147,21 @@ def check_against_data(options, data) -> None:
     Raises
     ------
     OptionError
-        Too many folds for the labels (``--n-folds``).
+        Too many folds for the labels (``--n-folds``); too many pairs (``--comparisons all``).
     """
+    k = len(data.target_policies)
+    if not isinstance(options.comparisons, str):
+        known = ["base", *data.target_policies]
+        for pair in options.comparisons:
+            for name in pair:
+                if name not in known:
+                    _fail("comparisons", f"unknown policy {name!r} in the pair {pair[0]!r} - {pair[1]!r}; "
+                                         f"the data have {', '.join(known)}")
+    if options.comparisons == "all" and k * (k + 1) // 2 > MAX_ALL_PAIRS:
+        most = (math.isqrt(8 * MAX_ALL_PAIRS + 1) - 1) // 2  # the most targets 'all' takes
+        _fail("comparisons", f"'all' with {k:,} target policies is {k * (k + 1) // 2:,} pairs, more than the "
+                             f"limit of {MAX_ALL_PAIRS:,} ({most} targets); use --comparisons base (the default: "
+                             "each target against the base and the best against each other candidate)")
 
     mask = mask_oracle_labels(data.oracle_labels, options.oracle_coverage, options.seed)
     labels = int((mask.used & np.isfinite(data.judge_scores)).sum())

@@ -541,8 +541,9 @@ def plan_labels(pilot: Any, half_width: float | None = None, compare: list[tuple
         a half-width or margin not > 0, an unknown policy.
     InputError
         A pilot missing what the model needs (e.g. ``se_without_oua``).
-    KeyError
-        A pair to separate was not compared in the pilot.
+    ConfigError
+        A pair to separate was not compared in the pilot (key ``compare``; the message says
+        why: an unknown name, or a pilot run with the default ``comparisons='base'``).
 
     References
     ----------
@@ -587,7 +588,10 @@ def plan_labels(pilot: Any, half_width: float | None = None, compare: list[tuple
         for a, b in compare:
             blocks = []
             for p in payloads:
-                c = find_comparison(p, a, b)
+                try:
+                    c = find_comparison(p, a, b)
+                except KeyError as exc:  # a pair the pilot did not compute: one line, exit 2
+                    raise ConfigError(f"cannot plan {a} - {b}: {exc.args[0]}", key="compare") from None
                 blocks.append({"se_without_oua": c.se_without_oua, "oracle_variance": c.oracle_variance,
                                "ci_lower": c.ci_lower, "ci_upper": c.ci_upper})
             parts = _pooled(blocks, f"{a} - {b}", max(n - 1, 1))

@@ -25,10 +25,11 @@ from cje.errors import OptionError
 from cje.estimators import get_estimator
 from cje.estimators.base import Estimator, PolicyEstimate
 from cje.estimators.context import AnalysisContext, AnalysisOptions, build_context
+from cje.results.decision import BASE, decision_pairs
 from cje.results.model import AnalysisOutput, PlotData, PolicyResult
 from cje.stats.calibration import MIN_ORACLE_LABELS
 from cje.stats.diagnostics import bhattacharyya_overlap, out_of_range_mass, weight_diagnostics
-from cje.stats.inference import VALUE_BOUNDS, interval, paired_comparison
+from cje.stats.inference import VALUE_BOUNDS, interval, paired_comparisons
 from cje.stats.weights import WeightError
 
 __all__ = ["AnalysisConfig", "run_analysis", "analyze_loaded", "analyze_context", "validate_config"]
@@ -277,6 +278,45 @@ def run_analysis(config: AnalysisConfig) -> AnalysisOutput:
     return result
 
 
+def _comparisons(base_block: dict | None, base_est: PolicyEstimate | None, policies: dict[str, PolicyResult],
+                 estimates: dict[str, PolicyEstimate], targets: list[str], o: AnalysisOptions) -> list[dict]:
+    """The paired comparisons of ``metadata.comparisons`` (``o.comparisons``, module
+    :mod:`cje.results.decision`): every target with an estimate against the base, the pairs
+    the decision reads (:func:`cje.results.decision.decision_pairs`) and any named pairs; or
+    every pair with ``'all'``. Each is psi_a - psi_b with the base always second; all are
+    computed in one vectorised pass (:func:`cje.stats.inference.paired_comparisons`)."""
+    # a withheld estimate (--refuse-unreliable) is not compared either: its difference from the
+    # base would give it away
+    named = {p: estimates[p] for p in targets if p in estimates and policies[p].estimate is not None}
+    if base_est is not None:
+        named = {BASE: base_est, **named}
+    if o.comparisons == "all":
+        pairs = list(combinations(named, 2))
+    else:
+        finite = {p: r.estimate if r.estimate is not None and np.isfinite(r.estimate) else None
+                  for p, r in policies.items()}  # as the payload writes them (NaN -> null)
+        view = {"metadata": {"target_policies": targets, "base_policy": base_block,
+                             "policies": {p: {"estimate": finite[p], "status": r.status, "reliable": r.reliable}
+                                          for p, r in policies.items()}}}
+        extra = [] if o.comparisons == "base" else [tuple(c) for c in o.comparisons]
+        pairs = [(p, BASE) for p in named if p != BASE] + decision_pairs(view) + extra
+    seen, order = set(), []
+    for a, b in pairs:
+        if a == BASE:
+            a, b = b, a
+        key = frozenset((a, b))
+        if a != b and a in named and b in named and key not in seen:
+            seen.add(key)
+            order.append((a, b))
+    names = list(named)
+    row = {n: i for i, n in enumerate(names)}
+    ests = [named[n] for n in names]
+    results = paired_comparisons([e.estimate for e in ests], [e.cluster_ids for e in ests],
+                                 [e.influence for e in ests], [e.jackknife for e in ests],
+                                 [(row[a], row[b]) for a, b in order], level=o.level)
+    return [{"policy_a": a, "policy_b": b, **r} for (a, b), r in zip(order, results)]
+
+
 def analyze_loaded(data: LoggedData, fresh: dict[str, FreshDraws], estimator_name: str,
                    options: AnalysisOptions | None = None, refuse_unreliable: bool = False) -> AnalysisOutput:
     """Run one analysis on in-memory data (used by ``run_analysis``, simulations and benchmarks).
@@ -314,17 +354,7 @@ def analyze_context(ctx: AnalysisContext, estimator: Estimator, refuse_unreliabl
         if truth is not None:
             truths[policy] = truth
     base_block, base_est = _base_policy(ctx)
-    comparisons = []
-    # a withheld estimate (--refuse-unreliable) is not compared either: its difference from the
-    # base would give it away
-    named = [("base", base_est)] + [(p, estimates[p]) for p in data.target_policies
-                                    if p in estimates and policies[p].estimate is not None]
-    for (a, ea), (b, eb) in combinations(named, 2):
-        if ea is base_est:
-            a, ea, b, eb = b, eb, a, ea
-        comp = paired_comparison(ea.estimate, ea.cluster_ids, ea.influence, ea.jackknife,
-                                 eb.estimate, eb.cluster_ids, eb.influence, eb.jackknife, level=o.level)
-        comparisons.append({"policy_a": a, "policy_b": b, **comp})
+    comparisons = _comparisons(base_block, base_est, policies, estimates, data.target_policies, o)
     warnings = list(ctx.calibration.warnings)
     if ctx.mask.warning:
         warnings.append(ctx.mask.warning)
@@ -336,7 +366,8 @@ def analyze_context(ctx: AnalysisContext, estimator: Estimator, refuse_unreliabl
         "oracle_coverage_used": ctx.mask.used_coverage, "seed": o.seed, "n_oracle": ctx.calibration.n_oracle,
         "n_folds": o.n_folds, "probe_coverage": o.probe_coverage,
         "calibration": ctx.calibration.summary(), "diagnostics": diagnostics,
-        "base_policy": base_block, "comparisons": comparisons, "fresh_draws": fresh_counts,
+        "base_policy": base_block, "comparisons_mode": "all" if o.comparisons == "all" else "base",
+        "comparisons": comparisons, "fresh_draws": fresh_counts,
         "inference": {"level": o.level, "interval": "student-t", "df": "Welch-Satterthwaite of n-1, K-1 and the label/probe parts",
                       "oua": ("jackknife over folds (sum formula) for every estimate a fitted calibrator enters"
                               if ctx.oua else "100% oracle coverage: the logged rewards are the oracle labels; the "

@@ -47,6 +47,7 @@ def analyze(data: Any, fresh_draws: Any = None, estimator: str = "auto", oracle_
             seed: int = 0, *, probe_coverage: float = 0.0, n_folds: int = 5, calibration: str = "monotone",
             clip: float = 100.0, rho: float = 1.0, transport_margin: float = 0.05, level: float = 0.95,
             refuse_unreliable: bool = False, allow_missing_fresh_draws: bool = False,
+            comparisons: str | list[tuple[str, str]] = "base",
             judge_field: str = "judge_score", oracle_field: str = "oracle_label",
             prompt_id_field: str = "prompt_id", base_logprob_field: str = "base_policy_logprob",
             target_logprob_fields: dict[str, str] | None = None, policy_field: str = "policy",
@@ -91,6 +92,12 @@ def analyze(data: Any, fresh_draws: Any = None, estimator: str = "auto", oracle_
         As ``--refuse-unreliable``.
     allow_missing_fresh_draws : bool, default=False
         As ``--allow-missing-fresh-draws``.
+    comparisons : 'base', 'all' or list of (str, str), default='base'
+        As ``--comparisons``: the paired comparisons ``result.compare`` can read. 'base':
+        each target against the base and the best against each other candidate (what
+        ``best_policy`` needs); 'all': every pair (refused above
+        :data:`cje.results.decision.MAX_ALL_PAIRS` pairs); a list of pairs: those of 'base'
+        and these.
     judge_field, oracle_field, prompt_id_field, base_logprob_field : str
         The user's column names of those fields.
     target_logprob_fields : dict of str to str or None, default=None
@@ -121,7 +128,9 @@ def analyze(data: Any, fresh_draws: Any = None, estimator: str = "auto", oracle_
     options = AnalysisOptions(n_folds=n_folds, seed=seed, oracle_coverage=oracle_coverage,
                               calibration_mode=calibration, clip=clip, rho=rho, probe_coverage=probe_coverage,
                               transport_margin=transport_margin, level=level,
-                              allow_missing_fresh_draws=allow_missing_fresh_draws)
+                              allow_missing_fresh_draws=allow_missing_fresh_draws,
+                              comparisons=tuple(tuple(c) if isinstance(c, list) else c for c in comparisons)
+                              if isinstance(comparisons, list) else comparisons)
     estimator = resolve_estimator(estimator, fresh_draws is not None)
     files = isinstance(data, (str, Path)) and (fresh_draws is None or isinstance(fresh_draws, (str, Path)))
     if files and fields.is_standard:  # exactly what `cje analyze` runs

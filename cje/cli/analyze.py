@@ -3,10 +3,20 @@
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from pathlib import Path
 
-__all__ = ["register", "run", "format_summary"]
+__all__ = ["register", "run", "format_summary", "add_output_flags"]
+
+
+def add_output_flags(p: argparse.ArgumentParser, what: str) -> None:
+    """``--json`` (``what`` as one JSON object on stdout) and ``--quiet`` (nothing but errors),
+    mutually exclusive; the logging level follows ``--quiet`` (cje.cli.main)."""
+    group = p.add_mutually_exclusive_group()
+    group.add_argument("--json", action="store_true",
+                       help=f"print {what} as one JSON object on stdout (keys in docs/api.md) instead of text")
+    group.add_argument("--quiet", action="store_true", help="print nothing but errors")
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -38,8 +48,13 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="write null instead of the estimate of a CRITICAL policy")
     p.add_argument("--allow-missing-fresh-draws", action="store_true",
                    help="drop (and count) logged prompts that lack fresh draws instead of failing")
+    p.add_argument("--comparisons", default="base", choices=["base", "all"],
+                   help="paired comparisons to write: each target against the base and the best against "
+                        "each other candidate (base, the default), or every pair (all; refused above "
+                        "20,000 pairs, i.e. 199 targets)")
     p.add_argument("--plots", action="store_true", help="also write OUT/plots/*.png and the HTML dashboard")
     p.add_argument("--output-dir", required=True, help="output folder")
+    add_output_flags(p, "the analysis summary")
     p.set_defaults(func=run)
 
 
@@ -67,10 +82,17 @@ def run(args: argparse.Namespace) -> int:
                      n_folds=args.n_folds, calibration=args.calibration, clip=args.clip, rho=args.rho,
                      transport_margin=args.transport_margin, level=args.level,
                      refuse_unreliable=args.refuse_unreliable,
-                     allow_missing_fresh_draws=args.allow_missing_fresh_draws)
+                     allow_missing_fresh_draws=args.allow_missing_fresh_draws, comparisons=args.comparisons)
     paths = result.write(args.output_dir, plots=args.plots)
-    print(format_summary(result.payload, dashboard=paths.get("dashboard")))
-    print(f"wrote {paths['json']} and {paths['csv']}")
+    if args.json:
+        # imported when the command runs: `cje --help` and the other commands stay light
+        from cje.viz.text import summary_record
+
+        files = {k: str(paths[k]) if paths.get(k) else None for k in ("json", "csv", "plot_data", "dashboard")}
+        print(json.dumps(summary_record(result.payload, files), allow_nan=False))
+    elif not args.quiet:
+        print(format_summary(result.payload, dashboard=paths.get("dashboard")))
+        print(f"wrote {paths['json']} and {paths['csv']}")
     if result.refused:
         print(f"cje analyze: estimates withheld (--refuse-unreliable): {', '.join(result.withheld)}; exit code 3",
               file=sys.stderr)

@@ -67,7 +67,8 @@ def run(args: argparse.Namespace) -> int:
 
         pilot = analyze(args.data, fresh_draws=args.fresh_draws_dir, estimator=args.estimator,
                         oracle_coverage=args.oracle_coverage, seed=args.seed,
-                        transport_margin=args.transport_margin)
+                        transport_margin=args.transport_margin,
+                        comparisons=[tuple(c) for c in args.compare] if args.compare else "base")
     plan = plan_labels(pilot, half_width=args.half_width,
                        compare=[tuple(c) for c in args.compare] if args.compare else None,
                        margin=args.margin, power=args.power, policies=args.policy,

@@ -4,9 +4,11 @@
 from __future__ import annotations
 
 import argparse
+import json
 from pathlib import Path
 
 from cje.atomic import atomic_write_text
+from cje.cli.analyze import add_output_flags
 from cje.errors import ConfigError
 
 __all__ = ["register", "run_summarize"]
@@ -30,6 +32,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--html", help="also write this self-contained HTML page (e.g. results/summary.html)")
     p.add_argument("--accuracy-output", help="also write the per estimator x coverage accuracy table as CSV")
     p.add_argument("--figure", help="also keep the estimate-vs-coverage PNG at this path (needs --html)")
+    add_output_flags(p, "the counts, the accuracy table and the written files")
     p.set_defaults(func=run_summarize)
 
 
@@ -54,6 +57,19 @@ def run_summarize(args: argparse.Namespace) -> int:
         shown = args.results_dir or (f"{len(set(args.inputs))} files" if args.inputs else "")
         write_summary_html(frame, args.html, shown, figure_path=args.figure)
         written.append(args.html)
+    if args.json:
+        # imported when the command runs: `cje --help` and the other commands stay light
+        from cje.results.model import to_jsonable
+
+        print(json.dumps(to_jsonable({
+            "schema": "cje.summarize/1", "analyses": frame["source"].n_unique(), "rows": frame.height,
+            "estimators": sorted(frame["estimator"].unique().to_list()),
+            "oracle_coverages": sorted(frame["oracle_coverage"].unique().to_list()),
+            "seeds": sorted(frame["seed"].unique().to_list()),
+            "accuracy": accuracy.to_dicts(), "files": [str(Path(w)) for w in written]}), allow_nan=False))
+        return 0
+    if args.quiet:
+        return 0
     print(f"{frame['source'].n_unique()} analyses, {frame.height} rows "
           f"({frame['estimator'].n_unique()} estimators x {frame['oracle_coverage'].n_unique()} coverages x "
           f"{frame['seed'].n_unique()} seeds)")

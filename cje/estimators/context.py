@@ -47,6 +47,11 @@ class AnalysisOptions:
         Confidence level of the intervals.
     allow_missing_fresh_draws : bool, default=False
         Drop logged rows without fresh draws for a policy instead of raising.
+    comparisons : 'base', 'all' or tuple of (str, str), default='base'
+        Which paired comparisons the analysis writes: each target against the base plus
+        the pairs the decision needs ('base'), every pair ('all', capped:
+        :data:`cje.results.decision.MAX_ALL_PAIRS`), or those of 'base' and the given
+        pairs (what ``cje plan --compare`` needs). Estimators never read it.
     """
 
     n_folds: int = 5
@@ -59,6 +64,7 @@ class AnalysisOptions:
     transport_margin: float = 0.05
     level: float = 0.95
     allow_missing_fresh_draws: bool = False
+    comparisons: str | tuple[tuple[str, str], ...] = "base"
 
 
 def index_in(query: np.ndarray, reference: np.ndarray) -> np.ndarray:

@@ -16,10 +16,9 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit, urlunsplit
 
-import yaml
-
 from cje.errors import ConfigError
 from cje.llm.scrub import ENV_NAME, is_env_var_name, redact_url
+from cje.llm.yamlfile import load_yaml
 from cje.names import BASE_POLICY_NAME, safe_component, target_policy_name
 
 PROVIDER_KINDS = ("local", "openai")
@@ -483,15 +482,11 @@ def load_config(path: str | os.PathLike) -> dict:
     Raises
     ------
     ConfigError
-        The file does not exist, is not valid YAML, or does not hold a mapping at top level.
+        The file does not exist, is not valid YAML, its aliases expand beyond a small bound
+        (:func:`cje.llm.yamlfile.load_yaml`), or it does not hold a mapping at top level.
     """
     p = Path(path)
-    try:
-        cfg = yaml.safe_load(p.read_text())
-    except FileNotFoundError:
-        raise ConfigError(f"config file {p} does not exist") from None
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"config file {p} is not valid YAML: {exc}") from None
+    cfg = load_yaml(p)  # safe, and refuses alias bombs (cje.llm.yamlfile)
     if not isinstance(cfg, dict):
         raise ConfigError(f"config file {p} must hold a mapping at top level")
     return cfg

@@ -8,6 +8,15 @@ functions plus the oracle-uncertainty jackknife of the difference, Student t).
 The terminal output, the API (:class:`cje.api.result.Result`), the CSV and the
 HTML pages all read the decision from here.
 
+Which pairs exist
+-----------------
+By default (``comparisons='base'``, :data:`COMPARISON_MODES`) an analysis compares each
+target with the base and, for the decision, the best candidate with every other
+candidate (:func:`decision_pairs`): at most 2k pairs for k targets, instead of the
+k(k+1)/2 of every pair (``comparisons='all'``, at most :data:`MAX_ALL_PAIRS`).
+``metadata.comparisons_mode`` says which; asking for a pair that was not computed
+raises a ``KeyError`` saying so and how to get it.
+
 Best policy
 -----------
 Candidates are the base policy (its on-policy estimate) and every target whose
@@ -34,10 +43,17 @@ from dataclasses import dataclass, field
 
 from cje.names import BASE_POLICY_NAME
 
-__all__ = ["BASE", "Comparison", "BestPolicy", "level_label", "find_comparison", "comparisons_vs_base",
-           "withheld_policies", "best_policy", "assumption_items"]
+__all__ = ["BASE", "COMPARISON_MODES", "MAX_ALL_PAIRS", "Comparison", "BestPolicy", "level_label",
+           "find_comparison", "comparisons_vs_base", "withheld_policies", "best_policy", "decision_pairs",
+           "assumption_items"]
 
 BASE = BASE_POLICY_NAME  # the name of the base (logging) policy in metadata.comparisons
+# metadata.comparisons_mode: 'base' = each target vs the base + the pairs the decision needs;
+# 'all' = every pair of the base and the targets with an estimate
+COMPARISON_MODES = ("base", "all")
+# 'all' is refused above this many pairs (199 targets and the base: 19,900 pairs, about 8 MB of
+# estimates.json); 1,000 targets would be 500,500 pairs, a 200 MB file and minutes of work
+MAX_ALL_PAIRS = 20_000
 
 
 def level_label(level: float | None) -> str:
@@ -165,23 +181,52 @@ def find_comparison(payload: dict, policy_a: str, policy_b: str) -> Comparison:
     Raises
     ------
     KeyError
-        The pair was not compared (a policy without an estimate, or an unknown name); the
-        message names the available policies.
+        The pair is not in the result; the message says why: an unknown name (naming the
+        policies), a policy without an estimate, or a pair the analysis did not compute
+        (``comparisons='base'``: how to get every pair).
     """
-    level = _level(payload)
-    for c in payload["metadata"].get("comparisons") or []:
-        if (c["policy_a"], c["policy_b"]) in ((policy_a, policy_b), (policy_b, policy_a)):
-            flip = c["policy_a"] != policy_a
-            lo, hi = c.get("ci_lower"), c.get("ci_upper")
-            diff = c.get("difference")
-            if flip:
-                diff = None if diff is None else -diff
-                lo, hi = (None if hi is None else -hi), (None if lo is None else -lo)
-            return Comparison(policy_a, policy_b, diff, c.get("se"), lo, hi, c.get("p_value"), c.get("df"),
-                              level, c.get("se_without_oua"), c.get("oracle_variance"))
-    names = sorted({n for c in payload["metadata"].get("comparisons") or [] for n in (c["policy_a"], c["policy_b"])})
-    raise KeyError(f"no paired comparison of '{policy_a}' and '{policy_b}' in this result; "
-                   f"compared policies: {', '.join(names) or 'none'}")
+    return _lookup(payload, _comparison_index(payload), policy_a, policy_b)
+
+
+def _comparison_index(payload: dict) -> dict[tuple[str, str], dict]:
+    """{(policy_a, policy_b): stored comparison} of ``metadata.comparisons`` (one pass)."""
+    return {(c["policy_a"], c["policy_b"]): c for c in payload["metadata"].get("comparisons") or []}
+
+
+def _lookup(payload: dict, index: dict[tuple[str, str], dict], policy_a: str, policy_b: str) -> Comparison:
+    c, flip = index.get((policy_a, policy_b)), False
+    if c is None:
+        c, flip = index.get((policy_b, policy_a)), True
+    if c is None:
+        raise KeyError(_missing_pair(payload, policy_a, policy_b))
+    lo, hi = c.get("ci_lower"), c.get("ci_upper")
+    diff = c.get("difference")
+    if flip:
+        diff = None if diff is None else -diff
+        lo, hi = (None if hi is None else -hi), (None if lo is None else -lo)
+    return Comparison(policy_a, policy_b, diff, c.get("se"), lo, hi, c.get("p_value"), c.get("df"),
+                      _level(payload), c.get("se_without_oua"), c.get("oracle_variance"))
+
+
+def _missing_pair(payload: dict, policy_a: str, policy_b: str) -> str:
+    """Why the pair (a, b) is not in ``metadata.comparisons``, in one line."""
+    meta = payload["metadata"]
+    head = f"no paired comparison of '{policy_a}' and '{policy_b}' in this result"
+    known = [BASE] + list(meta.get("target_policies") or [])
+    for name in (policy_a, policy_b):
+        if name not in known:
+            return f"{head}: unknown policy '{name}' (this result has {', '.join(known)})"
+    for name in (policy_a, policy_b):
+        block = meta["policies"].get(name) if name != BASE else meta.get("base_policy")
+        if not block or block.get("estimate") is None:
+            return f"{head}: '{name}' has no estimate (withheld or failed), so it is not compared"
+    if policy_a == policy_b:
+        return f"{head}: a policy minus itself is 0 by definition"
+    if meta.get("comparisons_mode", "all") == "base":
+        return (f"{head}: it was not computed (comparisons 'base', the default, computes each target against "
+                "the base and the best against each other candidate); rerun with --comparisons all "
+                "(cje.analyze(..., comparisons='all'), workflow config analysis.comparisons: all) for every pair")
+    return head
 
 
 def withheld_policies(payload: dict) -> list[str]:
@@ -218,13 +263,11 @@ def comparisons_vs_base(payload: dict) -> dict[str, Comparison]:
     if not payload["metadata"].get("base_policy"):
         return out
     withheld = set(withheld_policies(payload))
+    index = _comparison_index(payload)
     for policy in payload["metadata"]["target_policies"]:
-        if policy in withheld:
+        if policy in withheld or ((policy, BASE) not in index and (BASE, policy) not in index):
             continue
-        try:
-            out[policy] = find_comparison(payload, policy, BASE)
-        except KeyError:
-            continue
+        out[policy] = _lookup(payload, index, policy, BASE)
     return out
 
 
@@ -297,8 +340,29 @@ def best_policy(payload: dict, include_base: bool = True) -> BestPolicy:
     BestPolicy
         The best candidate, whether it is resolved, and the candidate closest to it.
     """
-    meta = payload["metadata"]
     level = _level(payload)
+    values, excluded = _candidates(payload, include_base)
+    ranked = sorted(values, key=lambda p: -values[p])
+    if not ranked:
+        return BestPolicy(None, None, False, level, excluded=excluded)
+    best = ranked[0]
+    index = _comparison_index(payload)
+    comps = []
+    for other in ranked[1:]:
+        try:
+            comps.append(_lookup(payload, index, best, other))
+        except KeyError:
+            comps.append(Comparison(best, other, values[best] - values[other], None, None, None, None, None, level))
+    if not comps:
+        return BestPolicy(best, values[best], False, level, None, ranked, excluded)
+    resolved = all(c.above_zero for c in comps)
+    closest = max(comps, key=lambda c: (1.0 if c.p_value is None else c.p_value))
+    return BestPolicy(best, values[best], resolved, level, closest, ranked, excluded)
+
+
+def _candidates(payload: dict, include_base: bool) -> tuple[dict[str, float], dict[str, str]]:
+    """({candidate: estimate} with the base first, then targets in output order; {excluded: why})."""
+    meta = payload["metadata"]
     excluded: dict[str, str] = {}
     values: dict[str, float] = {}
     base = meta.get("base_policy")
@@ -312,21 +376,39 @@ def best_policy(payload: dict, include_base: bool = True) -> BestPolicy:
             excluded[p] = f"{r['status']}, unreliable"
         else:
             values[p] = float(r["estimate"])
-    ranked = sorted(values, key=lambda p: -values[p])
-    if not ranked:
-        return BestPolicy(None, None, False, level, excluded=excluded)
-    best = ranked[0]
-    comps = []
-    for other in ranked[1:]:
-        try:
-            comps.append(find_comparison(payload, best, other))
-        except KeyError:
-            comps.append(Comparison(best, other, values[best] - values[other], None, None, None, None, None, level))
-    if not comps:
-        return BestPolicy(best, values[best], False, level, None, ranked, excluded)
-    resolved = all(c.above_zero for c in comps)
-    closest = max(comps, key=lambda c: (1.0 if c.p_value is None else c.p_value))
-    return BestPolicy(best, values[best], resolved, level, closest, ranked, excluded)
+    return values, excluded
+
+
+def decision_pairs(payload: dict) -> list[tuple[str, str]]:
+    """The pairs :func:`best_policy` reads: the best candidate against every other, with and without the base.
+
+    With the base as a candidate the best is compared with every other candidate; without
+    it (``include_base=False``) the best target is compared with every other reliable
+    target. The analysis computes these pairs whatever its ``comparisons`` mode, so the
+    decision never lacks a comparison.
+
+    Parameters
+    ----------
+    payload : dict
+        An estimates.json payload, or its ``metadata`` with at least ``target_policies``,
+        ``policies`` (estimate, status, reliable) and ``base_policy``.
+
+    Returns
+    -------
+    list of (str, str)
+        (best, other) pairs, each unordered pair once.
+    """
+    seen: set[frozenset] = set()
+    out = []
+    for include_base in (True, False):
+        values, _ = _candidates(payload, include_base)
+        ranked = sorted(values, key=lambda p: -values[p])
+        for other in ranked[1:]:
+            key = frozenset((ranked[0], other))
+            if key not in seen:
+                seen.add(key)
+                out.append((ranked[0], other))
+    return out
 
 
 def assumption_items(block: dict) -> list[dict]:

@@ -24,13 +24,15 @@ Reference: Efron & Stein (1981) for the jackknife; Welch (1947) for the df.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 from scipy import special
 
 __all__ = ["Interval", "se_from_influence", "oua_variance", "satterthwaite_df", "welch_satterthwaite", "interval",
-           "align_influence", "paired_comparison", "two_sided_p_value", "VALUE_BOUNDS", "DIFFERENCE_BOUNDS",
+           "align_influence", "paired_comparison", "paired_comparisons", "two_sided_p_value",
+           "two_sided_p_values", "t_quantile", "BATCH_VALUES", "VALUE_BOUNDS", "DIFFERENCE_BOUNDS",
            "NUMERICAL_ZERO", "weighted_label_residual"]
 
 VALUE_BOUNDS = (0.0, 1.0)  # a policy value: a mean of rewards in [0, 1]
@@ -114,7 +116,7 @@ def interval(estimate: float, influence: np.ndarray, jackknife_estimates: np.nda
     if var_oracle:
         components.append((var_oracle, max(n_folds - 1, 1)))
     df = welch_satterthwaite(components)
-    q = float(special.stdtrit(df, 0.5 + level / 2)) if np.isfinite(df) else float(special.ndtri(0.5 + level / 2))
+    q = t_quantile(df, level)
     lower, upper = float(estimate - q * total), float(estimate + q * total)
     if bounds is not None:  # np.clip keeps NaN (an SE that cannot be estimated) as NaN
         lower, upper = (float(np.clip(v, bounds[0], bounds[1])) for v in (lower, upper))
@@ -131,21 +133,47 @@ def two_sided_p_value(estimate: float, se: float, df: float) -> float:
     is not (a difference that is certain). A non-finite estimate or SE gives NaN (unknown, shown
     as 'n/a'); an infinite df is the normal distribution.
     """
-    if not (np.isfinite(estimate) and np.isfinite(se)):
-        return float("nan")
-    if se <= NUMERICAL_ZERO:
-        return 1.0 if abs(estimate) <= NUMERICAL_ZERO else 0.0
-    t = abs(estimate) / se
-    return float(2 * special.stdtr(df, -t)) if np.isfinite(df) else float(2 * special.ndtr(-t))
+    return float(two_sided_p_values(np.array([estimate], float), np.array([se], float), np.array([df], float))[0])
 
 
-def welch_satterthwaite(components: list[tuple[float, float]]) -> float:
-    """df of a sum of independent variance estimates: (sum v)^2 / sum (v^2 / df) (Welch, 1947)."""
-    num = sum(v for v, _ in components) ** 2
-    den = sum(v * v / max(d, 1) for v, d in components if v > 0)
-    if den <= 0:
-        return float(components[-1][1]) if components else float("inf")
-    return float(num / den)
+def two_sided_p_values(estimate: np.ndarray, se: np.ndarray, df: np.ndarray) -> np.ndarray:
+    """:func:`two_sided_p_value` element-wise over arrays of estimates, SEs and dfs."""
+    estimate, se, df = (np.asarray(x, float) for x in (estimate, se, df))
+    finite_df = np.isfinite(df)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        t = -np.abs(estimate) / se
+        p = np.where(finite_df, 2 * special.stdtr(np.where(finite_df, df, 1.0), t), 2 * special.ndtr(t))
+    p = np.where(se <= NUMERICAL_ZERO, np.where(np.abs(estimate) <= NUMERICAL_ZERO, 1.0, 0.0), p)
+    return np.where(np.isfinite(estimate) & np.isfinite(se), p, np.nan)
+
+
+def t_quantile(df: np.ndarray | float, level: float) -> np.ndarray | float:
+    """The two-sided t quantile of ``level`` at ``df`` degrees of freedom (normal for a non-finite df).
+
+    A float for a scalar ``df``, an array for an array."""
+    d = np.asarray(df, float)
+    finite = np.isfinite(d)
+    q = np.where(finite, special.stdtrit(np.where(finite, d, 1.0), 0.5 + level / 2), special.ndtri(0.5 + level / 2))
+    return float(q) if q.ndim == 0 else q
+
+
+def welch_satterthwaite(components: list[tuple[float, float]], last: np.ndarray | float | None = None):
+    """df of a sum of independent variance estimates: (sum v)^2 / sum (v^2 / df) (Welch, 1947).
+
+    Components with v <= 0 (or NaN) are left out of the denominator; with none left the df is
+    that of the last component (or ``last``). Variances and dfs may be arrays (one df per
+    element, returned as an array); scalars give a float.
+    """
+    if not components:
+        return float("inf")
+    v = [np.asarray(c[0], float) for c in components]
+    d = [np.asarray(c[1], float) for c in components]
+    num = sum(v) ** 2
+    den = sum(np.where(vi > 0, vi * vi / np.maximum(di, 1), 0.0) for vi, di in zip(v, d))
+    fallback = d[-1] if last is None else np.asarray(last, float)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        out = np.where(den > 0, num / np.where(den > 0, den, 1.0), fallback)
+    return float(out) if out.ndim == 0 else out
 
 
 def align_influence(ids_a: np.ndarray, phi_a: np.ndarray, ids_b: np.ndarray,
@@ -181,26 +209,151 @@ def paired_comparison(estimate_a: float, ids_a: np.ndarray, phi_a: np.ndarray, j
 
     Also returns the two parts of the variance, ``se_without_oua`` (paired influence
     functions) and ``oracle_variance`` (jackknife of the difference; None without OUA),
-    which ``cje plan`` scales with the number of oracle labels.
+    which ``cje plan`` scales with the number of oracle labels. One pair of
+    :func:`paired_comparisons`.
     """
-    pa, pb = align_influence(ids_a, phi_a, ids_b, phi_b)
-    jack = None
-    if jack_a is not None or jack_b is not None:
-        # an estimate without a jackknife applies no calibrator: its psi^(-k) is constant, so
-        # the difference keeps the other side's oracle variance (never silently dropped)
-        k = len(jack_a if jack_a is not None else jack_b)
-        ja = np.full(k, estimate_a) if jack_a is None else np.asarray(jack_a, float)
-        jb = np.full(k, estimate_b) if jack_b is None else np.asarray(jack_b, float)
-        if ja.size == jb.size:
-            jack = ja - jb
-    res = interval(estimate_a - estimate_b, pa - pb, jack, level=level, bounds=DIFFERENCE_BOUNDS)
-    p = two_sided_p_value(res.estimate, res.se, res.df)
-    difference, lower, upper = res.estimate, res.ci_lower, res.ci_upper
-    if p == 1.0 and res.se <= NUMERICAL_ZERO:  # identical up to rounding: say 0 (no CI may
-        difference = lower = upper = 0.0       # exclude 0 by 1e-17)
-    return {"difference": difference, "se": res.se, "ci_lower": lower,
-            "ci_upper": upper, "df": res.df, "p_value": p,
-            "se_without_oua": res.se_without_oua, "oracle_variance": res.oracle_variance}
+    return paired_comparisons([estimate_a, estimate_b], [ids_a, ids_b], [phi_a, phi_b], [jack_a, jack_b],
+                              [(0, 1)], level=level)[0]
+
+
+# pairs x clusters of one batch of differences (about 32 MB of float64)
+BATCH_VALUES = 4_000_000
+
+
+def paired_comparisons(estimates: Sequence[float], ids: Sequence[np.ndarray], influences: Sequence[np.ndarray],
+                       jackknives: Sequence[np.ndarray | None], pairs: Sequence[tuple[int, int]],
+                       level: float = 0.95) -> list[dict]:
+    """:func:`paired_comparison` of many pairs of estimates at once, vectorised over the pairs.
+
+    Estimates whose cluster ids are identical (the usual case: every policy is estimated on
+    the same prompts) are stacked into one matrix, and the pairs among them are computed in
+    batches of at most :data:`BATCH_VALUES` influence values: each batch is one subtraction of
+    rows, one variance per row and one t quantile per row, never a Python loop over pairs.
+    A pair whose ids differ is aligned first (:func:`align_influence`).
+
+    Parameters
+    ----------
+    estimates : sequence of float
+        The point estimate of each policy.
+    ids : sequence of ndarray
+        The cluster ids of each policy's influence values.
+    influences : sequence of ndarray
+        Each policy's per-cluster influence values.
+    jackknives : sequence of ndarray or None
+        Each policy's psi^(-k) per fold, or None when no fitted calibrator enters it.
+    pairs : sequence of (int, int)
+        Index pairs (a, b) into the sequences above: each gives psi_a - psi_b.
+    level : float, default=0.95
+        The confidence level.
+
+    Returns
+    -------
+    list of dict
+        One dict per pair, in ``pairs`` order, with the keys of :func:`paired_comparison`.
+    """
+    est = np.asarray(estimates, float)
+    group = _id_groups(ids)
+    out: list[dict | None] = [None] * len(pairs)
+    batches: dict[tuple, list[int]] = {}
+    for i, (a, b) in enumerate(pairs):
+        batches.setdefault((group[a] if group[a] == group[b] else None, _jack_size(jackknives[a], jackknives[b])),
+                           []).append(i)
+    for (g, k), members in batches.items():
+        if g is None:  # ids differ: align each pair on the union of its clusters
+            for i in members:
+                a, b = pairs[i]
+                pa, pb = align_influence(ids[a], influences[a], ids[b], influences[b])
+                jack = None if k is None else (_jack_row(jackknives[a], est[a], k)
+                                               - _jack_row(jackknives[b], est[b], k))[None, :]
+                out[i] = _difference_rows(est[a:a + 1] - est[b:b + 1], (pa - pb)[None, :], jack, level)[0]
+            continue
+        n = max(len(influences[pairs[members[0]][0]]), 1)
+        step = max(BATCH_VALUES // n, 1)
+        for start in range(0, len(members), step):
+            chunk = members[start:start + step]
+            ia = np.array([pairs[i][0] for i in chunk])
+            ib = np.array([pairs[i][1] for i in chunk])
+            used = np.unique(np.concatenate([ia, ib]))
+            row = np.full(len(est), -1)
+            row[used] = np.arange(used.size)
+            phi = np.stack([np.asarray(influences[j], float) for j in used])
+            jack = None
+            if k is not None:
+                jm = np.stack([_jack_row(jackknives[j], est[j], k) for j in used])
+                jack = jm[row[ia]] - jm[row[ib]]
+            rows = _difference_rows(est[ia] - est[ib], phi[row[ia]] - phi[row[ib]], jack, level)
+            for i, r in zip(chunk, rows):
+                out[i] = r
+    return out  # type: ignore[return-value]
+
+
+def _id_groups(ids: Sequence[np.ndarray]) -> list[int]:
+    """Group number of each id array: equal arrays (same ids, same order) share a group."""
+    reps: list[np.ndarray] = []
+    group = []
+    for x in ids:
+        for g, rep in enumerate(reps):
+            if x is rep or (len(x) == len(rep) and np.array_equal(x, rep)):
+                group.append(g)
+                break
+        else:
+            reps.append(x)
+            group.append(len(reps) - 1)
+    return group
+
+
+def _jack_size(jack_a: np.ndarray | None, jack_b: np.ndarray | None) -> int | None:
+    """Folds of the difference's jackknife: None when neither side has one or their sizes differ.
+
+    An estimate without a jackknife applies no calibrator: its psi^(-k) is constant, so the
+    difference keeps the other side's oracle variance (never silently dropped)."""
+    if jack_a is None and jack_b is None:
+        return None
+    k = len(jack_a if jack_a is not None else jack_b)
+    if jack_a is not None and jack_b is not None and len(jack_b) != k:
+        return None
+    return k
+
+
+def _jack_row(jack: np.ndarray | None, estimate: float, k: int) -> np.ndarray:
+    return np.full(k, estimate) if jack is None else np.asarray(jack, float)
+
+
+def _difference_rows(difference: np.ndarray, phi: np.ndarray, jack: np.ndarray | None, level: float) -> list[dict]:
+    """Row-wise :func:`interval` of differences (no parts, :data:`DIFFERENCE_BOUNDS`) with p-values.
+
+    ``phi`` is pairs x clusters (the aligned influence differences), ``jack`` pairs x folds
+    (the jackknife differences; NaN entries are ignored as in :func:`oua_variance`) or None."""
+    m, n = phi.shape
+    var_rest = np.var(phi, axis=1, ddof=1) / n if n > 1 else np.full(m, np.nan)
+    se_base = np.sqrt(var_rest)
+    if jack is None:
+        var_oracle, folds = np.full(m, np.nan), np.zeros(m)
+    else:
+        finite = np.isfinite(jack)
+        folds = finite.sum(axis=1).astype(float)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            mean = np.where(finite, jack, 0.0).sum(axis=1) / folds
+            ss = np.where(finite, (jack - mean[:, None]) ** 2, 0.0).sum(axis=1)
+            var_oracle = np.where(folds >= 2, (folds - 1) / folds * ss, np.nan)
+    se = np.sqrt(se_base ** 2 + np.nan_to_num(var_oracle, nan=0.0))
+    has_oracle = np.isfinite(var_oracle) & (var_oracle != 0)
+    # Welch-Satterthwaite over the influence part (n - 1) and the jackknife (K - 1)
+    rest = np.nan_to_num(var_rest, nan=0.0) if n <= 1 else var_rest
+    df = welch_satterthwaite([(rest, np.full(m, n - 1.0)),
+                              (np.where(has_oracle, var_oracle, 0.0), np.maximum(folds - 1, 1))],
+                             last=np.where(has_oracle, np.maximum(folds - 1, 1), n - 1.0))
+    q = t_quantile(df, level)
+    lower = np.clip(difference - q * se, *DIFFERENCE_BOUNDS)
+    upper = np.clip(difference + q * se, *DIFFERENCE_BOUNDS)
+    p = two_sided_p_values(difference, se, df)
+    zero = (p == 1.0) & (se <= NUMERICAL_ZERO)  # identical up to rounding: say 0 (no CI may
+    difference = np.where(zero, 0.0, difference)  # exclude 0 by 1e-17)
+    lower, upper = np.where(zero, 0.0, lower), np.where(zero, 0.0, upper)
+    return [{"difference": float(difference[i]), "se": float(se[i]), "ci_lower": float(lower[i]),
+             "ci_upper": float(upper[i]), "df": float(df[i]), "p_value": float(p[i]),
+             "se_without_oua": float(se_base[i]),
+             "oracle_variance": float(var_oracle[i]) if np.isfinite(var_oracle[i]) else None} for i in range(m)]
 
 
 def weighted_label_residual(weights: np.ndarray, labelled: np.ndarray, labels: np.ndarray,

@@ -8,11 +8,46 @@ summary. This package reads results only (estimates.json payloads and
 
 from __future__ import annotations
 
+import logging
+import os
+import tempfile
 from pathlib import Path
 
 from cje.results.model import PlotData
 
-__all__ = ["render_analysis_plots", "PLOT_FILES", "DASHBOARD_FILE"]
+__all__ = ["render_analysis_plots", "PLOT_FILES", "DASHBOARD_FILE", "quiet_matplotlib"]
+
+
+def quiet_matplotlib() -> None:
+    """Keep matplotlib's first-run chatter off stderr (every figure module imports it after this).
+
+    The font cache it builds on first use logs "generated new fontManager" (INFO) and
+    "Matplotlib is building the font cache" (WARNING) on ``matplotlib.font_manager``: that
+    logger is set to ERROR. When ``MPLCONFIGDIR`` is unset and its default folders
+    (``~/.config/matplotlib``, ``~/.cache/matplotlib`` where the font cache lives) cannot be
+    written (a read-only or missing HOME, a cluster job), matplotlib would warn and rebuild
+    the cache in a new temporary folder on every run: ``MPLCONFIGDIR`` is then set to one
+    folder per user under the temporary folder, so the cache is built once and nothing is
+    printed. A set ``MPLCONFIGDIR`` is never changed.
+    """
+    logging.getLogger("matplotlib.font_manager").setLevel(logging.ERROR)
+    if os.environ.get("MPLCONFIGDIR"):
+        return
+    try:
+        folders = [Path(os.environ.get(var) or Path.home() / sub) / "matplotlib"
+                   for var, sub in (("XDG_CONFIG_HOME", ".config"), ("XDG_CACHE_HOME", ".cache"))]
+        for folder in folders:
+            folder.mkdir(parents=True, exist_ok=True)
+        if all(os.access(folder, os.W_OK) for folder in folders):
+            return
+    except (OSError, RuntimeError):  # RuntimeError: no home directory at all
+        pass
+    cache = Path(tempfile.gettempdir()) / f"cje-matplotlib-{os.getuid() if hasattr(os, 'getuid') else 'user'}"
+    cache.mkdir(mode=0o700, exist_ok=True)
+    os.environ["MPLCONFIGDIR"] = str(cache)
+
+
+quiet_matplotlib()
 
 PLOT_FILES = ("weight_distributions.png", "calibration_curve.png", "policy_estimates.png")
 DASHBOARD_FILE = "diagnostics_dashboard.html"

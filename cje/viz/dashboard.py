@@ -230,6 +230,10 @@ def _base_and_comparisons(meta: dict) -> str:
                    f"{fmt(base.get('held_out_oracle_mean'))}. <span class='muted'>{esc(base.get('method', ''))}"
                    "</span></p>")
     comps = meta.get("comparisons") or []
+    if meta.get("comparisons_mode") == "base":
+        out.append("<p class='muted'>Paired comparisons computed: each target against the base, and the best "
+                   "candidate against each other candidate (what the decision reads). Every pair: "
+                   "<code>cje analyze --comparisons all</code>.</p>")
     if comps:
         rows = []
         for c in comps:

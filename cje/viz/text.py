@@ -7,6 +7,10 @@ difference against the base (estimate, CI, p-value), then the decision (best
 policy, resolved or not, and which policies are not candidates), then where the
 dashboard is. Every number is read from the estimates.json payload; the
 comparisons come from ``metadata.comparisons`` via :mod:`cje.results.decision`.
+
+:func:`summary_record` is the same summary as one JSON object for scripts
+(``cje analyze --json``); its keys are documented in docs/api.md ("The --json summary")
+and only ever gain new keys within ``SUMMARY_SCHEMA``.
 """
 
 from __future__ import annotations
@@ -14,8 +18,11 @@ from __future__ import annotations
 from pathlib import Path
 
 from cje.results.decision import best_policy, comparisons_vs_base, format_p, level_label
+from cje.results.model import to_jsonable
 
-__all__ = ["format_summary", "header_lines", "dropped_line"]
+__all__ = ["format_summary", "header_lines", "dropped_line", "summary_record", "SUMMARY_SCHEMA"]
+
+SUMMARY_SCHEMA = "cje.analyze.summary/1"  # the "schema" key of summary_record
 
 
 def _f(value, spec: str = ".3f") -> str:
@@ -125,3 +132,59 @@ def format_summary(payload: dict, dashboard: str | Path | None = None, dashboard
     elif dashboard_hint:
         lines.append(f"Dashboard: not written ({dashboard_hint})")
     return "\n".join(lines)
+
+
+def _comparison_record(c) -> dict | None:
+    if c is None:
+        return None
+    return {"policy_a": c.policy_a, "policy_b": c.policy_b, "difference": c.difference, "se": c.se,
+            "ci_lower": c.ci_lower, "ci_upper": c.ci_upper, "p_value": c.p_value, "separated": c.separated}
+
+
+def summary_record(payload: dict, files: dict[str, str | None] | None = None) -> dict:
+    """The terminal summary as one JSON-ready object (``cje analyze --json``; keys in docs/api.md).
+
+    Parameters
+    ----------
+    payload : dict
+        The estimates.json payload.
+    files : dict of str to str or None, default=None
+        The written files ({"json", "csv", "plot_data", "dashboard"}), when there are any.
+
+    Returns
+    -------
+    dict
+        Strict JSON (NaN and inf as null): ``schema``, ``estimator``, ``data``, ``n_samples``,
+        ``n_oracle``, ``oracle_coverage``, ``oracle_coverage_used``, ``seed``, ``level``, ``base``,
+        ``policies`` (one object per target, in output order), ``best``, ``comparisons_mode``,
+        ``warnings``, ``withheld``, ``files``.
+    """
+    meta = payload["metadata"]
+    vs_base = comparisons_vs_base(payload)
+    truth = meta.get("ground_truth") or {}
+    base = meta.get("base_policy")
+    policies = []
+    for name in meta["target_policies"]:
+        r = meta["policies"][name]
+        t = truth.get(name)
+        policies.append({"policy": name, "estimate": r["estimate"], "se": r["se"], "ci_lower": r["ci_lower"],
+                         "ci_upper": r["ci_upper"], "status": r["status"], "reliable": r["reliable"],
+                         "reasons": list(r["reasons"]), "vs_base": _comparison_record(vs_base.get(name)),
+                         "truth": None if t is None else t.get("truth"),
+                         "truth_in_ci": None if t is None else t.get("in_ci")})
+    best = best_policy(payload)
+    return to_jsonable({"schema": SUMMARY_SCHEMA, "estimator": meta["estimator"],
+            "data": (meta.get("inputs") or {}).get("data"), "n_samples": meta["n_samples"],
+            "n_oracle": meta["n_oracle"], "oracle_coverage": meta["oracle_coverage"],
+            "oracle_coverage_used": meta.get("oracle_coverage_used"), "seed": meta["seed"],
+            "level": (meta.get("inference") or {}).get("level", 0.95),
+            "base": None if not base else {"estimate": base.get("estimate"), "ci_lower": base.get("ci_lower"),
+                                           "ci_upper": base.get("ci_upper")},
+            "policies": policies,
+            "best": {"policy": best.policy, "estimate": best.estimate, "resolved": best.resolved,
+                     "closest": _comparison_record(best.closest), "candidates": list(best.candidates),
+                     "excluded": dict(best.excluded), "text": best.describe()},
+            "comparisons_mode": meta.get("comparisons_mode", "all"),
+            "warnings": list(meta.get("warnings") or []),
+            "withheld": [p for p in meta["target_policies"] if meta["policies"][p]["estimate"] is None],
+            "files": dict(files or {})})

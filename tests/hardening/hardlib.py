@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import math
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -92,3 +94,44 @@ def finite_estimates(out: Path) -> bool:
 
 def is_root() -> bool:
     return hasattr(os, "geteuid") and os.geteuid() == 0
+
+
+REPO = Path(__file__).resolve().parents[2]
+SNAKEMAKE = str(Path(sys.executable).with_name("snakemake"))
+
+
+def cje_process(*argv, cwd: Path, env: dict | None = None, timeout: float = 300) -> subprocess.CompletedProcess:
+    """``python -m cje ARGV`` with this checkout's package first on the path."""
+    full = dict(os.environ)
+    full["PYTHONPATH"] = os.pathsep.join([str(REPO), *filter(None, [os.environ.get("PYTHONPATH")])])
+    full.update(env or {})
+    return subprocess.run([sys.executable, "-m", "cje", *map(str, argv)], cwd=cwd, env=full, text=True,
+                          capture_output=True, timeout=timeout)
+
+
+def one_line_error(proc: subprocess.CompletedProcess, command: str, *needles: str) -> str:
+    """Assert exit 2 and one stderr line ``cje COMMAND: error: ...`` holding every needle; return it."""
+    assert proc.returncode == 2, (proc.returncode, proc.stderr)
+    lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
+    assert len(lines) == 1 and "Traceback" not in proc.stderr, proc.stderr
+    assert lines[0].startswith(f"cje {command}: error: "), lines[0]
+    for needle in needles:
+        assert needle in lines[0], (needle, lines[0])
+    return lines[0]
+
+
+def many_policies(path: Path, n_targets: int, n: int = 60, seed: int = 0) -> Path:
+    """Logged rows with ``n_targets`` targets t00, t01, ... whose log-probs differ a little."""
+    rng = np.random.default_rng(seed)
+    names = [f"t{j:02d}" if n_targets <= 100 else f"t{j:03d}" for j in range(n_targets)]
+    shift = np.linspace(-0.6, 0.6, n_targets)
+    with path.open("w") as fh:
+        for i in range(n):
+            s = float(rng.uniform(0.1, 0.9))
+            base = float(-10 - rng.uniform(0, 1))
+            row = {"prompt_id": f"p{i}", "prompt": f"q{i}", "response": f"r{i}", "base_policy_logprob": base,
+                   "target_policy_logprobs": {t: base + float(shift[j] * (s - 0.5) + rng.normal(0, 0.05))
+                                              for j, t in enumerate(names)},
+                   "metadata": {"judge_score": s, "oracle_label": float(np.clip(s + rng.normal(0, 0.1), 0, 1))}}
+            fh.write(json.dumps(row) + "\n")
+    return path

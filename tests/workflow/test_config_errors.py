@@ -83,6 +83,13 @@ CASES = [
     ("too few calibration labels", lambda c: _set(c, "analysis.oracle_coverages", [0.5, 0.05]),
      ["analysis.oracle_coverages[1]", "leaves 2 calibration labels", "round(0.05 x 40 prompts)",
       ">= 0.24 for 40 prompts"]),
+    ("comparisons not a mode", lambda c: _set(c, "analysis.comparisons", "every"),
+     ["analysis.comparisons", "'every' is not one of"]),
+    # 200 targets: every pair would be 20,100 comparisons per analysis, above the cap
+    ("every pair of too many policies", lambda c: (
+        c["policies"].update({f"t{i:03d}": dict(c["policies"]["cool"]) for i in range(197)}),
+        _set(c, "analysis.comparisons", "all")),
+     ["analysis.comparisons", "200 target policies is 20,100 pairs", "20,000"]),
     # coverage 1 of the logged rows, but the oracle labels only 20% of them: 8 labels
     ("oracle labels too few rows", lambda c: _set(c, "oracle.coverage", 0.2),
      ["analysis.oracle_coverages[0]", "leaves 8 calibration labels", "oracle.coverage 0.2"]),

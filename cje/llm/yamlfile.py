@@ -1,0 +1,120 @@
+"""The one YAML reader of workflow configs: safe, and bounded against alias bombs.
+
+YAML aliases (``*a``) make a document a graph: PyYAML builds each anchored value once and
+shares it, so loading a "billion laughs" file is fast and small, and the blow-up comes
+later, from whatever walks the config as a tree (schema validation, Snakemake merging
+``--configfile`` into its config, a deep copy, writing it out): a 1 kB file with 8 nested
+levels of 9 aliases is 43 million values, and ``snakemake -n`` ran out of memory on one.
+:func:`load_yaml` composes the document, counts the values it stands for when every alias
+is expanded (one pass over the graph, memoised per anchored node) and refuses a document
+whose aliases add more than :data:`MAX_ALIAS_EXPANSION` values, or that uses more than
+:data:`MAX_ALIASES` aliases, before anything is built. Everything that reads a config
+goes through it: :func:`cje.llm.config.load_config` (every ``cje`` command with
+``--config``, ``cje cost --estimate``) and the workflow (``rules/config.smk``, before the
+schema check walks the config).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import yaml
+
+from cje.errors import ConfigError
+
+__all__ = ["load_yaml", "MAX_ALIASES", "MAX_ALIAS_EXPANSION"]
+
+# A config uses aliases to share a block between a few policies (extra_body, a provider):
+# tens of aliases expanding to hundreds of values. These bounds are far above that and far
+# below anything that costs memory.
+MAX_ALIASES = 1_000
+MAX_ALIAS_EXPANSION = 100_000
+
+
+def load_yaml(path: str | os.PathLike, text: str | None = None) -> object:
+    """Read one YAML document with ``yaml.SafeLoader``, refusing alias expansion beyond the bounds.
+
+    Parameters
+    ----------
+    path : str or PathLike
+        The file (named in every error).
+    text : str or None, default=None
+        Its content, when already read.
+
+    Returns
+    -------
+    object
+        The document (None for an empty file).
+
+    Raises
+    ------
+    ConfigError
+        One line naming the file: it does not exist or cannot be read, is not valid YAML,
+        or its aliases expand beyond :data:`MAX_ALIASES` / :data:`MAX_ALIAS_EXPANSION`.
+    """
+    p = Path(path)
+    if text is None:
+        try:
+            text = p.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            raise ConfigError(f"config file {p} does not exist") from None
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ConfigError(f"config file {p} cannot be read: {exc}") from None
+    loader = yaml.SafeLoader(text)
+    try:
+        node = loader.get_single_node()
+        if node is None:
+            return None
+        _check_aliases(node, p, text)
+        return loader.construct_document(node)
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"config file {p} is not valid YAML: {' '.join(str(exc).split())}") from None
+    finally:
+        loader.dispose()
+
+
+def _check_aliases(root: yaml.Node, path: Path, text: str) -> None:
+    """Refuse a composed document whose aliases stand for too many values (module docstring).
+
+    The composer returns an alias as the anchored node itself, so a node reached twice is an
+    alias use; the expanded size of each node is computed once (iteratively: no recursion
+    limit on deep documents) and a cycle (a recursive alias) is refused too."""
+    if "*" not in text:  # no alias at all: nothing to expand
+        return
+    size: dict[int, int] = {}
+    visits: dict[int, int] = {}
+    distinct = 0
+    stack: list[tuple[yaml.Node, bool]] = [(root, False)]
+    on_path: set[int] = set()
+    while stack:
+        node, done = stack.pop()
+        key = id(node)
+        if done:
+            on_path.discard(key)
+            size[key] = 1 + sum(size[id(c)] for c in _children(node))
+            continue
+        visits[key] = visits.get(key, 0) + 1
+        if key in on_path:
+            raise ConfigError(f"config file {path}: a recursive alias (an anchor used inside itself) "
+                              f"near line {node.start_mark.line + 1}")
+        if key in size:
+            continue
+        distinct += 1
+        on_path.add(key)
+        stack.append((node, True))
+        stack.extend((c, False) for c in _children(node))
+    aliases = sum(v - 1 for v in visits.values())
+    added = size[id(root)] - distinct
+    if aliases > MAX_ALIASES or added > MAX_ALIAS_EXPANSION:
+        raise ConfigError(f"config file {path}: its YAML aliases (*name) expand to {added:,} more values "
+                          f"through {aliases:,} alias uses, more than the limit of {MAX_ALIAS_EXPANSION:,} "
+                          f"values / {MAX_ALIASES:,} uses: write the values out or use fewer nested aliases")
+
+
+def _children(node: yaml.Node) -> list[yaml.Node]:
+    if isinstance(node, yaml.SequenceNode):
+        return list(node.value)
+    if isinstance(node, yaml.MappingNode):
+        return [x for kv in node.value for x in kv]
+    return []
