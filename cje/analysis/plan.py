@@ -591,7 +591,7 @@ def plan_labels(pilot: Any, half_width: float | None = None, compare: list[tuple
                 try:
                     c = find_comparison(p, a, b)
                 except KeyError as exc:  # a pair the pilot did not compute: one line, exit 2
-                    raise ConfigError(f"cannot plan {a} - {b}: {exc.args[0]}", key="compare") from None
+                    raise OptionError(f"cannot plan {a} - {b}: {exc.args[0]}", flag="--compare", key="compare") from None
                 blocks.append({"se_without_oua": c.se_without_oua, "oracle_variance": c.oracle_variance,
                                "ci_lower": c.ci_lower, "ci_upper": c.ci_upper})
             parts = _pooled(blocks, f"{a} - {b}", max(n - 1, 1))
