@@ -26,7 +26,7 @@ def _shown(name: str) -> str:
 
 
 def safe_component(name: str, what: str, *, path: str | None = None, line: int | None = None,
-                   field: str | None = None) -> str:
+                   field: str | None = None, row: int | None = None) -> str:
     """Return ``name`` unchanged if it is safe as one path component, else raise.
 
     Parameters
@@ -43,6 +43,8 @@ def safe_component(name: str, what: str, *, path: str | None = None, line: int |
         The 1-based line where it was found.
     field : str or None, default=None
         The field it was found in.
+    row : int or None, default=None
+        The 0-based row where it was found (a Parquet file).
 
     Returns
     -------
@@ -70,5 +72,5 @@ def safe_component(name: str, what: str, *, path: str | None = None, line: int |
     else:
         return name
     if path is not None:
-        raise InputError(problem, path=path, line=line, field=field)
+        raise InputError(problem, path=path, line=line, field=field, row=row)
     raise ConfigError(problem)
