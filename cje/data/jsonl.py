@@ -432,10 +432,14 @@ class JsonlFile:
         sub = pl.Schema({c: schema[c] for c in schema if c in keep or c in texts})
         try:
             frame = pl.scan_ndjson(source, schema=sub).select(exprs).collect(engine="streaming")
-        except Exception:  # noqa: BLE001 - the file changed since its checks: check it again
-            return _check(self.path, use_cache=False).read(columns, lengths)
-        if frame.height != self.n_rows or (self.source is None and identity(self.path) != self.ident):
-            return _check(self.path, use_cache=False).read(columns, lengths)  # changed while read
+        except Exception:  # noqa: BLE001 - handled below
+            frame = None
+        if self.source is None:  # read by path on a kept verdict: the file may have changed since
+            if frame is None or frame.height != self.n_rows or identity(self.path) != self.ident:
+                return _check(self.path, use_cache=False).read(columns, lengths)
+            return frame
+        if frame is None or frame.height != self.n_rows:  # the unprojected parse the checks ran
+            frame = pl.scan_ndjson(io.BytesIO(self.source), schema=schema).select(exprs).collect()
         return frame
 
 
