@@ -11,6 +11,7 @@ Layout of one dataset directory::
     DIR/logged_data.jsonl
     DIR/fresh_draws/{policy}_responses.jsonl
     DIR/manifest.json      # recipe, n, n_oracle, input_digest
+    DIR/parquet/           # parquet_copy(): the same files as Parquet (same fields, same rows)
 """
 
 from __future__ import annotations
@@ -217,6 +218,29 @@ def synthetic(n: int, seed: int = 7, root: Path = TMP_DIR) -> BenchDataset:
         fresh.write_ndjson(directory / "fresh_draws" / f"{p}_responses.jsonl")
     n_oracle = int(round(ORACLE_SHARE * n))
     return _finish(f"synthetic_n{n}", directory, recipe, n, n_oracle, list(SYNTH_POLICIES))
+
+
+def parquet_copy(ds: BenchDataset) -> BenchDataset:
+    """The same dataset as Parquet (``cje analyze`` recognises it by its first bytes).
+
+    Each file is read by cje's strict JSONL reader and written as Parquet through the
+    one atomic writer, so the columns and types are those an analysis of the JSONL
+    sees; the estimates are bit-identical (tests/core/test_parquet_inputs.py). Written
+    once, beside the JSONL under ``DIR/parquet/`` (the arena sample: under ``TMP_DIR``).
+    Output: a ``BenchDataset`` named ``{name}-parquet`` with the same ``input_digest``.
+    """
+    from cje.data.jsonl import read_jsonl_frame
+
+    root = (TMP_DIR / "arena_parquet") if ds.name == "arena" else ds.logged.parent / "parquet"
+    logged = root / "logged_data.parquet"
+    fresh_dir = root / "fresh_draws"
+    pairs = [(ds.logged, logged)] + [(f, fresh_dir / f"{f.stem}.parquet") for f in _fresh_files(ds.fresh_draws_dir)]
+    for src, dst in pairs:
+        if not dst.exists() or dst.stat().st_mtime < src.stat().st_mtime:
+            with atomic_writer(dst) as fh:  # the one atomic writer (cje.atomic)
+                read_jsonl_frame(src).write_parquet(fh)
+    return BenchDataset(f"{ds.name}-parquet", logged, fresh_dir, ds.n, ds.n_oracle, ds.target_policies,
+                        ds.input_digest)
 
 
 def masked_copy(ds: BenchDataset, oracle_coverage: float, seed: int) -> Path:

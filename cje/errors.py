@@ -8,7 +8,7 @@ class CJEError(Exception):
 
 
 class InputError(CJEError):
-    """Bad input data: names the file, the 1-based line and the field.
+    """Bad input data: names the file, the 1-based line (JSONL) or 0-based row (Parquet), and the field.
 
     Parameters
     ----------
@@ -17,23 +17,28 @@ class InputError(CJEError):
     path : str or None, default=None
         The file the problem is in.
     line : int or None, default=None
-        1-based line number in that file.
+        1-based line number in that file (JSONL): ``path:line``.
     field : str or None, default=None
-        The JSON field concerned.
+        The field concerned.
+    row : int or None, default=None
+        0-based row of a table without lines (Parquet), as a DataFrame numbers it:
+        ``path row 3``.
     """
 
     def __init__(self, message: str, path: str | None = None, line: int | None = None,
-                 field: str | None = None):
+                 field: str | None = None, row: int | None = None):
         self.message = message
         self.path = path
         self.line = line
         self.field = field
+        self.row = row
         super().__init__(self.__str__())
 
     def __str__(self) -> str:
         where = []
         if self.path is not None:
-            where.append(str(self.path) + (f":{self.line}" if self.line is not None else ""))
+            where.append(str(self.path) + (f":{self.line}" if self.line is not None else "")
+                         + (f" row {self.row}" if self.row is not None else ""))
         if self.field is not None:
             where.append(f"field '{self.field}'")
         prefix = ", ".join(where)

@@ -33,7 +33,7 @@ def _shown(name: str) -> str:
 
 
 def safe_component(name: str, what: str, *, path: str | None = None, line: int | None = None,
-                   field: str | None = None) -> str:
+                   field: str | None = None, row: int | None = None) -> str:
     """Return ``name`` unchanged if it is safe as one path component, else raise.
 
     Parameters
@@ -50,6 +50,8 @@ def safe_component(name: str, what: str, *, path: str | None = None, line: int |
         The 1-based line where it was found.
     field : str or None, default=None
         The field it was found in.
+    row : int or None, default=None
+        The 0-based row where it was found (a Parquet file).
 
     Returns
     -------
@@ -77,12 +79,12 @@ def safe_component(name: str, what: str, *, path: str | None = None, line: int |
     else:
         return name
     if path is not None:
-        raise InputError(problem, path=path, line=line, field=field)
+        raise InputError(problem, path=path, line=line, field=field, row=row)
     raise ConfigError(problem)
 
 
 def target_policy_name(name: str, what: str, *, path: str | None = None, line: int | None = None,
-                       field: str | None = None) -> str:
+                       field: str | None = None, row: int | None = None) -> str:
     """Return ``name`` if it can name a target policy: :func:`safe_component`, and not ``base``.
 
     ``base`` (:data:`BASE_POLICY_NAME`) names the base (logging) policy's row in every
@@ -100,6 +102,8 @@ def target_policy_name(name: str, what: str, *, path: str | None = None, line: i
         The 1-based line where it was found.
     field : str or None, default=None
         The field it was found in.
+    row : int or None, default=None
+        The 0-based row where it was found (a Parquet file).
 
     Returns
     -------
@@ -113,11 +117,11 @@ def target_policy_name(name: str, what: str, *, path: str | None = None, line: i
     InputError
         Instead of ConfigError when ``path`` is given.
     """
-    safe_component(name, what, path=path, line=line, field=field)
+    safe_component(name, what, path=path, line=line, field=field, row=row)
     if name != BASE_POLICY_NAME:
         return name
     problem = (f"{what} {name!r} is reserved for the base (logging) policy in results and comparisons: "
                "rename the target policy")
     if path is not None:
-        raise InputError(problem, path=path, line=line, field=field)
+        raise InputError(problem, path=path, line=line, field=field, row=row)
     raise ConfigError(problem)

@@ -125,6 +125,9 @@ NSHARDS = config["execution"]["shards"]
 SHARDS = list(range(NSHARDS))
 DATASET = ANALYSIS["dataset"] or "data/cje_dataset.jsonl"
 FRESH_DRAWS_DIR = ANALYSIS["fresh_draws_dir"] or "data/fresh_draws"
+# the columnar copy rule dataset writes beside the JSONL; the analyses read it
+COLUMNAR_DATASET = "data/columnar/cje_dataset.parquet"
+COLUMNAR_FRESH_DRAWS = "data/columnar/fresh_draws/{policy}_responses.parquet"
 
 
 def provider_of(role, policy=None):
@@ -226,10 +229,12 @@ def shard_files(stage, policy):
 
 
 def fresh_draw_files():
-    """Fresh-draw files the analysis reads: built ones, or those found in analysis-only mode."""
+    """Fresh-draw files the analysis reads: the built columnar copies, or the JSONL / Parquet
+    files found in analysis-only mode."""
     if ANALYSIS_ONLY:
-        return sorted(glob.glob(os.path.join(FRESH_DRAWS_DIR, "*_responses.jsonl")))
-    return [f"data/fresh_draws/{p}_responses.jsonl" for p in TARGETS]
+        return sorted(glob.glob(os.path.join(FRESH_DRAWS_DIR, "*_responses.jsonl"))
+                      + glob.glob(os.path.join(FRESH_DRAWS_DIR, "*_responses.parquet")))
+    return [COLUMNAR_FRESH_DRAWS.format(policy=p) for p in TARGETS]
 
 
 def check_analysis_wildcards(wildcards, seed):
@@ -243,12 +248,13 @@ def check_analysis_wildcards(wildcards, seed):
 
 
 def analysis_inputs(wildcards):
-    """Inputs of one analysis job: the logged dataset and the fresh draws."""
+    """Inputs of one analysis job: the logged dataset and the fresh draws (the columnar copies
+    rule dataset writes; the user's JSONL or Parquet files in analysis-only mode)."""
     seed = int(wildcards.seed) if hasattr(wildcards, "seed") else ANALYSIS["seeds"][0]
     check_analysis_wildcards(wildcards, seed)
     if ANALYSIS_ONLY:  # existing files outside the workflow: never staged to remote storage
         return {"dataset": local(DATASET), "fresh_draws": [local(f) for f in fresh_draw_files()]}
-    return {"dataset": DATASET, "fresh_draws": fresh_draw_files()}
+    return {"dataset": COLUMNAR_DATASET, "fresh_draws": fresh_draw_files()}
 
 
 def result_dir(estimator, coverage, seed=None):

@@ -271,7 +271,7 @@ def _analysis_only_labels():
     from cje.errors import CJEError
 
     try:
-        data = load_logged_data(config["analysis"]["dataset"])
+        data = load_logged_data(config["analysis"]["dataset"], response_lengths=False)  # labels, scores only
     except CJEError as exc:
         fail("analysis.dataset", str(exc))
     return data.oracle_labels, np.isfinite(data.judge_scores)

@@ -1,4 +1,4 @@
-"""Rule dataset: the logged dataset and the fresh-draw files (cje dataset).
+"""Rule dataset: the logged dataset and the fresh-draw files, in JSONL and as the Parquet copy (cje dataset).
 
 Runs ``cje dataset`` (cje/cli/llm.py) = :func:`cje.llm.stages.dataset.assemble_dataset`.
 """
@@ -13,4 +13,6 @@ run_cje(["dataset", "--config", effective_config(sm),
          "--responses-dir", folder["responses"], "--logprobs-dir", folder["logprobs"],
          "--judge-dir", folder["judge"], "--oracle-dir", folder["oracle"],
          "--output", sm.output.dataset,
-         "--fresh-draws-dir", os.path.dirname(sm.output.fresh_draws[0])], sm.log[0])
+         "--fresh-draws-dir", os.path.dirname(sm.output.fresh_draws[0]),
+         "--parquet-output", sm.output.dataset_parquet,
+         "--parquet-fresh-draws-dir", os.path.dirname(sm.output.fresh_draws_parquet[0])], sm.log[0])

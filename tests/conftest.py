@@ -29,3 +29,16 @@ def arena_logged(arena_dir: Path) -> Path:
 @pytest.fixture(scope="session")
 def arena_fresh(arena_dir: Path) -> Path:
     return arena_dir / "fresh_draws"
+
+
+@pytest.fixture(scope="session", autouse=True)
+def checked_inputs_cache(tmp_path_factory) -> Path:
+    """The verdicts of the strict JSONL reader (cje.data.checked) go to a session folder, not ~/.cache."""
+    folder = tmp_path_factory.mktemp("cje-cache")
+    previous = os.environ.get("CJE_CACHE_DIR")
+    os.environ["CJE_CACHE_DIR"] = str(folder)
+    yield folder
+    if previous is None:
+        os.environ.pop("CJE_CACHE_DIR", None)
+    else:
+        os.environ["CJE_CACHE_DIR"] = previous

@@ -265,8 +265,10 @@ def _plot_data(ctx: AnalysisContext, arrays: dict) -> PlotData:
 def run_analysis(config: AnalysisConfig) -> AnalysisOutput:
     """Run one analysis from files. Raises CJEError subclasses on bad options or input."""
     validate_config(config)
-    data = load_logged_data(config.data)
-    fresh = load_fresh_draws_dir(config.fresh_draws_dir, data.target_policies) if config.fresh_draws_dir else {}
+    lengths = config.options.calibration_mode != "monotone"  # only two-stage reads response lengths
+    data = load_logged_data(config.data, response_lengths=lengths)
+    fresh = (load_fresh_draws_dir(config.fresh_draws_dir, data.target_policies, response_lengths=lengths)
+             if config.fresh_draws_dir else {})
     result = analyze_loaded(data, fresh, config.estimator, config.options, config.refuse_unreliable)
     missing = [p for p in data.target_policies if p not in fresh] if config.fresh_draws_dir else []
     if missing:  # reported, never silently ignored (estimators that need them have refused above)

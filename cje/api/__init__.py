@@ -58,13 +58,14 @@ def analyze(data: Any, fresh_draws: Any = None, estimator: str = "auto", oracle_
     Parameters
     ----------
     data : str, Path, polars.DataFrame or pandas.DataFrame
-        Path of a logged-data JSONL, or a polars / pandas DataFrame with one row per
+        Path of a logged-data JSONL or Parquet file (told apart by its first bytes), or a
+        polars / pandas DataFrame with one row per
         logged (base-policy) response: ``prompt``, ``response``, ``base_policy_logprob``,
         ``target_policy_logprobs`` ({policy: log-prob} object; or one column per target,
         see ``target_logprob_fields``), ``judge_score``, optional ``oracle_label``,
         ``prompt_id`` (fields may also sit under ``metadata``, as in the pipeline's files).
     fresh_draws : None, str, Path, dict or DataFrame, default=None
-        None, a folder of ``{policy}_responses.jsonl``, a ``{policy: DataFrame}``
+        None, a folder of ``{policy}_responses.jsonl`` (or ``.parquet``), a ``{policy: DataFrame}``
         dict, or one long DataFrame with a ``policy`` column (``policy_field``); rows have
         ``prompt_id``, ``judge_score``, optional ``draw_idx`` and ``oracle_label``.
     estimator : str, default='auto'
@@ -142,8 +143,9 @@ def analyze(data: Any, fresh_draws: Any = None, estimator: str = "auto", oracle_
     validate_config(AnalysisConfig(data="<memory>", estimator=estimator, options=options,
                                    fresh_draws_dir=None if fresh_draws is None else "<memory>"))
     with tempfile.TemporaryDirectory(prefix="cje-api-") as tmp:
-        logged = load_logged(data, fields, Path(tmp))
-        fresh = load_fresh(fresh_draws, logged.target_policies, fields, Path(tmp))
+        lengths = options.calibration_mode != "monotone"  # only two-stage reads response lengths
+        logged = load_logged(data, fields, Path(tmp), response_lengths=lengths)
+        fresh = load_fresh(fresh_draws, logged.target_policies, fields, Path(tmp), response_lengths=lengths)
     result = analyze_loaded(logged, fresh, estimator, options, refuse_unreliable)
     result.metadata["inputs"] = {"data": logged.path,
                                  "fresh_draws_dir": str(fresh_draws) if isinstance(fresh_draws, (str, Path))

@@ -27,8 +27,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                                    "(and OUT/plots/ with --plots) as one set: a failed or killed run "
                                    "leaves the previous set. Every numeric option is checked (range, "
                                    "finite, against the data) before any estimate is computed.")
-    p.add_argument("--data", required=True, help="logged dataset JSONL (base-policy rows)")
-    p.add_argument("--fresh-draws-dir", help="folder of {policy}_responses.jsonl (needed by naive, direct, DR)")
+    p.add_argument("--data", required=True, help="logged dataset, JSONL or Parquet (base-policy rows)")
+    p.add_argument("--fresh-draws-dir", help="folder of {policy}_responses.jsonl or .parquet (needed by naive, direct, DR)")
     p.add_argument("--estimator", required=True, help="estimator name (e.g. calibrated-ips, direct, dr-cpo)")
     p.add_argument("--oracle-coverage", type=float, default=1.0,
                    help="fraction of logged rows whose oracle label calibration may use (default 1.0)")

@@ -193,7 +193,8 @@ def _cmd_dataset(args: argparse.Namespace) -> int:
     from cje.llm.stages.dataset import assemble_dataset, format_summary
     cfg = _config(args.config)
     summary = assemble_dataset(cfg, args.responses_dir, args.logprobs_dir, args.judge_dir,
-                               args.oracle_dir, args.output, args.fresh_draws_dir)
+                               args.oracle_dir, args.output, args.fresh_draws_dir,
+                               args.parquet_output, args.parquet_fresh_draws_dir)
     print(format_summary(summary), file=sys.stderr)
     return 0
 
@@ -253,4 +254,6 @@ def register(subparsers) -> None:
     p.add_argument("--oracle-dir", required=True)
     p.add_argument("--output", required=True)
     p.add_argument("--fresh-draws-dir", required=True)
+    p.add_argument("--parquet-output", help="also write the logged dataset as Parquet here")
+    p.add_argument("--parquet-fresh-draws-dir", help="also write {policy}_responses.parquet here")
     p.set_defaults(func=_cmd_dataset)

@@ -10,47 +10,15 @@ error path reads lines one by one to name the first offending line and value.
 
 from __future__ import annotations
 
-import json
-from typing import Any, Callable, Iterator
+from typing import Any, Callable
 
 import numpy as np
 import polars as pl
 
-from cje.data.jsonl import read_bytes_checked
+from cje.data.tables import raw_rows
 from cje.errors import InputError
 
-__all__ = ["field_sources", "numeric_field", "integer_field", "text_field", "describe", "raw_rows"]
-
-
-def raw_rows(path: str) -> Iterator[tuple[int, Any]]:
-    """(line number, parsed JSON) of every non-blank line; error paths only (a Python loop).
-
-    Lines that are not valid JSON are skipped.
-
-    Parameters
-    ----------
-    path : str
-        The JSONL file (read with :func:`cje.data.jsonl.read_bytes_checked`).
-
-    Yields
-    ------
-    line : int
-        The 1-based line number.
-    value : object
-        The parsed JSON value.
-
-    Raises
-    ------
-    InputError
-        The file fails the checks of :func:`cje.data.jsonl.read_bytes_checked`.
-    """
-    raw = read_bytes_checked(path)
-    for number, line in enumerate(raw.split(b"\n"), start=1):
-        if line.strip():
-            try:
-                yield number, json.loads(line)
-            except ValueError:
-                continue
+__all__ = ["field_sources", "numeric_field", "integer_field", "text_field", "check_text_type", "describe"]
 
 
 def describe(value: Any) -> str:
@@ -106,20 +74,20 @@ def field_sources(frame: pl.DataFrame, name: str) -> list[tuple[tuple[str, ...],
     return out
 
 
-def _first_bad(path: str, where: tuple[str, ...], bad: Callable[[Any], bool]) -> tuple[int | None, Any]:
-    for number, row in raw_rows(path):
+def _first_bad(path: str, where: tuple[str, ...], bad: Callable[[Any], bool]) -> tuple[dict, Any]:
+    for location, row in raw_rows(path, where[0]):
         value: Any = row
         for key in where:
             value = value.get(key) if isinstance(value, dict) else None
         if value is not None and bad(value):
-            return number, value
-    return None, None
+            return location, value
+    return {}, None
 
 
 def _type_error(path: str, where: tuple[str, ...], expected: str, bad: Callable[[Any], bool]) -> InputError:
-    line, value = _first_bad(path, where, bad)
-    got = "" if line is None else f", got {describe(value)}"
-    return InputError(f"must be {expected}{got}", path=path, line=line, field=".".join(where))
+    location, value = _first_bad(path, where, bad)
+    got = "" if not location else f", got {describe(value)}"
+    return InputError(f"must be {expected}{got}", path=path, field=".".join(where), **location)
 
 
 def _is_not_number(value: Any) -> bool:
@@ -243,13 +211,38 @@ def text_field(frame: pl.DataFrame, name: str, path: str, allow_integer: bool = 
     sources = field_sources(frame, name)
     if not sources:
         return None
-    parts = []
     for where, s in sources:
-        if s.dtype in (pl.String, pl.Null) or (allow_integer and s.dtype.is_integer()):
-            parts.append(s.cast(pl.String))
-            continue
-        expected = "a string" + (" or an integer" if allow_integer else "")
-        raise _type_error(path, where, expected,
-                          lambda v: not (isinstance(v, str) or (allow_integer and isinstance(v, int)
-                                                               and not isinstance(v, bool))))
-    return _coalesce(parts)
+        _check_text(s.dtype, path, where, allow_integer)
+    return _coalesce([s.cast(pl.String) for _, s in sources])
+
+
+def _check_text(dtype: pl.DataType, path: str, where: tuple[str, ...], allow_integer: bool) -> None:
+    if dtype in (pl.String, pl.Null) or (allow_integer and dtype.is_integer()):
+        return
+    expected = "a string" + (" or an integer" if allow_integer else "")
+    raise _type_error(path, where, expected,
+                      lambda v: not (isinstance(v, str) or (allow_integer and isinstance(v, int)
+                                                           and not isinstance(v, bool))))
+
+
+def check_text_type(schema: pl.Schema, name: str, path: str) -> None:
+    """Check from the file's schema alone that the top-level field ``name`` holds only strings (or nulls).
+
+    For text an analysis never reads (a prompt, a response): the values are not loaded.
+
+    Parameters
+    ----------
+    schema : polars.Schema
+        The type of every top-level field of the file.
+    name : str
+        The field (absent: nothing to check).
+    path : str
+        The file, for error messages.
+
+    Raises
+    ------
+    InputError
+        Some value is not a string; the message names its line (row) and shows it.
+    """
+    if name in schema:
+        _check_text(schema[name], path, (name,), allow_integer=False)

@@ -29,8 +29,11 @@ from typing import Any
 import numpy as np
 import polars as pl
 
-from cje.data.jsonl import nonblank_line_numbers, read_jsonl_frame
-from cje.data.loaders import FreshDraws, LoggedData, load_fresh_draws, load_fresh_draws_dir, load_logged_data
+from cje.data.jsonl import nonblank_line_numbers
+from cje.data.loaders import (FreshDraws, LoggedData, fresh_draw_files, load_fresh_draws, load_fresh_draws_dir,
+                              load_logged_data)
+from cje.data.parquet import is_parquet
+from cje.data.tables import read_frame
 from cje.errors import ConfigError, InputError
 
 __all__ = ["FieldMap", "as_polars", "load_logged", "load_fresh"]
@@ -193,12 +196,15 @@ def _frame_rows(label: str):
 
 
 def _file_rows(path: str):
-    """row index (0-based, None = the whole file) -> 'path:line' of the original file."""
+    """row index (0-based, None = the whole file) -> 'path:line' (JSONL) or 'path row i' (Parquet)."""
     lines = []
+    parquet = is_parquet(path)
 
     def where(i: int | None) -> str:
         if i is None:
             return path
+        if parquet:
+            return f"{path} row {i}"
         if not lines:
             lines.extend(nonblank_line_numbers(path))
         return f"{path}:{lines[i]}" if i < len(lines) else path
@@ -216,17 +222,19 @@ def _via_temp(frame: pl.DataFrame, fields: FieldMap, label: str, where: callable
         raise _relabel(exc, fields, where) from None
 
 
-def load_logged(data: Any, fields: FieldMap, tmp_dir: Path) -> LoggedData:
+def load_logged(data: Any, fields: FieldMap, tmp_dir: Path, response_lengths: bool = True) -> LoggedData:
     """The logged data from a path or DataFrame (see the module docstring).
 
     Parameters
     ----------
     data : str, Path, polars.DataFrame or pandas.DataFrame
-        The logged data.
+        The logged data (a path: JSONL or Parquet).
     fields : FieldMap
         Where the standard fields are, and the scales to convert.
     tmp_dir : Path
         A private folder for the standardised JSONL the loader reads.
+    response_lengths : bool, default=True
+        Read the response lengths (:func:`cje.data.loaders.load_logged_data`).
 
     Returns
     -------
@@ -249,14 +257,15 @@ def load_logged(data: Any, fields: FieldMap, tmp_dir: Path) -> LoggedData:
                               key="data")
         path = str(data)
         if fields.is_standard:
-            return load_logged_data(path)
-        logged = _via_temp(read_jsonl_frame(path), fields, path, _file_rows(path), tmp_dir, "logged",
-                           load_logged_data)
+            return load_logged_data(path, response_lengths)
+        logged = _via_temp(read_frame(path), fields, path, _file_rows(path), tmp_dir, "logged",
+                           lambda p: load_logged_data(p, response_lengths))
         logged.path = path
         return logged
     if frame.height == 0:
         raise InputError("the DataFrame has no rows", path="data")
-    logged = _via_temp(frame, fields, "data", _frame_rows("data"), tmp_dir, "logged", load_logged_data)
+    logged = _via_temp(frame, fields, "data", _frame_rows("data"), tmp_dir, "logged",
+                       lambda p: load_logged_data(p, response_lengths))
     logged.path = "<DataFrame>"
     return logged
 
@@ -282,7 +291,8 @@ def _fresh_frames(fresh: Any, fields: FieldMap) -> dict[str, pl.DataFrame] | Non
             for k, v in frame.partition_by(fields.policy, as_dict=True).items()}
 
 
-def load_fresh(fresh: Any, policies: list[str], fields: FieldMap, tmp_dir: Path) -> dict[str, FreshDraws]:
+def load_fresh(fresh: Any, policies: list[str], fields: FieldMap, tmp_dir: Path,
+               response_lengths: bool = True) -> dict[str, FreshDraws]:
     """Fresh draws of the target ``policies`` from a folder, {policy: DataFrame} or a long DataFrame.
 
     Policies in the input that are not targets of the logged data (e.g. the base
@@ -292,14 +302,16 @@ def load_fresh(fresh: Any, policies: list[str], fields: FieldMap, tmp_dir: Path)
     Parameters
     ----------
     fresh : str, Path, dict of str to DataFrame, DataFrame or None
-        A folder of ``{policy}_responses.jsonl``, {policy: DataFrame}, or one long DataFrame
-        with a policy column (``fields.policy``); None for no fresh draws.
+        A folder of ``{policy}_responses.jsonl`` (or ``.parquet``), {policy: DataFrame}, or one
+        long DataFrame with a policy column (``fields.policy``); None for no fresh draws.
     policies : list of str
         The target policies of the logged data.
     fields : FieldMap
         Where the standard fields are (target log-prob columns are ignored here).
     tmp_dir : Path
         A private folder for the standardised JSONL files.
+    response_lengths : bool, default=True
+        Read the response lengths (:func:`cje.data.loaders.load_fresh_draws`).
 
     Returns
     -------
@@ -324,17 +336,14 @@ def load_fresh(fresh: Any, policies: list[str], fields: FieldMap, tmp_dir: Path)
                               f"column, got {type(fresh).__name__}", key="fresh_draws")
         directory = Path(fresh)
         if fields.is_standard:
-            return load_fresh_draws_dir(directory, policies)
-        if not directory.is_dir():
-            raise InputError("fresh-draws directory not found", path=str(directory))
+            return load_fresh_draws_dir(directory, policies, response_lengths)
         out = {}
-        for policy in policies:
-            file = directory / f"{policy}_responses.jsonl"
-            if file.exists():
-                draws = _via_temp(read_jsonl_frame(file), fields, str(file), _file_rows(str(file)), tmp_dir,
-                                  f"fresh_{len(out)}", lambda p, policy=policy: load_fresh_draws(p, policy))
-                draws.path = str(file)
-                out[policy] = draws
+        for policy, file in fresh_draw_files(directory, policies)[0].items():
+            draws = _via_temp(read_frame(file), fields, str(file), _file_rows(str(file)), tmp_dir,
+                              f"fresh_{len(out)}",
+                              lambda p, policy=policy: load_fresh_draws(p, policy, response_lengths))
+            draws.path = str(file)
+            out[policy] = draws
         return out
     ignored = sorted(set(frames) - set(policies))
     if ignored:
@@ -344,7 +353,7 @@ def load_fresh(fresh: Any, policies: list[str], fields: FieldMap, tmp_dir: Path)
     for i, policy in enumerate(p for p in policies if p in frames):
         label = f"fresh_draws['{policy}']"
         draws = _via_temp(frames[policy], fields, label, _frame_rows(label), tmp_dir, f"fresh_{i}",
-                          lambda p, policy=policy: load_fresh_draws(p, policy))
+                          lambda p, policy=policy: load_fresh_draws(p, policy, response_lengths))
         draws.path = "<DataFrame>"
         out[policy] = draws
     return out

@@ -14,18 +14,26 @@ draws, API frames). In order, it
 4. rejects lines nested deeper than ``MAX_DEPTH`` (64) objects/arrays *before*
    any parser runs (polars segfaults near depth 1,000; :mod:`json` raises
    RecursionError near 100,000);
-5. parses with :func:`polars.read_ndjson` (vectorised, ~20 ms for the 1,000-row
-   arena sample); when that fails, or the file uses the non-standard tokens
-   Python writes for floats (``NaN``, ``Infinity``), line by line with
-   :mod:`json`, which names the first malformed line (there booleans are kept as
-   the strings ``"true"``/``"false"``, so no later step can take them for 1 and 0);
+5. infers the type of every field over all rows with polars (vectorised, no
+   column is built), and counts rows and nulls in one streaming pass; when that
+   fails, or the file uses the non-standard tokens Python writes for floats
+   (``NaN``, ``Infinity``), it parses line by line with :mod:`json`, which names
+   the first malformed line (there booleans are kept as the strings
+   ``"true"``/``"false"``, so no later step can take them for 1 and 0);
 6. rejects a key repeated within one object (``{"a": 1, "a": 2}``), naming
    file:line and the key. polars keeps the first value and :mod:`json` the last,
-   so a duplicate would otherwise give a number that depends on the parser.
+   so a duplicate would otherwise give a number that depends on the parser;
+7. keeps the verdict of a file that passed (:mod:`cje.data.checked`, keyed by the
+   file version), so the next read of the same file skips steps 2-6.
 
 Steps 4 and 6 tokenise lines with a regex in polars (vectorised), only on the
 candidate lines a cheap count finds: lines with more than 64 brackets, and lines
 in which some key name occurs twice or a key contains an escape.
+
+Reading is projected (:meth:`JsonlFile.read`): only the fields asked for are
+built, each with the type inferred from all rows (so a value does not depend on
+which other fields are read), and a text field can be asked for as its length
+in characters, so prompts and responses are never held in memory.
 """
 
 from __future__ import annotations
@@ -37,15 +45,19 @@ import json
 import os
 import re
 import stat
+import time
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Iterable, Iterator
 
+import numpy as np
 import polars as pl
 
 from cje.atomic import atomic_write_text, path_kind
+from cje.data.checked import CheckedFile, FileIdentity, identity, lookup, record
 from cje.errors import InputError, json_error_text
 
-__all__ = ["read_jsonl_frame", "nonblank_line_numbers", "read_bytes_checked", "write_jsonl",
+__all__ = ["read_jsonl_frame", "open_jsonl", "JsonlFile", "open_checked", "raw_rows", "nonblank_line_numbers", "read_bytes_checked", "write_jsonl",
            "MAX_LINE_BYTES", "MAX_DEPTH"]
 
 MAX_LINE_BYTES = 16 * 1024 * 1024
@@ -66,8 +78,28 @@ _TOKEN = _STR + r"\s*:|" + _STR + r"|[{}\[\]]"  # keys (string + colon), other s
 _KEY_WITH_ESCAPE = r'\\(?:u[0-9a-fA-F]{4}|/)(?:[^"\\]|\\.)*"\s*:'  # a key spelled with \u or \/
 
 
-def _open_checked(path: Path) -> int:
-    """Open ``path`` for reading after the checks of step 1; return the file descriptor."""
+def open_checked(path: Path, kind: str = "JSONL") -> int:
+    """Open ``path`` for reading after the checks of step 1; return the file descriptor.
+
+    Parameters
+    ----------
+    path : Path
+        The file.
+    kind : str, default='JSONL'
+        What it should be, in the message for a folder ("is a folder, not a JSONL file").
+
+    Returns
+    -------
+    int
+        A file descriptor open for reading.
+
+    Raises
+    ------
+    InputError
+        One line naming the file: missing, a dangling symlink, a symlink loop, a folder,
+        a FIFO or device, unreadable.
+    """
+    path = Path(path)
     where = str(path)
     try:
         info = os.stat(path)
@@ -86,7 +118,7 @@ def _open_checked(path: Path) -> int:
             raise InputError("file not found (a parent is not a folder)", path=where) from None
         raise InputError(f"cannot read ({exc.strerror})", path=where) from None
     if stat.S_ISDIR(info.st_mode):
-        raise InputError("is a folder, not a JSONL file", path=where)
+        raise InputError(f"is a folder, not a {kind} file", path=where)
     if not stat.S_ISREG(info.st_mode):
         raise InputError("is not a regular file (a FIFO, socket or device)", path=where)
     try:
@@ -122,7 +154,7 @@ def read_bytes_checked(path: str | Path, max_line_bytes: int = MAX_LINE_BYTES) -
     """
     path = Path(path)
     where = str(path)
-    fd = _open_checked(path)
+    fd = open_checked(path)
     chunks: list[bytes] = []
     run = 0       # bytes of the current line read so far
     size = max_line_bytes  # a line inside one chunk is then never too long
@@ -211,10 +243,10 @@ def _key_names(dtype: pl.DataType, out: set[str]) -> set[str]:
     return out
 
 
-def _check_duplicate_keys(lines: pl.DataFrame, frame: pl.DataFrame, where: str) -> None:
+def _check_duplicate_keys(lines: pl.DataFrame, schema: pl.Schema, where: str) -> None:
     """Step 6 for a file polars parsed: candidates by a count, then exact tokenisation."""
-    names: set[str] = set(frame.columns)
-    for dtype in frame.schema.values():
+    names: set[str] = set(schema)
+    for dtype in schema.values():
         _key_names(dtype, names)
     if not names:
         return
@@ -298,8 +330,121 @@ def _slow_parse(lines: pl.DataFrame, where: str) -> list[dict[str, Any]]:
     return rows
 
 
-def read_jsonl_frame(path: str | Path) -> pl.DataFrame:
-    """Read a JSONL file into a polars DataFrame, one row per non-blank line.
+@dataclass(frozen=True)
+class JsonlFile:
+    """A JSONL file that passed the checks of the module docstring; read only the fields needed.
+
+    Parameters
+    ----------
+    path : str
+        The file.
+    checked : CheckedFile
+        What the checks learnt: the type of every field over all rows, the row count,
+        the null counts.
+    source : bytes or None
+        The checked bytes (kept from the checks) or None to read the file again (its
+        verdict came from :mod:`cje.data.checked`).
+    frame : polars.DataFrame or None
+        The whole frame, when only the line-by-line parser could read the file.
+    ident : FileIdentity or None
+        The file version the verdict of :mod:`cje.data.checked` is for (with ``source=None``).
+    """
+
+    path: str
+    checked: CheckedFile
+    source: bytes | None = None
+    frame: pl.DataFrame | None = None
+    ident: FileIdentity | None = None
+
+    @property
+    def n_rows(self) -> int:
+        """Rows (non-blank lines)."""
+        return self.checked.n_rows
+
+    @property
+    def schema(self) -> pl.Schema:
+        """The type of every top-level field, inferred from all rows."""
+        return self.checked.schema
+
+    def null_rows(self, field: str) -> np.ndarray:
+        """0-based rows in which the top-level ``field`` is null or absent (every row when no row has it).
+
+        Parameters
+        ----------
+        field : str
+            A top-level field.
+
+        Returns
+        -------
+        ndarray of int
+            The rows, ascending; empty without reading anything when the checks counted no null.
+        """
+        if field not in self.schema:
+            return np.arange(self.n_rows)
+        if self.checked.null_counts.get(field) == 0:
+            return np.zeros(0, dtype=np.int64)
+        text = self.schema[field] in (pl.String, pl.Null)
+        values = self.read([] if text else [field], lengths=[field] if text else ())
+        return np.flatnonzero(values.get_column(field).is_null().to_numpy())
+
+    def location(self, index: int) -> dict[str, int]:
+        """Where row ``index`` (0-based) is, as :class:`cje.errors.InputError` keywords: ``{"line": n}``."""
+        return {"line": nonblank_line_numbers(self.path)[index]}
+
+    def raw_rows(self, field: str | None = None) -> Iterator[tuple[dict[str, int], Any]]:
+        """(location, parsed JSON) of every non-blank line (:func:`raw_rows`); ``field`` is unused."""
+        return raw_rows(self.path)
+
+    def read(self, columns: Iterable[str] | None = None, lengths: Iterable[str] = ()) -> pl.DataFrame:
+        """The rows, projected to ``columns``, each field with the type inferred from all rows.
+
+        Parameters
+        ----------
+        columns : iterable of str or None, default=None
+            Top-level fields to keep (absent ones are skipped); None = every field.
+        lengths : iterable of str, default=()
+            Text fields returned as their length in characters (UInt32, null where
+            null or absent) instead of the text: the texts are never held whole in memory.
+
+        Returns
+        -------
+        polars.DataFrame
+            ``n_rows`` rows (no columns when none of the fields is present); row ``i``
+            came from line ``nonblank_line_numbers(path)[i]``.
+
+        Raises
+        ------
+        ValueError
+            A field asked in ``lengths`` is not text (the caller checks types first).
+        """
+        schema = self.checked.schema
+        keep = list(schema) if columns is None else [c for c in dict.fromkeys(columns) if c in schema]
+        texts = [c for c in dict.fromkeys(lengths) if c in schema and c not in keep]
+        for name in texts:
+            if schema[name] not in (pl.String, pl.Null):
+                raise ValueError(f"{name} is {schema[name]}, not text")
+        exprs = [pl.col(c) for c in keep] + [pl.col(c).cast(pl.String).str.len_chars() for c in texts]
+        if not exprs:
+            return pl.DataFrame()
+        if self.frame is not None:
+            return self.frame.select(exprs)
+        source = io.BytesIO(self.source) if self.source is not None else self.path
+        sub = pl.Schema({c: schema[c] for c in schema if c in keep or c in texts})
+        try:
+            frame = pl.scan_ndjson(source, schema=sub).select(exprs).collect(engine="streaming")
+        except Exception:  # noqa: BLE001 - handled below
+            frame = None
+        if self.source is None:  # read by path on a kept verdict: the file may have changed since
+            if frame is None or frame.height != self.n_rows or identity(self.path) != self.ident:
+                return _check(self.path, use_cache=False).read(columns, lengths)
+            return frame
+        if frame is None or frame.height != self.n_rows:  # the unprojected parse the checks ran
+            frame = pl.scan_ndjson(io.BytesIO(self.source), schema=schema).select(exprs).collect()
+        return frame
+
+
+def open_jsonl(path: str | Path) -> JsonlFile:
+    """Check a JSONL file (module docstring), or find its verdict in :mod:`cje.data.checked`.
 
     Parameters
     ----------
@@ -308,9 +453,36 @@ def read_jsonl_frame(path: str | Path) -> pl.DataFrame:
 
     Returns
     -------
+    JsonlFile
+        The checked file, ready to read projected.
+
+    Raises
+    ------
+    InputError
+        As :func:`read_jsonl_frame`.
+    """
+    return _check(path, use_cache=True)
+
+
+def read_jsonl_frame(path: str | Path, columns: Iterable[str] | None = None,
+                     lengths: Iterable[str] = ()) -> pl.DataFrame:
+    """Read a JSONL file into a polars DataFrame, one row per non-blank line.
+
+    Parameters
+    ----------
+    path : str or Path
+        The JSONL file (UTF-8, one JSON object per line; blank lines skipped).
+    columns : iterable of str or None, default=None
+        Top-level fields to keep (:meth:`JsonlFile.read`); None = all.
+    lengths : iterable of str, default=()
+        Text fields to return as their length in characters.
+
+    Returns
+    -------
     polars.DataFrame
         Nested objects are struct columns; integer-valued floats stay numeric. Row ``i``
-        came from line ``nonblank_line_numbers(path)[i]``.
+        came from line ``nonblank_line_numbers(path)[i]``. The values and types of a
+        field do not depend on which other fields are read.
 
     Raises
     ------
@@ -319,21 +491,55 @@ def read_jsonl_frame(path: str | Path) -> pl.DataFrame:
         the module docstring, an empty file, a line that is not an object, or rows whose
         structures cannot be combined.
     """
+    return open_jsonl(path).read(columns, lengths)
+
+
+def _check(path: str | Path, use_cache: bool) -> JsonlFile:
     where = str(path)
+    before = identity(path) if use_cache else None
+    known = lookup(before)
+    if known is not None:
+        return JsonlFile(where, known, ident=before)
+    started = time.time()
     raw = read_bytes_checked(path)
-    if not raw.strip():
+    if not raw or raw.isspace():
         raise InputError("file is empty", path=where)
     lines = _lines(raw, where)
     _check_depth(lines, where)
+    checked = _profile(raw, lines.height)
+    if checked is None:  # polars could not read it, or skipped or split a line: let json judge each one
+        frame = _whole_frame(_slow_parse(lines, where), lines, where)
+        nulls = {c: frame.get_column(c).null_count() for c in frame.columns}
+        return JsonlFile(where, CheckedFile(frame.schema, frame.height, nulls), frame=frame)
+    _check_duplicate_keys(lines, checked.schema, where)
+    if use_cache and len(raw) == getattr(before, "size", -1):  # no UTF-8 mark (polars does not skip one)
+        record(before, started, checked)
+    return JsonlFile(where, checked, source=raw)
+
+
+def _profile(raw: bytes, n_lines: int) -> CheckedFile | None:
+    """Types of every field over all rows, row count and null counts, by polars without
+    building any column (texts are parsed, never kept); None when polars cannot read it."""
     try:
-        frame = pl.read_ndjson(raw, infer_schema_length=None)
+        schema = pl.scan_ndjson(io.BytesIO(raw), infer_schema_length=None).collect_schema()
+        if not len(schema):
+            height = pl.read_ndjson(raw).height
+            nulls: dict[str, int] = {}
+        else:
+            count = "n" + "_" * (max(len(c) for c in schema) + 1)  # a name no field has
+            stats = (pl.scan_ndjson(io.BytesIO(raw), schema=schema)
+                     .select(pl.all().null_count(), pl.first().len().alias(count))
+                     .collect(engine="streaming"))
+            height = int(stats[count][0])
+            nulls = {c: int(stats[c][0]) for c in schema}
     except Exception:  # noqa: BLE001 - polars raises several error types; the slow path names the line
-        rows = _slow_parse(lines, where)
-    else:
-        if frame.height == lines.height:
-            _check_duplicate_keys(lines, frame, where)
-            return frame
-        rows = _slow_parse(lines, where)  # polars skipped or split a line: let json judge each one
+        return None
+    if height != n_lines:
+        return None
+    return CheckedFile(pl.Schema(schema), height, nulls)
+
+
+def _whole_frame(rows: list[dict[str, Any]], lines: pl.DataFrame, where: str) -> pl.DataFrame:
     try:
         return pl.from_dicts(rows, infer_schema_length=None, strict=False)
     except Exception as exc:  # noqa: BLE001
@@ -344,6 +550,37 @@ def read_jsonl_frame(path: str | Path) -> pl.DataFrame:
                              f"{before} on earlier lines", path=where, line=line, field=key) from None
         message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise InputError(f"rows do not share a consistent structure ({message})", path=where) from None
+
+
+def raw_rows(path: str | Path) -> Iterator[tuple[dict[str, int], Any]]:
+    """(location, parsed JSON) of every non-blank line; error paths only (a Python loop).
+
+    Lines that are not valid JSON are skipped.
+
+    Parameters
+    ----------
+    path : str or Path
+        The JSONL file (read with :func:`read_bytes_checked`).
+
+    Yields
+    ------
+    location : dict
+        ``{"line": n}``, the 1-based line (keywords of :class:`cje.errors.InputError`).
+    value : object
+        The parsed JSON value.
+
+    Raises
+    ------
+    InputError
+        The file fails the checks of :func:`read_bytes_checked`.
+    """
+    raw = read_bytes_checked(path)
+    for number, line in enumerate(raw.split(b"\n"), start=1):
+        if line.strip():
+            try:
+                yield {"line": number}, json.loads(line)
+            except ValueError:
+                continue
 
 
 def nonblank_line_numbers(path: str | Path) -> list[int]:

@@ -181,8 +181,9 @@ class AnalysisContext:
         Which oracle labels the analysis uses and which it holds out.
     calibration : Calibration
         The fitted judge -> oracle calibration.
-    covariates : ndarray of shape (n, 1)
-        Standardised log response length of each logged row (for the two-stage calibration).
+    covariates : ndarray of shape (n, 1) or None
+        Standardised log response length of each logged row (for the two-stage calibration);
+        None when the lengths were not read (a monotone calibration does not use them).
     R : ndarray
         The rewards estimators average: f(S) below 100% oracle coverage, Y at 100%.
     R_oof : ndarray
@@ -204,7 +205,7 @@ class AnalysisContext:
     folds: np.ndarray
     mask: OracleMask
     calibration: Calibration
-    covariates: np.ndarray
+    covariates: np.ndarray | None
     R: np.ndarray
     R_oof: np.ndarray
     R_fold: np.ndarray
@@ -330,7 +331,7 @@ class AnalysisContext:
 
 
 def _fresh_view(draws: FreshDraws, ctx_data: LoggedData, folds: np.ndarray, calibration: Calibration,
-                options: AnalysisOptions, policy_index: int, covariates: np.ndarray,
+                options: AnalysisOptions, policy_index: int, covariates: np.ndarray | None,
                 length_stats: tuple[float, float]) -> FreshView:
     row = index_in(draws.prompt_ids, ctx_data.prompt_ids)
     logged = row >= 0
@@ -381,9 +382,15 @@ def build_context(data: LoggedData, fresh: dict[str, FreshDraws], options: Analy
     scored = np.isfinite(data.judge_scores)
     labelled = mask.used & scored
     folds = assign_folds(data.prompt_ids, options.n_folds, options.seed, labelled=labelled)
-    loglen = np.log1p(data.response_lengths)
-    sd = loglen.std() or 1.0
-    covariates = ((loglen - loglen.mean()) / sd).reshape(-1, 1)
+    covariates, length_stats = None, (0.0, 1.0)
+    if data.response_lengths is not None:
+        loglen = np.log1p(data.response_lengths)
+        sd = loglen.std() or 1.0
+        covariates = ((loglen - loglen.mean()) / sd).reshape(-1, 1)
+        length_stats = (float(loglen.mean()), float(sd))
+    elif options.calibration_mode != "monotone":
+        raise ValueError(f"calibration mode {options.calibration_mode!r} needs the response lengths: "
+                         "load the data with response_lengths=True")
     calibration = calibrate(data.judge_scores, data.oracle_labels, labelled, folds, options.n_folds,
                             mode=options.calibration_mode, covariates=covariates)
     judge = np.where(scored, data.judge_scores, 0.0)
@@ -400,7 +407,7 @@ def build_context(data: LoggedData, fresh: dict[str, FreshDraws], options: Analy
     for i, policy in enumerate(data.target_policies):
         if policy in fresh:
             views[policy] = _fresh_view(fresh[policy], data, folds, calibration, options, i, covariates,
-                                        (float(loglen.mean()), float(sd)))
+                                        length_stats)
     return AnalysisContext(data=data, options=options, folds=folds, mask=mask, calibration=calibration,
                            covariates=covariates, R=R, R_oof=R_oof, R_fold=R_fold, oua=not full_labels,
                            fresh=views, f_oof=f_oof, f_fold=f_fold)

@@ -9,6 +9,11 @@ write ``fresh_draws/{policy}_responses.jsonl`` for every policy (all draws, with
 judge score and oracle label). Rows whose generation, log-prob, judge or oracle
 step failed are kept with null values and their status; nothing is filled in.
 A summary of every failure kind is returned (and printed by the CLI).
+
+On request the same frames are also written as Parquet (the columnar copy the
+workflow's analyses read: ``cje analyze`` recognises Parquet by its first bytes):
+the same rows, fields and types, from the same in-memory frame, each file through
+the one atomic writer.
 """
 
 from __future__ import annotations
@@ -142,15 +147,23 @@ def _count(df: pl.DataFrame, col: str, label: str, fail: Counter,
         fail[f"{label} {value}"] += n
 
 
-def _write_frame_atomic(path: Path, df: pl.DataFrame) -> int:
+def _write_frame_atomic(path: Path, df: pl.DataFrame, parquet: Path | None = None) -> int:
+    """Write ``df`` as JSONL to ``path`` and, when ``parquet`` is given, as Parquet there too."""
     with atomic_writer(path) as fh:  # the one atomic writer: unique temp, fsync, rename, fsync folder
         df.write_ndjson(fh)
+    if parquet is not None:
+        with atomic_writer(parquet) as fh:  # the same writer: it yields a binary handle
+            df.write_parquet(fh, statistics=True)  # statistics: null-free columns skipped unread
     return df.height
 
 
 def assemble_dataset(cfg: dict, responses_dir: str, logprobs_dir: str, judge_dir: str,
-                     oracle_dir: str, output: str, fresh_draws_dir: str) -> dict:
+                     oracle_dir: str, output: str, fresh_draws_dir: str, parquet_output: str | None = None,
+                     parquet_fresh_draws_dir: str | None = None) -> dict:
     """Write ``output`` (``cje_dataset.jsonl``) and ``fresh_draws_dir/{policy}_responses.jsonl``.
+
+    With ``parquet_output`` and ``parquet_fresh_draws_dir`` the same frames are also
+    written as ``parquet_output`` and ``parquet_fresh_draws_dir/{policy}_responses.parquet``.
 
     Logged rows: base responses with ``draw_idx == 0``; ``base_policy_logprob`` and
     ``target_policy_logprobs[p]`` from ``logprobs_dir/{p}.jsonl`` (null unless that
@@ -168,6 +181,10 @@ def assemble_dataset(cfg: dict, responses_dir: str, logprobs_dir: str, judge_dir
         ``cje_dataset.jsonl``.
     fresh_draws_dir : str
         Folder of the ``{policy}_responses.jsonl`` files.
+    parquet_output : str or None, default=None
+        The columnar copy of ``output`` (both or neither of the two Parquet arguments).
+    parquet_fresh_draws_dir : str or None, default=None
+        Folder of the ``{policy}_responses.parquet`` copies.
 
     Returns
     -------
@@ -177,10 +194,14 @@ def assemble_dataset(cfg: dict, responses_dir: str, logprobs_dir: str, judge_dir
     Raises
     ------
     ConfigError
-        The base policy is not in ``policies``, or there is no target policy.
+        The base policy is not in ``policies``, or there is no target policy, or only one
+        of the two Parquet arguments is given.
     InputError
         A stage file is missing or bad (:func:`load_stage_file`).
     """
+    if (parquet_output is None) != (parquet_fresh_draws_dir is None):
+        raise ConfigError("give both or neither of the Parquet output and its fresh-draws folder",
+                          key="--parquet-output" if parquet_output is None else "--parquet-fresh-draws-dir")
     base = cfg.get("base_policy", "base")
     policies = list((cfg.get("policies") or {}).keys())
     if base not in policies:
@@ -232,7 +253,9 @@ def assemble_dataset(cfg: dict, responses_dir: str, logprobs_dir: str, judge_dir
                   pl.struct([pl.col(f"lps:{p}").alias(p) for p in [base] + targets])
                   .alias("logprob_status"),
                   "response_status", "judge_status", "oracle_status").alias("metadata"))
-    summary: dict = {"logged_rows": _write_frame_atomic(Path(output), out), "fresh_draws": {}}
+    summary: dict = {"logged_rows": _write_frame_atomic(Path(output), out,
+                                                        parquet_output and Path(parquet_output)),
+                     "fresh_draws": {}}
 
     # fresh draws: every policy's responses (all draws) with their scores
     for p in [base] + targets:
@@ -243,8 +266,9 @@ def assemble_dataset(cfg: dict, responses_dir: str, logprobs_dir: str, judge_dir
                fine=("ok", "not_selected", NO_ORACLE_FILE))
         rows = fresh.select("prompt_id", "prompt", "response", "draw_idx", "judge_score",
                             "oracle_label", "response_status", "judge_status", "oracle_status")
+        columnar = Path(parquet_fresh_draws_dir) / f"{p}_responses.parquet" if parquet_fresh_draws_dir else None
         summary["fresh_draws"][p] = _write_frame_atomic(
-            Path(fresh_draws_dir) / f"{p}_responses.jsonl", rows)
+            Path(fresh_draws_dir) / f"{p}_responses.jsonl", rows, columnar)
     summary["failures"] = dict(fail)
     return summary
 
