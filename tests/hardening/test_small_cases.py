@@ -309,9 +309,9 @@ def test_llm_commands_name_their_flags(tmp_path):
 @pytest.fixture(scope="module")
 def pilots(arena_logged, arena_fresh, tmp_path_factory):
     """Two pilots of the arena sample: raw-ips (every target CRITICAL: overlap fails) and direct with
-    probe labels (GOOD and WARNING)."""
+    probe labels (GOOD and WARNING), every pair compared (the plan of a pair of targets reads it)."""
     root = tmp_path_factory.mktemp("pilots")
-    for estimator, extra in (("raw-ips", []), ("direct", ["--probe-coverage", "0.5"])):
+    for estimator, extra in (("raw-ips", []), ("direct", ["--probe-coverage", "0.5", "--comparisons", "all"])):
         _ok(run_subprocess(["analyze", "--data", arena_logged, "--fresh-draws-dir", arena_fresh, "--estimator",
                             estimator, "--oracle-coverage", "0.25", "--seed", "0", *extra, "--output-dir",
                             root / estimator], cwd=root))
