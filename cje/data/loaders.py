@@ -262,6 +262,18 @@ def _check_policy_name(policy: str, path: str) -> None:
         target_policy_name(policy, "policy name", path=path, field="target_policy_logprobs", **location)
 
 
+def _policies_in_file_order(path: str | Path, names: list[str]) -> list[str]:
+    """The target policies in file order: the keys of the first row's ``target_policy_logprobs``,
+    then any that appear only later, sorted. The struct polars infers over all rows orders its
+    fields by hash with many policies (300 targets: 't132' first), so the order of policies in
+    every output changed with the file's size and between processes."""
+    first = next((list(row["target_policy_logprobs"]) for _, row in raw_rows(path, "target_policy_logprobs")
+                  if isinstance(row, dict) and isinstance(row.get("target_policy_logprobs"), dict)), [])
+    known = set(names)
+    head = [n for n in dict.fromkeys(first) if n in known]
+    return head + sorted(known - set(head))
+
+
 #: The fields an analysis reads from a logged row; prompt and response are checked, never read.
 LOGGED_FIELDS = ("prompt_id", "metadata", "judge_score", "oracle_label", "base_policy_logprob",
                  "target_policy_logprobs")
@@ -310,8 +322,9 @@ def load_logged_data(path: str | Path, response_lengths: bool = True) -> LoggedD
     if not isinstance(target_struct.dtype, pl.Struct) or not target_struct.dtype.fields:
         raise InputError("must be an object {policy: log-prob} with at least one policy",
                          path=path, field="target_policy_logprobs", **_at(file, 0))
-    for policy_field in target_struct.dtype.fields:  # a policy name becomes {policy}_responses.jsonl
-        _check_policy_name(policy_field.name, path)
+    policies = _policies_in_file_order(path, [f.name for f in target_struct.dtype.fields])
+    for policy in policies:  # a policy name becomes {policy}_responses.jsonl
+        _check_policy_name(policy, path)
 
     ids_series = _prompt_ids(frame, file)
     dup = _repeats(ids_series.to_frame())
@@ -329,8 +342,7 @@ def load_logged_data(path: str | Path, response_lengths: bool = True) -> LoggedD
     targets: dict[str, np.ndarray] = {}
     valid: dict[str, np.ndarray] = {}
     dropped: dict[str, dict[str, int]] = {}
-    for policy_field in target_struct.dtype.fields:
-        policy = policy_field.name
+    for policy in policies:
         lp, reason = _logprob_column(target_struct.struct.field(policy), path,
                                      f"target_policy_logprobs.{policy}")
         counts: dict[str, int] = {}

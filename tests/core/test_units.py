@@ -263,3 +263,21 @@ def test_probe_audit_counts_the_calibration_error():
     with_oua = probe_audit(y, f, 0.05, 0.95, by_fold)
     assert with_oua.delta == plain.delta and with_oua.se > plain.se
     assert with_oua.ci_upper - with_oua.ci_lower > plain.ci_upper - plain.ci_lower
+
+
+def test_target_policies_keep_the_file_order_with_many_policies(tmp_path):
+    """With hundreds of targets the struct polars infers orders its fields by hash; the loader
+    keeps the order of the first row's keys, the same in every process."""
+    import json
+    import random
+
+    from cje.data.loaders import load_logged_data
+
+    names = [f"t{i:03d}" for i in range(300)]
+    random.Random(3).shuffle(names)
+    path = tmp_path / "many.jsonl"
+    path.write_text("".join(json.dumps({"prompt_id": f"p{i}", "prompt": "x", "response": "y", "judge_score": 0.5,
+                                        "base_policy_logprob": -1.0,
+                                        "target_policy_logprobs": {n: -1.0 for n in names}}) + "\n"
+                            for i in range(20)))
+    assert load_logged_data(path).target_policies == names
