@@ -27,9 +27,7 @@ def _calibrated_logged(ctx):
     """f(S) and f^(-k)(S) on the logged rows at every coverage (R is Y at 100%)."""
     if ctx.oua:
         return ctx.R, ctx.f_fold
-    if "f_logged" not in ctx._cache:
-        ctx._cache["f_logged"] = ctx.calibration.predict(ctx.data.judge_scores, ctx.covariates)
-    return ctx._cache["f_logged"], ctx.f_fold
+    return ctx.memo("f_logged", lambda: ctx.calibration.predict(ctx.data.judge_scores, ctx.covariates)), ctx.f_fold
 
 
 def _ips_on_calibrated(ctx, policy):
@@ -82,9 +80,10 @@ def policy_checks(ctx: AnalysisContext, policy: str) -> dict:
         estimate (no fresh draws for some prompts, unusable weights) skip that comparison
         with a note; they never stop the analysis.
     """
-    key = ("policy-checks", policy)
-    if key in ctx._cache:
-        return ctx._cache[key]
+    return ctx.memo(("policy-checks", policy), lambda: _policy_checks(ctx, policy))
+
+
+def _policy_checks(ctx: AnalysisContext, policy: str) -> dict:
     o = ctx.options
     margin, level = o.transport_margin, o.level
     out = {"label_audit": None, "probe_audit": None, "judge_audit": None, "support": None, "comparisons": [],
@@ -136,18 +135,17 @@ def policy_checks(ctx: AnalysisContext, policy: str) -> dict:
                 out["comparisons"].append(("direct_vs_tr_cpo", {
                     "difference": res.estimate, "se": res.se, "ci_lower": res.ci_lower, "ci_upper": res.ci_upper,
                     "df": res.df}, ("transport",)))
-    ctx._cache[key] = out
     return out
 
 
 def _logged_rows_of(ctx: AnalysisContext, ids: np.ndarray) -> np.ndarray:
     """Logged row index of each prompt id (ids are unique in the logged data): a sorted index
     built once per context, then a vectorised binary search."""
-    key = "row-of-prompt-id"
-    if key not in ctx._cache:
+    def index() -> tuple[np.ndarray, np.ndarray]:
         order = np.argsort(ctx.data.prompt_ids, kind="stable")
-        ctx._cache[key] = (ctx.data.prompt_ids[order], order)
-    sorted_ids, order = ctx._cache[key]
+        return ctx.data.prompt_ids[order], order
+
+    sorted_ids, order = ctx.memo("row-of-prompt-id", index)
     return order[np.searchsorted(sorted_ids, ids)]
 
 

@@ -24,7 +24,7 @@ from cje.data.loaders import FreshDraws, LoggedData, load_fresh_draws_dir, load_
 from cje.errors import OptionError
 from cje.estimators import get_estimator
 from cje.estimators.base import Estimator, PolicyEstimate
-from cje.estimators.context import AnalysisContext, AnalysisOptions, build_context
+from cje.estimators.context import AnalysisContext, AnalysisOptions, ByIdentity, build_context
 from cje.results.decision import BASE, decision_pairs
 from cje.results.model import AnalysisOutput, PlotData, PolicyResult
 from cje.stats.calibration import MIN_ORACLE_LABELS
@@ -68,15 +68,24 @@ def validate_config(config: AnalysisConfig, data: LoggedData | None = None) -> E
 
 def _overlap_diagnostics(ctx: AnalysisContext, policy: str, rows: np.ndarray | None,
                          weights: np.ndarray | None) -> dict:
+    """Judge-score overlap of the target's fresh draws with the logged rows (cached on the context:
+    the unweighted part per policy, the weighted part per weights array, which the estimators of
+    one weight source share)."""
     view = ctx.fresh.get(policy)
     if view is None:
         return {}
-    logged = ctx.data.judge_scores[np.isfinite(ctx.data.judge_scores)]
-    out = {"judge_overlap": bhattacharyya_overlap(view.judge, logged),
-           "out_of_range_mass": out_of_range_mass(view.judge, ctx.calibration.score_range),
-           "fresh_draws_mean_judge": float(view.judge.mean()) if view.judge.size else None}
+
+    def unweighted() -> dict:
+        logged = ctx.data.judge_scores[np.isfinite(ctx.data.judge_scores)]
+        return {"judge_overlap": bhattacharyya_overlap(view.judge, logged),
+                "out_of_range_mass": out_of_range_mass(view.judge, ctx.calibration.score_range),
+                "fresh_draws_mean_judge": float(view.judge.mean()) if view.judge.size else None}
+
+    out = dict(ctx.memo(("overlap", policy), unweighted))
     if rows is not None and weights is not None:
-        out["judge_overlap_weighted"] = bhattacharyya_overlap(view.judge, ctx.data.judge_scores[rows], weights)
+        out["judge_overlap_weighted"] = ctx.memo(
+            ("overlap-weighted", policy, ByIdentity(rows), ByIdentity(weights)),
+            lambda: bhattacharyya_overlap(view.judge, ctx.data.judge_scores[rows], weights))
     return out
 
 
@@ -128,6 +137,12 @@ def _ground_truth(ctx: AnalysisContext, policy: str, result: PolicyResult) -> di
 
 
 def _base_policy(ctx: AnalysisContext) -> tuple[dict, PolicyEstimate]:
+    """The base policy's on-policy estimate (the same for every estimator: cached on the context)."""
+    block, est = ctx.memo("base-policy", lambda: _base_policy_estimate(ctx))
+    return dict(block), est
+
+
+def _base_policy_estimate(ctx: AnalysisContext) -> tuple[dict, PolicyEstimate]:
     scored = np.flatnonzero(np.isfinite(ctx.data.judge_scores))
     r = ctx.R[scored]
     psi = float(r.mean())
@@ -152,7 +167,7 @@ def _policy_result(ctx: AnalysisContext, estimator: Estimator, policy: str,
     try:
         if rows.size:
             raw_w = ctx.raw_weights(policy)
-            raw_diag = weight_diagnostics(raw_w)
+            raw_diag = dict(ctx.memo(("raw-weight-diagnostics", policy), lambda: weight_diagnostics(raw_w)))
     except WeightError as exc:
         failure = f"raw importance weights unusable: {exc}"
     try:
@@ -243,7 +258,7 @@ def _policy_result(ctx: AnalysisContext, estimator: Estimator, policy: str,
                           max_weight=None if ess_source is None else ess_source["max_weight"],
                           status=status.status, reliable=status.reliable, reasons=reasons, n_used=n_used,
                           n_dropped_by_reason=dropped, assumptions=ledger, checks=judged,
-                          details={} if est is None else est.details)
+                          details={} if est is None else dict(est.details))
     arrays = {"raw": raw_w, "used": None if est is None else est.weights}
     return result, diag, est, arrays
 

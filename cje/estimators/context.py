@@ -7,6 +7,7 @@ the calibration itself, so a fix lands once (docs/architecture.md).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Callable, Hashable, TypeVar
 
 import numpy as np
 
@@ -17,7 +18,34 @@ from cje.stats.folds import assign_folds
 from cje.stats.oracle_mask import OracleMask, mask_oracle_labels, select_probe_labels
 from cje.stats.weights import SimcalResult, clip_weights, hajek_weights, simcal_weights
 
-__all__ = ["AnalysisOptions", "FreshView", "AnalysisContext", "build_context", "index_in"]
+__all__ = ["AnalysisOptions", "FreshView", "AnalysisContext", "build_context", "index_in", "ByIdentity"]
+
+T = TypeVar("T")
+
+
+class ByIdentity:
+    """A memo-key part that compares by identity and keeps its object alive.
+
+    For objects that cannot be hashed (an outcome model with mutable state, a weights
+    callable) or must not be compared by value (a result array): while the key sits in a
+    cache its object cannot be collected, so its ``id`` is never reused by another object.
+
+    Parameters
+    ----------
+    obj : object
+        The object the key stands for.
+    """
+
+    __slots__ = ("obj",)
+
+    def __init__(self, obj: object):
+        self.obj = obj
+
+    def __hash__(self) -> int:
+        return id(self.obj)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, ByIdentity) and other.obj is self.obj
 
 
 @dataclass(frozen=True)
@@ -215,6 +243,30 @@ class AnalysisContext:
     f_fold: np.ndarray | None = None
     _cache: dict = field(default_factory=dict)
 
+    def memo(self, key: Hashable, compute: Callable[[], T]) -> T:
+        """``compute()`` once per context: the estimate and its checks share every fit and reference.
+
+        Everything cached is a pure function of the context (folds, calibration, weights, fresh
+        draws and options are fixed once built), so a cached value is bit-for-bit what computing
+        it again would give. Callers must not mutate what they get back.
+
+        Parameters
+        ----------
+        key : hashable
+            What is computed, e.g. ``("ips-uncorrected", "raw-ips", policy)``; a part that is
+            not hashable by value goes in a :class:`ByIdentity`.
+        compute : callable
+            Computes the value when the key is new.
+
+        Returns
+        -------
+        object
+            The cached value.
+        """
+        if key not in self._cache:
+            self._cache[key] = compute()
+        return self._cache[key]
+
     @property
     def rewards_are_labels(self) -> bool:
         """True at 100% oracle coverage: R = Y on every scored logged row (no calibrator in R)."""
@@ -231,7 +283,7 @@ class AnalysisContext:
         return self.mask.used
 
     def rows(self, policy: str) -> np.ndarray:
-        """Indices of the logged rows valid for ``policy``.
+        """Indices of the logged rows valid for ``policy`` (cached; do not modify).
 
         Parameters
         ----------
@@ -243,7 +295,7 @@ class AnalysisContext:
         ndarray of int
             Row indices, in order.
         """
-        return np.flatnonzero(self.data.valid[policy])
+        return self.memo(("rows", policy), lambda: np.flatnonzero(self.data.valid[policy]))
 
     def raw_weights(self, policy: str) -> np.ndarray:
         """Hajek weights over :meth:`rows` (cached).
@@ -260,12 +312,9 @@ class AnalysisContext:
         ndarray
             One weight per row of :meth:`rows`.
         """
-        key = ("raw", policy)
-        if key not in self._cache:
-            rows = self.rows(policy)
-            self._cache[key] = hajek_weights(self.data.target_logprobs[policy][rows],
-                                             self.data.base_logprobs[rows])
-        return self._cache[key]
+        rows = self.rows(policy)
+        return self.memo(("raw", policy), lambda: hajek_weights(self.data.target_logprobs[policy][rows],
+                                                                self.data.base_logprobs[rows]))
 
     def clipped_weights(self, policy: str) -> np.ndarray:
         """The Hajek weights clipped at ``options.clip`` and renormalised to mean 1 (cached; raw-ips).
@@ -280,10 +329,7 @@ class AnalysisContext:
         ndarray
             One weight per row of :meth:`rows`.
         """
-        key = ("clipped", policy)
-        if key not in self._cache:
-            self._cache[key] = clip_weights(self.raw_weights(policy), self.options.clip)
-        return self._cache[key]
+        return self.memo(("clipped", policy), lambda: clip_weights(self.raw_weights(policy), self.options.clip))
 
     def calibrated_weights(self, policy: str) -> SimcalResult:
         """SIMCal-W weights over :meth:`rows`, ordered by f^(oof)(S) (cached).
@@ -299,12 +345,10 @@ class AnalysisContext:
             The calibrated weights and the record of how they were chosen
             (:func:`cje.stats.weights.simcal_weights`).
         """
-        key = ("simcal", policy)
-        if key not in self._cache:
-            rows = self.rows(policy)
-            self._cache[key] = simcal_weights(self.raw_weights(policy), self.data.judge_scores[rows], self.R[rows],
-                                              self.folds[rows], self.n_folds, self.options.rho)
-        return self._cache[key]
+        rows = self.rows(policy)
+        return self.memo(("simcal", policy), lambda: simcal_weights(
+            self.raw_weights(policy), self.data.judge_scores[rows], self.R[rows], self.folds[rows], self.n_folds,
+            self.options.rho))
 
     def fresh_view(self, policy: str) -> FreshView:
         """The fresh draws of ``policy`` aligned with the logged rows.

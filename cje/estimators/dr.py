@@ -63,8 +63,9 @@ from typing import Callable
 import numpy as np
 
 from cje.estimators.base import Estimator, PolicyEstimate, register
+from cje.estimators.context import ByIdentity
 from cje.estimators.probes import transport_correction
-from cje.estimators.dr_inputs import DRInputs, WeightSource, prepare_dr
+from cje.estimators.dr_inputs import DRInputs, WeightSource, model_key, prepare_dr
 from cje.estimators.outcome import CrossFit, IsotonicOutcomeModel, OutcomeModel
 from cje.stats.inference import weighted_label_residual
 
@@ -259,7 +260,7 @@ def _model_name(model: OutcomeModel) -> str:
 
 
 def dr_cpo(inp: DRInputs, model: OutcomeModel) -> DRResult:
-    """dr-cpo on prepared inputs: psi = mean_i gbar_i + mean_i W_i (R_i - g_i).
+    """dr-cpo on prepared inputs: psi = mean_i gbar_i + mean_i W_i (R_i - g_i) (cached per model on ``inp``).
 
     Parameters
     ----------
@@ -278,11 +279,11 @@ def dr_cpo(inp: DRInputs, model: OutcomeModel) -> DRResult:
     Bang, H., & Robins, J. M. (2005). Doubly robust estimation in missing data and causal
     inference models. Biometrics, 61(4), 962-973.
     """
-    return _dr_family(inp, model, None, orthogonal=False)
+    return inp.memo(("dr-cpo", model_key(model)), lambda: _dr_family(inp, model, None, orthogonal=False))
 
 
 def mrdr(inp: DRInputs, model: OutcomeModel, omega: str = "w") -> DRResult:
-    """mrdr: outcome model fitted with sample weights omega(W) ('w' or 'w2').
+    """mrdr: outcome model fitted with sample weights omega(W) ('w' or 'w2'; cached per model and omega).
 
     psi = mean_i gbar_i + mean_i W_i (R_i - g_i), g fitted with sample weights W ('w') or W^2 ('w2').
 
@@ -312,11 +313,11 @@ def mrdr(inp: DRInputs, model: OutcomeModel, omega: str = "w") -> DRResult:
     """
     if omega not in ("w", "w2"):
         raise ValueError(f"mrdr omega must be 'w' or 'w2', got {omega!r}")
-    return _dr_family(inp, model, omega, orthogonal=False)
+    return inp.memo(("mrdr", model_key(model), omega), lambda: _dr_family(inp, model, omega, orthogonal=False))
 
 
 def oc_dr_cpo(inp: DRInputs, model: OutcomeModel) -> DRResult:
-    """oc-dr-cpo: dr-cpo + mean (W_raw - m(S)) (R - f^(oof)(S)).
+    """oc-dr-cpo: dr-cpo + mean (W_raw - m(S)) (R - f^(oof)(S)) (cached per model on ``inp``).
 
     m(S) = E[W_raw | S], cross-fitted. With R = Y (100% coverage) the term estimates the
     transport bias with the full weights, and the estimate rests on ``transport_or_overlap``.
@@ -333,7 +334,7 @@ def oc_dr_cpo(inp: DRInputs, model: OutcomeModel) -> DRResult:
     DRResult
         At 100% coverage ``label_term`` holds the orthogonalising term (delta, IF, None).
     """
-    return _dr_family(inp, model, None, orthogonal=True)
+    return inp.memo(("oc-dr-cpo", model_key(model)), lambda: _dr_family(inp, model, None, orthogonal=True))
 
 
 def _kish_df(weights: np.ndarray) -> float:
@@ -343,7 +344,7 @@ def _kish_df(weights: np.ndarray) -> float:
 
 
 def tr_cpo(inp: DRInputs, model: OutcomeModel) -> DRResult:
-    """tr-cpo = dr-cpo + delta_L, the full-weight label term (module docstring).
+    """tr-cpo = dr-cpo + delta_L, the full-weight label term (module docstring; cached per model on ``inp``).
 
     delta_L = sum_i L_i W_raw,i (Y_i - f^(oof)(S_i)) / sum_i L_i W_raw,i.
     IF: dr-cpo's plus L W_raw (e - delta_L) / mean(L W_raw), e = Y - f^(oof)(S); OUA
@@ -368,6 +369,10 @@ def tr_cpo(inp: DRInputs, model: OutcomeModel) -> DRResult:
     ----------
     Kish, L. (1965). Survey Sampling. Wiley.
     """
+    return inp.memo(("tr-cpo", model_key(model)), lambda: _tr_cpo(inp, model))
+
+
+def _tr_cpo(inp: DRInputs, model: OutcomeModel) -> DRResult:
     base = dr_cpo(inp, model)
     if inp.ctx.rewards_are_labels:
         return _tr_cpo_all_labelled(inp, model, base)
@@ -467,8 +472,13 @@ def with_probes(inp: DRInputs, result: DRResult) -> DRResult:
     Returns
     -------
     DRResult
-        ``result`` itself when the policy has no probe labels among the used rows.
+        ``result`` itself when the policy has no probe labels among the used rows (cached per
+        component: every estimator of the context and stacked-dr share it).
     """
+    return inp.memo(("with-probes", ByIdentity(result)), lambda: _with_probes(inp, result))
+
+
+def _with_probes(inp: DRInputs, result: DRResult) -> DRResult:
     corr = transport_correction(inp.ctx, inp.view, inp.rows)
     if corr is None:
         return result

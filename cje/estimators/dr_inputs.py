@@ -9,18 +9,41 @@ needs is restricted to U once, here, and cached on the context per weight source
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Callable, Union
+from typing import Callable, Hashable, TypeVar, Union
 
 import numpy as np
 
-from cje.estimators.context import AnalysisContext, FreshView
+from cje.estimators.context import AnalysisContext, ByIdentity, FreshView
 from cje.estimators.direct import fresh_rows
-from cje.estimators.outcome import CrossFit, OutcomeModel, cross_fit, cross_fit_weight_model
+from cje.estimators.outcome import CrossFit, FoldPlan, OutcomeModel, cross_fit, cross_fit_weight_model, fold_plan
 from cje.stats.weights import WeightError
 
-__all__ = ["DRInputs", "prepare_dr", "WeightSource"]
+__all__ = ["DRInputs", "prepare_dr", "WeightSource", "model_key"]
 
 WeightSource = Union[str, Callable[[AnalysisContext, str], np.ndarray]]
+T = TypeVar("T")
+
+
+def model_key(model: object) -> Hashable:
+    """The memo-key part of an outcome model: the model itself when it hashes (equal frozen
+    models, such as the default isotonic one, then share fits across estimators), else its
+    identity (:class:`~cje.estimators.context.ByIdentity`).
+
+    Parameters
+    ----------
+    model : object
+        An outcome model.
+
+    Returns
+    -------
+    hashable
+        ``model`` or ``ByIdentity(model)``.
+    """
+    try:
+        hash(model)
+    except TypeError:
+        return ByIdentity(model)
+    return model
 
 
 @dataclass
@@ -70,7 +93,9 @@ class DRInputs:
     weights_source : str
         'calibrated', 'raw', 'clipped' or the name of the weights callable.
     cache : dict
-        Fitted outcome and weight models, keyed by model, fold and omega.
+        What :meth:`memo` computed: fitted outcome and weight models (keyed by model, fold and
+        omega) and the DR components (:mod:`cje.estimators.dr`), so that the estimators of one
+        context and stacked-dr share them.
     """
 
     ctx: AnalysisContext
@@ -116,6 +141,26 @@ class DRInputs:
         """
         return np.bincount(self.fpos, weights=per_draw, minlength=self.n) / self.n_draws
 
+    def memo(self, key: Hashable, compute: Callable[[], T]) -> T:
+        """``compute()`` once per policy and weight source (these inputs are fixed once prepared).
+
+        Parameters
+        ----------
+        key : hashable
+            What is computed (a part not hashable by value goes in a
+            :class:`~cje.estimators.context.ByIdentity`).
+        compute : callable
+            Computes the value when the key is new.
+
+        Returns
+        -------
+        object
+            The cached value; callers must not modify it.
+        """
+        if key not in self.cache:
+            self.cache[key] = compute()
+        return self.cache[key]
+
     def outcome(self, model: OutcomeModel, k: int | None = None, omega: str | None = None) -> CrossFit:
         """Cross-fitted outcome model on R (k None) or on f^(-k) rewards R_fold[k] (cached).
 
@@ -135,18 +180,13 @@ class DRInputs:
         CrossFit
             The outcome model g on the used rows and on the fresh draws.
         """
-        try:  # equal frozen models (the default isotonic one) share fits across estimators
-            hash(model)
-            ident = model
-        except TypeError:
-            ident = id(model)
-        key = ("outcome", ident, k, omega)
-        if key not in self.cache:
+        def fit() -> CrossFit:
             targets = self.R if k is None else self.R_fold[k]
             sw = None if omega is None else (self.W if omega == "w" else self.W ** 2)
-            self.cache[key] = (model, cross_fit(model, self.S, targets, self.folds, self.ctx.n_folds,
-                                                self.fS, self.ffolds, sample_weight=sw))
-        return self.cache[key][1]
+            return cross_fit(model, self.S, targets, self.folds, self.ctx.n_folds, self.fS, self.ffolds,
+                             sample_weight=sw, plan=self.fold_plan())
+
+        return self.memo(("outcome", model_key(model), k, omega), fit)
 
     def weight_model(self, raw: bool = False) -> CrossFit:
         """m(S) = E[W | S] (or E[W_raw | S] with ``raw``), cross-fitted monotone regression (cached).
@@ -161,11 +201,20 @@ class DRInputs:
         CrossFit
             The weight model m on the used rows and on the fresh draws (>= 0).
         """
-        key = ("m", raw)
-        if key not in self.cache:
-            self.cache[key] = cross_fit_weight_model(self.S, self.W_raw if raw else self.W, self.folds,
-                                                     self.ctx.n_folds, self.fS, self.ffolds)
-        return self.cache[key]
+        return self.memo(("m", raw), lambda: cross_fit_weight_model(self.S, self.W_raw if raw else self.W, self.folds,
+                                                                    self.ctx.n_folds, self.fS, self.ffolds,
+                                                                    plan=self.fold_plan()))
+
+    def fold_plan(self) -> FoldPlan:
+        """The folds of the used rows and fresh draws, split and grouped once for every
+        cross-fitted model of the policy (:func:`cje.estimators.outcome.fold_plan`; cached).
+
+        Returns
+        -------
+        FoldPlan
+            Per fold: the training, test and fresh-draw masks and the grouped training scores.
+        """
+        return self.memo("fold-plan", lambda: fold_plan(self.S, self.folds, self.ctx.n_folds, self.ffolds))
 
 
 def _weights(ctx: AnalysisContext, policy: str, source: WeightSource) -> tuple[np.ndarray, str]:
@@ -216,9 +265,11 @@ def prepare_dr(ctx: AnalysisContext, policy: str, weights: WeightSource = "calib
     ValueError
         ``weights`` is an unknown name.
     """
-    key = ("dr-inputs", policy, weights if isinstance(weights, str) else id(weights))
-    if key in ctx._cache:
-        return ctx._cache[key][1]
+    return ctx.memo(("dr-inputs", policy, weights if isinstance(weights, str) else ByIdentity(weights)),
+                    lambda: _prepare(ctx, policy, weights))
+
+
+def _prepare(ctx: AnalysisContext, policy: str, weights: WeightSource) -> DRInputs:
     view, fresh_ok, dropped = fresh_rows(ctx, policy)
     valid = ctx.rows(policy)
     W_all, source = _weights(ctx, policy, weights)
@@ -244,5 +295,4 @@ def prepare_dr(ctx: AnalysisContext, policy: str, weights: WeightSource = "calib
                       fS=view.judge[sel], ffolds=ctx.folds[view.row[sel]],
                       n_draws=np.bincount(fpos[sel], minlength=rows.size), dropped=dropped,
                       weights_source=source)
-    ctx._cache[key] = (weights, inputs)  # holding ``weights`` keeps its id from being reused
     return inputs

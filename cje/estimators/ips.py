@@ -148,7 +148,7 @@ class RawIPSEstimator(Estimator):
 
     def estimate_uncorrected(self, ctx: AnalysisContext, policy: str) -> PolicyEstimate:
         """raw-ips for ``policy`` without the probe correction: :func:`ips_estimate` with the
-        clipped Hajek weights (also the reference of the calibrated-vs-raw IPS check).
+        clipped Hajek weights (also the reference of the calibrated-vs-raw IPS check; cached on ``ctx``).
 
         Parameters
         ----------
@@ -163,7 +163,8 @@ class RawIPSEstimator(Estimator):
             Rests on ``overlap``, and on ``transport`` too below 100% oracle coverage (R = f(S)).
         """
         rests_on = ["overlap"] if ctx.rewards_are_labels else ["overlap", "transport"]
-        return ips_estimate(ctx, policy, ctx.clipped_weights(policy), {"clip": ctx.options.clip}, rests_on)
+        return ctx.memo(("ips-uncorrected", type(self), policy), lambda: ips_estimate(
+            ctx, policy, ctx.clipped_weights(policy), {"clip": ctx.options.clip}, rests_on))
 
 
 @register
@@ -185,7 +186,7 @@ class CalibratedIPSEstimator(Estimator):
 
     def estimate_uncorrected(self, ctx: AnalysisContext, policy: str) -> PolicyEstimate:
         """calibrated-ips for ``policy`` without the probe correction: :func:`ips_estimate` with
-        the SIMCal-W weights (also the reference of the calibrated-vs-raw IPS check).
+        the SIMCal-W weights (also the reference of the calibrated-vs-raw IPS check; cached on ``ctx``).
 
         Parameters
         ----------
@@ -201,6 +202,9 @@ class CalibratedIPSEstimator(Estimator):
             even R = Y rest on transport); details record the SIMCal-W choice, stacking weights,
             out-of-fold MSE, blend and weight variances.
         """
+        return ctx.memo(("ips-uncorrected", type(self), policy), lambda: self._uncorrected(ctx, policy))
+
+    def _uncorrected(self, ctx: AnalysisContext, policy: str) -> PolicyEstimate:
         sim = ctx.calibrated_weights(policy)
         raw = ctx.raw_weights(policy)
         details = {"simcal_choice": sim.choice, "simcal_stacking_weights": sim.stacking_weights,

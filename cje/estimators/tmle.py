@@ -33,7 +33,7 @@ from scipy.special import expit, logit
 
 from cje.estimators.base import register
 from cje.estimators.dr import DREstimatorBase, DRResult, _jackknife, _score_ci, assemble, family_assumptions
-from cje.estimators.dr_inputs import DRInputs
+from cje.estimators.dr_inputs import DRInputs, model_key
 from cje.estimators.outcome import CrossFit, OutcomeModel
 
 __all__ = ["TMLEEstimator", "tmle", "solve_fluctuation", "Q_CLIP"]
@@ -90,7 +90,8 @@ def _target(inp: DRInputs, Q: CrossFit, R: np.ndarray, h: CrossFit) -> tuple[flo
 
 
 def tmle(inp: DRInputs, model: OutcomeModel) -> DRResult:
-    """TMLE on prepared inputs; details record the untargeted and targeted direct parts and eps.
+    """TMLE on prepared inputs (cached per model on ``inp``); details record the untargeted and targeted
+    direct parts and eps.
 
     psi = mean Q*bar + mean W (R - Q*), logit Q* = logit Q + eps h(S) (module docstring);
     initial predictions are clipped to [Q_CLIP, 1 - Q_CLIP] before the logit.
@@ -112,6 +113,10 @@ def tmle(inp: DRInputs, model: OutcomeModel) -> DRResult:
     van der Laan, M. J., & Rose, S. (2011). Targeted Learning: Causal Inference for
     Observational and Experimental Data. Springer.
     """
+    return inp.memo(("tmle", model_key(model)), lambda: _tmle(inp, model))
+
+
+def _tmle(inp: DRInputs, model: OutcomeModel) -> DRResult:
     h = inp.weight_model()
     Q = inp.outcome(model)
     eps, Q_star = _target(inp, Q, inp.R, h)

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from cje.stats.calibration import END_POOL_SHARE, StepFunction, end_pool_rows, fit_isotonic
+from cje.stats.calibration import END_POOL_SHARE, StepFunction, ValueGroups, end_pool_rows, fit_isotonic, group_values
 
 __all__ = ["WeightError", "hajek_weights", "clip_weights", "SimcalResult", "simcal_weights",
            "simplex_min_variance"]
@@ -113,16 +113,19 @@ class SimcalResult:
     choice: str
 
 
-def _end_pooled_projection(x: np.ndarray, w: np.ndarray, increasing: bool, min_end_rows: int) -> StepFunction:
+def _end_pooled_projection(x: np.ndarray, w: np.ndarray, increasing: bool, min_end_rows: int,
+                           groups: ValueGroups | None = None) -> StepFunction:
     """Isotonic regression of w on x whose first and last blocks hold at least ``min_end_rows`` rows.
 
     PAVA (Barlow et al., 1972) on the unique x, then the ends pooled inward until each holds
     ``min_end_rows`` rows (:func:`cje.calibration.pool_end_blocks`); weights are >= 0, no upper
     bound. Without it a single extreme weight at the top (bottom) of the score range becomes a
     block of its own, and its value, applied out of fold, is the heavy-tail failure that made the
-    out-of-fold error of the right direction look worse than the constant.
+    out-of-fold error of the right direction look worse than the constant. ``groups``: the
+    grouping of ``x`` (:func:`cje.stats.calibration.group_values`) when fits share it.
     """
-    return fit_isotonic(x, w, increasing=increasing, y_min=0.0, y_max=None, min_end_rows=min_end_rows)
+    return fit_isotonic(x, w, increasing=increasing, y_min=0.0, y_max=None, min_end_rows=min_end_rows,
+                        groups=groups)
 
 
 def simcal_weights(raw_weights: np.ndarray, ordering_scores: np.ndarray, rewards: np.ndarray,
@@ -151,17 +154,21 @@ def simcal_weights(raw_weights: np.ndarray, ordering_scores: np.ndarray, rewards
     w = _check(np.asarray(raw_weights, float), "raw weights")
     s = np.asarray(ordering_scores, float)
     candidates, mse = {}, {"constant": float(np.mean((w - 1.0) ** 2))}
-    for name, increasing in (("increasing", True), ("decreasing", False)):
-        out = np.empty(w.size)
-        for k in range(n_folds):  # K fits, each vectorised
-            test = folds == k
-            if not test.any():
-                continue
-            train = ~test
-            if train.sum() < 2:
-                train = np.ones(w.size, bool)
-            min_end = end_pool_rows(int(train.sum()), END_POOL_SHARE, floor=END_POOL_MIN_ROWS)
-            out[test] = _end_pooled_projection(s[train], w[train], increasing, min_end)(s[test])
+    directions = (("increasing", True), ("decreasing", False))
+    outs = {name: np.empty(w.size) for name, _ in directions}
+    for k in range(n_folds):  # K folds, each vectorised; both directions share the fold's grouping
+        test = folds == k
+        if not test.any():
+            continue
+        train = ~test
+        if train.sum() < 2:
+            train = np.ones(w.size, bool)
+        min_end = end_pool_rows(int(train.sum()), END_POOL_SHARE, floor=END_POOL_MIN_ROWS)
+        groups = group_values(s[train])
+        for name, increasing in directions:
+            outs[name][test] = _end_pooled_projection(s[train], w[train], increasing, min_end, groups)(s[test])
+    for name, _ in directions:
+        out = outs[name]
         mse[name] = float(np.mean((out - w) ** 2))
         if out.sum() > 0 and np.all(np.isfinite(out)):
             candidates[name] = out / out.mean()
