@@ -28,7 +28,6 @@ Observational and Experimental Data. Springer, ch. 4-5.
 from __future__ import annotations
 
 import numpy as np
-from scipy.optimize import brentq
 from scipy.special import expit, logit
 
 from cje.estimators.base import register
@@ -79,6 +78,10 @@ def solve_fluctuation(W: np.ndarray, R: np.ndarray, offset: np.ndarray, h: np.nd
         return lo
     if s_hi == 0:
         return hi
+    # imported when a fluctuation is solved: scipy.optimize costs half of an analysis's start-up,
+    # and only tmle and stacked-dr need it
+    from scipy.optimize import brentq
+
     return float(brentq(score, lo, hi, xtol=1e-12, rtol=1e-12, maxiter=200))
 
 

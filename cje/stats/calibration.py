@@ -22,14 +22,17 @@ Reference: Landesberg et al., "Causal Judge Evaluation", arXiv:2512.11150, sec. 
 
 from __future__ import annotations
 
+import importlib.machinery
+import importlib.util
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
-from scipy.optimize import isotonic_regression as _pava
+import scipy
 
 from cje.errors import InputError
 
-__all__ = ["Calibration", "StepFunction", "ValueGroups", "group_values", "fit_isotonic", "pool_end_blocks",
+__all__ = ["Calibration", "StepFunction", "ValueGroups", "group_values", "pava", "fit_isotonic", "pool_end_blocks",
            "end_pool_rows", "calibrate", "MIN_ORACLE_LABELS", "END_POOL_SHARE"]
 
 MIN_ORACLE_LABELS = 10
@@ -45,6 +48,61 @@ CALIBRATION_MODES = ("monotone", "two_stage", "auto")
 # ends (tests/stats/test_small_things.py); simulate() at shift 1.5: +0.0032 (z = +11) -> -0.0002.
 END_POOL_SHARE = 0.05
 END_SHAPES = ("flat", "linear")
+
+
+def _load_pava():
+    """scipy's pool-adjacent-violators routine (the C++ core of ``scipy.optimize.isotonic_regression``).
+
+    Loaded from its extension module directly: importing it the usual way runs
+    ``scipy/optimize/__init__.py`` (linprog, shgo, scipy.linalg, scipy.sparse, scipy.fft), half of
+    the start-up of an analysis, none of which an analysis uses. Falls back to the ordinary import
+    when a scipy release moves the module.
+    """
+    folder = Path(scipy.__file__).parent / "optimize"
+    for suffix in importlib.machinery.EXTENSION_SUFFIXES:
+        path = folder / f"_pava_pybind{suffix}"
+        if path.is_file():
+            spec = importlib.util.spec_from_file_location("scipy.optimize._pava_pybind", path)
+            if spec is not None and spec.loader is not None:
+                module = importlib.util.module_from_spec(spec)
+                spec.loader.exec_module(module)
+                if callable(getattr(module, "pava", None)):
+                    return module.pava
+    # fallback, at import: a scipy release that moved the extension
+    from scipy.optimize._pava_pybind import pava
+
+    return pava
+
+
+_PAVA = _load_pava()
+
+
+def pava(y: np.ndarray, weights: np.ndarray, increasing: bool = True) -> np.ndarray:
+    """Weighted isotonic regression of the sequence ``y`` (the fitted values, one per entry).
+
+    The same arithmetic, bit for bit, as ``scipy.optimize.isotonic_regression(y, weights=weights,
+    increasing=increasing).x`` (tested): the same C++ routine on the same copies, without
+    importing scipy.optimize.
+
+    Parameters
+    ----------
+    y : ndarray
+        The values, in the order of the covariate.
+    weights : ndarray
+        Their strictly positive weights.
+    increasing : bool, default=True
+        Direction of the fit.
+
+    Returns
+    -------
+    ndarray
+        The fitted values.
+    """
+    order = slice(None) if increasing else slice(None, None, -1)
+    x = np.array(np.atleast_1d(y)[order], order="C", dtype=np.float64, copy=True)
+    w = np.array(np.atleast_1d(weights)[order], order="C", dtype=np.float64, copy=True)
+    fitted = _PAVA(x, w, np.full(x.shape[0] + 1, -1, dtype=np.intp))[0]
+    return fitted if increasing else fitted[::-1]
 
 
 @dataclass(frozen=True)
@@ -206,7 +264,7 @@ def fit_isotonic(x: np.ndarray, y: np.ndarray, increasing: bool = True,
     if not keep.any():  # no weight anywhere: the unweighted mean, constant
         return StepFunction(np.array([0.0]), np.array([float(np.mean(y))]))
     ux, sw, sy = ux[keep], sw[keep], sy[keep]
-    fitted = _pava(sy / sw, weights=sw, increasing=increasing).x
+    fitted = pava(sy / sw, sw, increasing)
     if min_end_rows > 1:
         sign = 1.0 if increasing else -1.0  # a linear end is fitted on the increasing version
         fitted = sign * pool_end_blocks(sign * fitted, sw, min_end_rows, end_shape, ux, sign * sy / sw)

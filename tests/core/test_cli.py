@@ -25,3 +25,15 @@ def test_analyze_does_not_import_the_llm_client_or_sklearn():
             "print(sorted(m for m in ('openai', 'sklearn', 'matplotlib') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+
+
+def test_an_ips_analysis_does_not_import_scipy_optimize():
+    """PAVA is loaded without scipy.optimize's package (linprog, shgo, scipy.linalg, scipy.fft: half
+    of an analysis's start-up); only tmle and stacked-dr, which solve a fluctuation, import it."""
+    code = ("import sys; from cje.analysis.run import analyze_loaded; from cje.sim.scenarios import simulate;"
+            "ds = simulate(300, seed=1); analyze_loaded(ds.logged, ds.fresh, 'calibrated-ips');"
+            "analyze_loaded(ds.logged, ds.fresh, 'dr-cpo');"
+            "print(sorted(m for m in ('scipy.optimize', 'scipy.linalg', 'sklearn') if m in sys.modules));"
+            "analyze_loaded(ds.logged, ds.fresh, 'tmle'); print('scipy.optimize' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.split() == ["[]", "True"]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from cje.stats.calibration import calibrate, fit_isotonic
+from cje.stats.calibration import calibrate, fit_isotonic, pava
 from cje.stats.oracle_mask import mask_oracle_labels
 from cje.checks.audits import transport_audit
 from cje.checks.status import policy_status
@@ -89,6 +89,21 @@ def test_simcal_direction_is_stable_under_heavy_tails():
         pr = analyze_context(ctx, get_estimator("calibrated-ips")).policies["far"]
         assert pr.details["simcal_choice"] != "decreasing", seed
         assert abs(pr.estimate - ds.truth["far"]) <= 3.5 * pr.se, (seed, pr.estimate, pr.se)
+
+
+def test_pava_is_scipys_isotonic_regression_bit_for_bit():
+    from scipy.optimize import isotonic_regression
+
+    rng = np.random.default_rng(3)
+    for size in (1, 2, 7, 50, 400):
+        y = rng.normal(size=size)
+        y[rng.random(size) < 0.2] = 0.25  # ties
+        w = rng.uniform(0.01, 3.0, size)
+        for increasing in (True, False):
+            got = pava(y, w, increasing)
+            want = isotonic_regression(y, weights=w, increasing=increasing).x
+            assert got.view(np.int64).tolist() == want.view(np.int64).tolist(), (size, increasing)
+    assert pava(np.array([3.0, 1.0, 2.0]), np.ones(3)).tolist() == [2.0, 2.0, 2.0]
 
 
 def test_isotonic_fit_is_monotone_and_bounded():
