@@ -2,9 +2,10 @@
 
 Parts (``--only`` takes a comma-separated subset):
 
-- ``compare``: our ``cje analyze`` vs ``cje-eval==0.3.0`` at n=1,000/10,000/100,000
-  (reference cells reused from ``benchmarks/results/reference_*.json`` unless
-  ``--rerun-reference``);
+- ``compare``: our ``cje analyze`` vs ``cje-eval==0.3.0`` at n=1,000/10,000/100,000,
+  and ours on a Parquet copy of the n=100,000 IPS inputs (reference cells reused from
+  ``benchmarks/results/reference_*.json`` unless ``--rerun-reference``, which takes an
+  optional comma-separated list of estimators to measure again);
 - ``scale``: our estimators on synthetic data at n=10^4, 10^5, 10^6;
 - ``api``: ``benchmarks/api_throughput.run(out_dir)`` (the LLM-client part) when present;
 - ``workflow``: ``snakemake -n`` on a cold and a complete 10k-prompt analysis sweep;
@@ -62,8 +63,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--quick", action="store_true", help="n=1,000 only (a few minutes)")
     ap.add_argument("--only", default=",".join(PARTS),
                     help=f"comma-separated parts to run (default all: {','.join(PARTS)})")
-    ap.add_argument("--rerun-reference", action="store_true",
-                    help="measure the reference again instead of reusing saved cells")
+    ap.add_argument("--rerun-reference", nargs="?", const="all", default=None, metavar="ESTIMATORS",
+                    help="measure the reference again instead of reusing saved cells: every cell, or only "
+                         "those of the comma-separated estimators given (e.g. calibrated-ips,raw-ips)")
     args = ap.parse_args(argv)
     only = [p.strip() for p in args.only.split(",") if p.strip()]
     bad = [p for p in only if p not in PARTS]
@@ -79,7 +81,9 @@ def main(argv: list[str] | None = None) -> int:
         try:
             if part == "compare":
                 sizes = (1_000,) if args.quick else compare.SIZES
-                res = compare.run(sizes=sizes, rerun_reference=args.rerun_reference)
+                rerun = (args.rerun_reference == "all" if args.rerun_reference in (None, "all") else
+                         tuple(e.strip() for e in args.rerun_reference.split(",") if e.strip()))
+                res = compare.run(sizes=sizes, rerun_reference=rerun)
             elif part == "scale":
                 sizes = (10_000,) if args.quick else scale.SCALE_SIZES
                 res = scale.run(sizes=sizes)

@@ -65,10 +65,12 @@ def test_targets_missing_parts_are_never_pass():
     assert rows and all(r["result"] == "N/A" for r in rows)
     cell = lambda est, ratio: {"n": 10_000, "estimator": est, "ratio": ratio,
                                "ours": {"status": "ok"}, "reference": {"status": "ok"}}
-    comp = {"cells": [cell("dr-cpo", 60.0), cell("raw-ips", 3.0)]}
-    results = {r["target"].split()[0]: r["result"] for r in report.targets({"compare": comp})}
-    assert results["dr-cpo"] == "PASS" and results["raw-ips"] == "MISS"
-    assert results["stacked-dr"] == "N/A"  # n=100,000 not in the cells
+    comp = {"cells": [cell("dr-cpo", 120.0), cell("mrdr", 60.0), cell("raw-ips", 3.0), cell("calibrated-ips", 4.5)]}
+    rows = report.targets({"compare": comp})
+    results = {r["target"].split()[0]: r["result"] for r in rows if "n=10,000" in r["target"]}
+    assert results == {"dr-cpo": "PASS", "mrdr": "MISS", "raw-ips": "MISS", "calibrated-ips": "PASS"}
+    later = {r["target"].split()[0]: r["result"] for r in rows if "n=10,000" not in r["target"]}
+    assert later["stacked-dr"] == "N/A" and later["raw-ips"] == "N/A"  # n=100,000 not in the cells
 
 
 def test_arena_resampled_copies_fresh_draws_under_new_ids(tmp_path):
@@ -107,3 +109,37 @@ def test_run_measured_reports_the_child_peak_memory():
     m = common.run_measured([sys.executable, "-c", "b = bytearray(300 << 20); b[::4096] = b'x' * len(b[::4096])"])
     assert m.returncode == 0
     assert m.peak_rss_mb >= 300
+
+
+def _cell(n, est, fmt, ours_s, ours_mb, ref_s, ref_mb):
+    ours = {"status": "ok", "wall_seconds": ours_s, "peak_rss_mb": ours_mb}
+    ref = {"status": "ok", "wall_seconds": ref_s, "peak_rss_mb": ref_mb}
+    return {"n": n, "estimator": est, "format": fmt, "ours": ours, "reference": ref, "ratio": ref_s / ours_s}
+
+
+def test_issue_20_targets_need_speed_and_memory_and_say_when_parquet_is_missing():
+    cells = [_cell(100_000, "calibrated-ips", "jsonl", 2.0, 700, 20.0, 853),   # 10x, less memory: PASS
+             _cell(100_000, "calibrated-ips", "parquet", 1.0, 900, 20.0, 853),  # 20x but more memory: MISS
+             _cell(100_000, "raw-ips", "jsonl", 2.0, 500, 11.0, 827),           # 5.5x: MISS
+             {**_cell(100_000, "raw-ips", "parquet", 1.0, 1, 1.0, 1), "ratio": None,
+              "ours": {"status": "failed", "error": "cje analyze: cannot read x.parquet"}}]
+    rows = {r["target"]: r for r in report.targets({"compare": {"cells": cells}})}
+    got = {(t.split()[0], "Parquet" in t): r["result"] for t, r in rows.items() if "n=100,000 from" in t}
+    assert got == {("calibrated-ips", False): "PASS", ("calibrated-ips", True): "MISS",
+                   ("raw-ips", False): "MISS", ("raw-ips", True): "N/A"}
+    assert "cannot read x.parquet" in next(r["note"] for t, r in rows.items() if t.startswith("raw-ips at n=100,000 "
+                                                                                              "from Parquet"))
+    assert report.speedup_target_at_10k("raw-ips")[0] == 4.0
+    assert report.speedup_target_at_10k("stacked-dr")[0] == 100.0
+    assert report.speedup_target_at_10k("direct")[0] == 50.0
+
+
+def test_million_direct_target_is_ten_seconds_and_two_gigabytes():
+    def rows(seconds, mib):
+        run = {"n": 1_000_000, "estimator": "direct", "status": "ok", "wall_seconds": seconds,
+               "peak_rss_mb": mib, "analysis_seconds": seconds - 0.3}
+        scale_part = {"runs": [run], "exponents": {"direct": None}, "exponents_last_interval": {}}
+        return [r for r in report.targets({"scale": scale_part}) if "with its checks" in r["target"]]
+    assert rows(9.5, 1800)[0]["result"] == "PASS"
+    assert rows(10.5, 1800)[0]["result"] == "MISS"
+    assert rows(9.5, 1950)[0]["result"] == "MISS"  # 2.04 GB
