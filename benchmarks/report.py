@@ -269,7 +269,8 @@ def render(parts: dict, target_rows: list[dict]) -> str:
                    "(Parquet): ours on a Parquet copy of the same rows, the reference on the JSONL")
         st = comp.get("startup_seconds") or {}
         out.append(f"start-up alone (median of 3): ours {_fmt_s(st.get('ours'))} "
-                   f"(python -m cje analyze --help), reference {_fmt_s(st.get('reference'))} "
+                   f"(python -m cje analyze --help), {_fmt_s(st.get('ours_analysis_imports'))} with the imports "
+                   f"of an analysis; reference {_fmt_s(st.get('reference'))} "
                    "(import cje); no analysis is faster than its start-up")
         notes = [(c["n"], c["estimator"], d) for c in comp["cells"] if c.get("format", "jsonl") == "jsonl"
                  for d in c.get("differs", [])]
