@@ -16,8 +16,7 @@ cells.
 
 Parquet cells (``PARQUET_CELLS``): ours also analyses a Parquet copy of the same rows
 (``datasets.parquet_copy``), compared with the reference's run on the JSONL (it reads
-nothing else). While ``cje analyze`` does not read Parquet, those cells fail and their
-targets show N/A with the CLI's error.
+nothing else). A failed cell's target shows N/A with the CLI's error.
 """
 
 from __future__ import annotations
