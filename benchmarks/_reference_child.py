@@ -26,17 +26,34 @@ import sys
 import time
 
 
-def _repo_atomic():
-    """This repository's one atomic writer (``cje/atomic.py``, stdlib only), loaded by file
-    path: ``import cje`` here is the reference package, so the module cannot be imported."""
+def _load_by_path(name: str, path):
+    """A module of this repository loaded from its file under a private name."""
     import importlib.util
-    from pathlib import Path
 
-    spec = importlib.util.spec_from_file_location(
-        "_repo_cje_atomic", Path(__file__).resolve().parent.parent / "cje" / "atomic.py")
+    spec = importlib.util.spec_from_file_location(name, path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+def _repo_atomic():
+    """This repository's one atomic writer (``cje/atomic.py``, stdlib + ``cje.errors``), loaded by
+    file path: ``import cje`` here is the reference package, so the module cannot be imported.
+    Its one import from cje, ``cje.errors`` (the foundation, which imports nothing else), is
+    this repository's file, lent under that name while atomic.py loads."""
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent / "cje"
+    errors = _load_by_path("_repo_cje_errors", root / "errors.py")
+    saved = sys.modules.get("cje.errors")
+    sys.modules["cje.errors"] = errors
+    try:
+        return _load_by_path("_repo_cje_atomic", root / "atomic.py")
+    finally:
+        if saved is None:
+            sys.modules.pop("cje.errors", None)
+        else:
+            sys.modules["cje.errors"] = saved
 
 
 def _floats(values) -> list:
