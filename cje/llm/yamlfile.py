@@ -71,7 +71,10 @@ def load_yaml(path: str | os.PathLike, text: str | None = None) -> object:
             raise ConfigError(f"config file {p} does not exist") from None
         except (OSError, UnicodeDecodeError) as exc:
             raise ConfigError(f"config file {p} cannot be read: {exc}") from None
-    loader = yaml.SafeLoader(text)
+    try:  # the reader checks every character first: a NUL or other control byte raises here
+        loader = yaml.SafeLoader(text)
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"config file {p} is not valid YAML: {' '.join(str(exc).split())}") from None
     try:
         node = loader.get_single_node()
         if node is None:
