@@ -241,7 +241,7 @@ def _merge_keys(cfg: dict) -> str | None:
         return None
     first = pols[names[0]]
     rest = {k: v for k, v in cfg.items() if k != "policies"}
-    out = [f"policies:", f"  {json.dumps(names[0])}: &pol_first {json.dumps(first)}"]
+    out = ["policies:", f"  {json.dumps(names[0])}: &pol_first {json.dumps(first)}"]
     for name in names[1:]:
         pol = pols[name]
         if not set(first) <= set(pol):
@@ -418,7 +418,8 @@ def _bytes(rng, text: str) -> Case:
 
 def generate(rng: np.random.Generator, texts: dict[str, str]) -> Case:
     """One case: a shipped config, mutated by one family."""
-    base = BASES[int(rng.integers(0, len(BASES)))]
+    bases = list(texts)  # BASES, or the ones given
+    base = bases[int(rng.integers(0, len(bases)))]
     text = texts[base]
     cfg = yaml.safe_load(text)
     family = rng.random()
