@@ -54,7 +54,10 @@ def run(args: argparse.Namespace) -> int:
         # the workflow's own strict schema: a typo the workflow refuses is never priced with defaults
         check_config_schema(cfg, args.config)
 
-        result = estimate_run(cfg, n_prompts=args.n_prompts, prompt_tokens=args.prompt_tokens)
+        try:
+            result = estimate_run(cfg, n_prompts=args.n_prompts, prompt_tokens=args.prompt_tokens)
+        except ConfigError as exc:  # a bad policy, provider or scorer: name the file as the schema check does
+            raise ConfigError(f"invalid workflow config {args.config}: {exc}") from None
     else:
         # imported when the command runs: `cje --help` and the other commands stay light
         from cje.llm.cost import read_costs

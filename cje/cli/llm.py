@@ -163,14 +163,23 @@ def _cmd_score(role: str):
 
 def _cmd_check_provider(args: argparse.Namespace) -> int:
     # imported when the command runs: `cje --help` and the other commands stay light
+    from cje.llm.config_schema import check_config_schema
     from cje.llm.stages.check_provider import (
         check_providers,
+        config_requirements,
         first_failure,
         format_report,
         parse_stages,
     )
     stages = parse_stages(args.stages)
     cfg = _config(args.config)
+    # the workflow's strict schema and every policy, scorer and provider of the stages, before
+    # the first request: a config the workflow refuses is never sent anywhere
+    check_config_schema(cfg, args.config)
+    try:
+        config_requirements(cfg, stages)
+    except ConfigError as exc:
+        raise ConfigError(f"invalid workflow config {args.config}: {exc}") from None
     reports = check_providers(cfg, stages, request_cache=args.request_cache,
                               api_log=args.api_log, rate_limit_dir=args.rate_limit_dir)
     print(format_report(reports), flush=True)
