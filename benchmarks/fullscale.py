@@ -197,9 +197,11 @@ def full_run(workdir: Path, n: int, cfg_kw: dict, settings: dict, cores: int) ->
     records = provider_sim.read_log(workdir / "sim.jsonl")
     rpm, tpm = settings.get("rpm"), settings.get("tpm")
     stages = fm.stage_table(records, rpm, tpm)
+    preflight = fm.preflight_requests(cfg)
     for stage, minimum in fm.expected_requests(workdir, cfg).items():
         if stage in stages:
             stages[stage]["minimum"] = minimum
+            stages[stage]["preflight"] = preflight.get(stage, 0)
     jobs = fm.job_peaks(workdir)
     api_ideal = stages["all"]["ideal_alone_s"]
     dag_ideal = _dag_ideal(api_ideal, jobs)

@@ -179,3 +179,14 @@ def expected_requests(workdir: Path, cfg: dict) -> dict:
     counts = {"generate": sum(len(rows[p]) for p in policies), "logprobs": len(chats),
               "judge": len(pairs), "oracle": len(selected) * n_variants}
     return {stage: n + len(probes.get(stage, ())) for stage, n in counts.items()}
+
+
+def preflight_requests(cfg: dict) -> dict[str, int]:
+    """Distinct preflight probes per stage (included in :func:`expected_requests`)."""
+    from cje.llm.stages.check_provider import config_requirements
+
+    probes: dict[str, set] = {}
+    for reqs in config_requirements(cfg).values():
+        for req in reqs:
+            probes.setdefault(req.needed_by.split(" ")[0], set()).add(req.key())
+    return {stage: len(keys) for stage, keys in probes.items()}
