@@ -297,7 +297,8 @@ class Simulator:
         wait = max(self.requests.wait_for(t, 1), self.tokens.wait_for(t, charge))
         kind = ("chat" if path.endswith("/chat/completions") else "echo" if body.get("echo")
                 else "logprobs" if body.get("logprobs") else "generate")
-        meta = dict(t=round(t, 4), kind=kind, key=key, model=body.get("model"), tokens=charge)
+        meta = dict(t=round(t, 4), kind=kind, key=key, model=body.get("model"), tokens=charge,
+                    preflight="cje preflight:" in text)  # cje.llm.stages.preflight.PROBE_PROMPT
         if wait > 0:
             self.record(**meta, done=round(t, 4), status=429, fault="rate_limit")
             return 429, _error("rate limit reached (simulated)"), \
