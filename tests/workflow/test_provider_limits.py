@@ -66,8 +66,13 @@ def test_rate_limit_holds_across_eight_concurrent_jobs(workflow_dir, tmp_path):
         sim.wait(timeout=10)
     log = proc.stdout + proc.stderr
     assert max_concurrent(log, ("generate",)) == JOBS, log  # all 8 jobs ran at once
-    s = provider_sim.summarize_log(provider_sim.read_log(requests_log), rpm=RPM, window_s=WINDOW_S)
-    assert s["by_status"] == {"200": PROMPTS}, s  # no 429: the jobs never asked too fast
+    records = provider_sim.read_log(requests_log)
+    s = provider_sim.summarize_log(records, rpm=RPM, window_s=WINDOW_S)
+    # the stage's provider preflight: one probe shared through the request cache (a job starting
+    # before the first answer is cached may send it too), the rows apart; no 429 at all
+    n_probes = sum(bool(r.get("preflight")) for r in records)
+    assert 1 <= n_probes <= JOBS, records[:3]
+    assert s["by_status"] == {"200": PROMPTS + n_probes}, s  # no 429: the jobs never asked too fast
     assert s["peak_requests_in_window"] <= s["request_limit_in_window"], s
     # the limit binds: alone, each job could send 4 requests per 20 ms
     assert s["peak_requests_in_window"] >= 0.7 * s["request_limit_in_window"], s
