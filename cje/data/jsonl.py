@@ -439,7 +439,11 @@ class JsonlFile:
                 return _check(self.path, use_cache=False).read(columns, lengths)
             return frame
         if frame is None or frame.height != self.n_rows:  # the unprojected parse the checks ran
-            frame = pl.scan_ndjson(io.BytesIO(self.source), schema=schema).select(exprs).collect()
+            try:
+                frame = pl.scan_ndjson(io.BytesIO(self.source), schema=schema).select(exprs).collect()
+            except Exception:  # noqa: BLE001 - a value polars's profile let through: json names its line
+                lines = _lines(self.source, self.path)
+                frame = _whole_frame(_slow_parse(lines, self.path), lines, self.path).select(exprs)
         return frame
 
 
@@ -527,8 +531,9 @@ def _profile(raw: bytes, n_lines: int) -> CheckedFile | None:
             nulls: dict[str, int] = {}
         else:
             count = "n" + "_" * (max(len(c) for c in schema) + 1)  # a name no field has
+            leaves = [expr.null_count().alias(f"{count}{i}") for i, expr in enumerate(_struct_leaves(schema))]
             stats = (pl.scan_ndjson(io.BytesIO(raw), schema=schema)
-                     .select(pl.all().null_count(), pl.first().len().alias(count))
+                     .select(pl.all().null_count(), pl.first().len().alias(count), *leaves)
                      .collect(engine="streaming"))
             height = int(stats[count][0])
             nulls = {c: int(stats[c][0]) for c in schema}
@@ -537,6 +542,24 @@ def _profile(raw: bytes, n_lines: int) -> CheckedFile | None:
     if height != n_lines:
         return None
     return CheckedFile(pl.Schema(schema), height, nulls)
+
+
+def _struct_leaves(schema: pl.Schema) -> list[pl.Expr]:
+    """One expression per field nested in a struct column: counting top-level nulls does
+    not make every polars version parse a struct's members, so a member whose value has
+    the wrong type (``{"judge_score": true}`` among numbers) would pass the profile."""
+    leaves: list[pl.Expr] = []
+
+    def walk(expr: pl.Expr, dtype: pl.DataType) -> None:
+        if isinstance(dtype, pl.Struct):
+            for field in dtype.fields:
+                child = expr.struct.field(field.name)
+                leaves.append(child)
+                walk(child, field.dtype)
+
+    for name, dtype in schema.items():
+        walk(pl.col(name), dtype)
+    return leaves
 
 
 def _whole_frame(rows: list[dict[str, Any]], lines: pl.DataFrame, where: str) -> pl.DataFrame:
