@@ -12,6 +12,7 @@ be confused with it.
 from __future__ import annotations
 
 import re
+from typing import NoReturn
 
 from cje.errors import ConfigError, InputError
 
@@ -30,6 +31,14 @@ MAX_COMPONENT_LENGTH = 200
 def _shown(name: str) -> str:
     text = repr(name)
     return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _reject(problem: str, *, path: str | None, line: int | None, field: str | None,
+            row: int | None) -> NoReturn:
+    """Raise ``problem``: an InputError naming the place when the name came from a file, else a ConfigError."""
+    if path is not None:
+        raise InputError(problem, path=path, line=line, field=field, row=row)
+    raise ConfigError(problem)
 
 
 def safe_component(name: str, what: str, *, path: str | None = None, line: int | None = None,
@@ -78,9 +87,7 @@ def safe_component(name: str, what: str, *, path: str | None = None, line: int |
                    "and do not start with '.' or '-' (it becomes part of a file name and a command line)")
     else:
         return name
-    if path is not None:
-        raise InputError(problem, path=path, line=line, field=field, row=row)
-    raise ConfigError(problem)
+    _reject(problem, path=path, line=line, field=field, row=row)
 
 
 def target_policy_name(name: str, what: str, *, path: str | None = None, line: int | None = None,
@@ -120,8 +127,5 @@ def target_policy_name(name: str, what: str, *, path: str | None = None, line: i
     safe_component(name, what, path=path, line=line, field=field, row=row)
     if name != BASE_POLICY_NAME:
         return name
-    problem = (f"{what} {name!r} is reserved for the base (logging) policy in results and comparisons: "
-               "rename the target policy")
-    if path is not None:
-        raise InputError(problem, path=path, line=line, field=field, row=row)
-    raise ConfigError(problem)
+    _reject(f"{what} {name!r} is reserved for the base (logging) policy in results and comparisons: "
+            "rename the target policy", path=path, line=line, field=field, row=row)
