@@ -214,6 +214,11 @@ def _usage(resp: Any) -> tuple[int, int]:
     return (int(getattr(u, "prompt_tokens", 0) or 0), int(getattr(u, "completion_tokens", 0) or 0))
 
 
+def _set_fields(**fields: Any) -> dict[str, Any]:
+    """The request fields that are set (not None), in the given order: only those are sent."""
+    return {k: v for k, v in fields.items() if v is not None}
+
+
 def chat_text(resp: Any) -> str:
     """Default chat parser: the first choice's message text.
 
@@ -387,12 +392,10 @@ class LLMClient:
         -------
         CallResult
         """
-        kw: dict[str, Any] = {"model": model, "messages": messages}
-        for k, v in (("max_tokens", max_tokens), ("temperature", temperature),
-                     ("top_p", top_p), ("response_format", response_format),
-                     ("extra_body", extra_body)):
-            if v is not None:
-                kw[k] = v
+        kw: dict[str, Any] = {"model": model, "messages": messages,
+                              **_set_fields(max_tokens=max_tokens, temperature=temperature,
+                                            top_p=top_p, response_format=response_format,
+                                            extra_body=extra_body)}
         est = sum(len(str(m.get("content", ""))) for m in messages) // 4 + (max_tokens or 0)
         return await self._call("chat", kw, model, prompt_id, est, parse, max_parse_retries,
                                 messages, sample)
@@ -431,11 +434,9 @@ class LLMClient:
         -------
         CallResult
         """
-        kw: dict[str, Any] = {"model": model, "prompt": prompt, "max_tokens": max_tokens}
-        for k, v in (("temperature", temperature), ("top_p", top_p), ("logprobs", logprobs),
-                     ("stop", stop), ("extra_body", extra_body)):
-            if v is not None:
-                kw[k] = v
+        kw: dict[str, Any] = {"model": model, "prompt": prompt, "max_tokens": max_tokens,
+                              **_set_fields(temperature=temperature, top_p=top_p,
+                                            logprobs=logprobs, stop=stop, extra_body=extra_body)}
         if echo:
             kw["echo"] = True
         est = len(prompt) // 4 + max_tokens
