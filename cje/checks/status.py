@@ -25,6 +25,8 @@ every estimate                     --                            vs the probe-la
 judge-score overlap (BC), for      >= 0.85                       < 0.50 (< 0.85: WARNING);
   estimates resting on transport                                 corrected ones: < 0.50 WARNING
 rows dropped for the policy        <= 10% (> 10%: WARNING)       > 50%
+a transport FAIL corrected with    --                            (WARNING: the correction
+  probe labels alone                                             rests on few skewed residuals)
 =================================  ============================  ==========================
 
 Every check is judged by one rule (:func:`cje.checks.audits.decide`) at a fixed check
@@ -202,8 +204,8 @@ class Status:
 
 
 def policy_status(*, assumptions: list[dict], overlap: float | None, drop_fraction: float,
-                  failure: str | None = None, checks: list[dict] = (), fixes: dict[str, str] | None = None
-                  ) -> Status:
+                  failure: str | None = None, checks: list[dict] = (), fixes: dict[str, str] | None = None,
+                  caveat: str | None = None) -> Status:
     """Apply the ladder (module docstring): GOOD only when every assumption was checked.
 
     Parameters
@@ -222,6 +224,8 @@ def policy_status(*, assumptions: list[dict], overlap: float | None, drop_fracti
         does not rest on, such as transport for a probe-corrected estimate, lowers nothing).
     fixes : {assumption id: what would make GOOD reachable}, overriding :data:`FIXES`
         (the analysis fills in the number of probe labels needed).
+    caveat : why an estimate whose checks pass still cannot claim GOOD (a WARNING): a
+        material transport failure that the estimate corrects with probe labels alone.
 
     Returns
     -------
@@ -253,6 +257,8 @@ def policy_status(*, assumptions: list[dict], overlap: float | None, drop_fracti
             bump("WARNING", f"judge-score overlap {overlap:.2f} < {OVERLAP_CRIT}: the target's responses score "
                             "unlike the logged ones, so the calibrated judge says little about them and the "
                             "estimate rests on the probe labels' correction alone")
+    if caveat:
+        bump("WARNING", caveat)
     for c in checks:  # a check naming assumptions acts through the ledger; one naming none, by itself
         if c["status"] == "FAIL" and not c["assumptions"]:
             bump("CRITICAL", f"check '{c['check']}' FAILED: difference {c['difference']:+.4f} "

@@ -246,7 +246,7 @@ class StackedDREstimator(DREstimatorBase):
         if excluded:
             details["excluded_components"] = {c: f"label term on {n:.1f} effective labels (< {MIN_ORACLE_LABELS}): "
                                                   "its variance cannot be estimated" for c, n in excluded.items()}
-        for key in ("residual_correction", "n_probe_labels"):
+        for key in ("residual_correction", "n_probe_labels", "label_pool_weight"):
             if key in results[names[0]].details:
                 details[key] = results[names[0]].details[key]
         rests_on = list(dict.fromkeys(a for c in used for a in results[c].rests_on))

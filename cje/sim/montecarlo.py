@@ -104,7 +104,9 @@ def replicate_rows(spec: GridSpec, replicate: int) -> list[dict]:
     -------
     list of dict
         One row per (coverage, estimator, policy): the truth, estimate, SE (with and without
-        OUA), CI, df, status and reliability (NaN where no estimate or CI).
+        OUA), CI, df, status and reliability (NaN where no estimate or CI), the judged
+        transport audit's status, the probe labels and the weighted labels' pool weight of
+        the estimate's correction (NaN without one).
     """
 
     seed = spec.seed0 + replicate
@@ -115,8 +117,10 @@ def replicate_rows(spec: GridSpec, replicate: int) -> list[dict]:
         ctx = build_context(ds.logged, ds.fresh, options)
         for name in spec.estimators:
             result = analyze_context(ctx, get_estimator(name))
+            diagnostics = result.metadata.get("diagnostics", {})
             for policy, pr in result.policies.items():
                 truth = ds.truth[policy]
+                transport = (diagnostics.get(policy) or {}).get("transport") or {}
                 ok = pr.estimate is not None and pr.ci_lower is not None
                 rows.append({
                     "scenario": getattr(spec.scenario, "name", spec.scenario), "probe_coverage": spec.probe_coverage, "oracle_coverage": coverage,
@@ -126,7 +130,10 @@ def replicate_rows(spec: GridSpec, replicate: int) -> list[dict]:
                     "se_without_oua": pr.se_without_oua if ok and pr.se_without_oua is not None else np.nan,
                     "ci_lower": pr.ci_lower if ok else np.nan, "ci_upper": pr.ci_upper if ok else np.nan,
                     "df": pr.df if ok and pr.df is not None else np.nan,
-                    "status": pr.status, "reliable": bool(pr.reliable)})
+                    "status": pr.status, "reliable": bool(pr.reliable),
+                    "transport_audit": transport.get("status"),
+                    "n_probe_labels": int(pr.details.get("n_probe_labels", 0) or 0),
+                    "label_pool_weight": float(pr.details.get("label_pool_weight", np.nan))})
     return rows
 
 
