@@ -117,20 +117,19 @@ def _probe_only_correction_caveat(transport: dict | None, est: PolicyEstimate | 
                                   rests_on: list[str]) -> str | None:
     """Why a probe-corrected estimate of a target whose calibration FAILed transport is not GOOD.
 
-    The correction then carries a material bias on the probe labels alone (the weighted labels
-    are pooled only when overlap is evidenced). The residuals of such a target are bimodal (a
-    defect or a gamed response puts Y far below f(S)), and an interval built on the mean of a
-    few hundred of them undercovers: 0.92-0.94 measured over 200 replicates with 100 probes
-    (docs/statistics.md), so GOOD, a claim of nominal coverage, is not made.
+    The judge is then shown wrong for the target, and the estimate is the probe labels' alone
+    (the weighted labels are pooled only when overlap is evidenced). Such intervals covered
+    0.92-0.94 per Monte-Carlo cell with 100 probes (200 replicates each; docs/statistics.md),
+    so GOOD would be given to a miss at or above the nominal 5%: the status says what
+    happened instead, with the size of the failure.
     """
     if (transport is None or transport["status"] != "FAIL" or est is None or "transport" in rests_on
             or not est.details.get("n_probe_labels") or est.details.get("label_pool_weight", 0.0) > 0):
         return None
-    return (f"the base-policy calibration does not hold for this target (probe audit: mean residual "
-            f"{transport['delta']:+.3f} on {transport['n']} labels) and the estimate corrects it with its "
-            f"{est.details['n_probe_labels']} probe labels alone: a correction this large, from residuals this "
-            "skewed, is not shown to cover at the nominal level; more probe labels, or weights that pass overlap "
-            "(their labels are then pooled), make GOOD reachable")
+    return (f"the judge's calibration does not hold for this target (probe audit: mean residual "
+            f"{transport['delta']:+.3f} on {transport['n']} labels): the estimate corrects it with its "
+            f"{est.details['n_probe_labels']} probe labels alone, so it is only as good as those labels; GOOD "
+            "needs a judge that holds for the target, or weights that pass overlap (their labels are then pooled)")
 
 
 def _probes_needed(ctx: AnalysisContext, checks: dict, se: float | None) -> int | None:

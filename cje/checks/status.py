@@ -25,8 +25,8 @@ every estimate                     --                            vs the probe-la
 judge-score overlap (BC), for      >= 0.85                       < 0.50 (< 0.85: WARNING);
   estimates resting on transport                                 corrected ones: < 0.50 WARNING
 rows dropped for the policy        <= 10% (> 10%: WARNING)       > 50%
-a transport FAIL corrected with    --                            (WARNING: the correction
-  probe labels alone                                             rests on few skewed residuals)
+a transport FAIL corrected with    --                            (WARNING: the estimate is
+  probe labels alone                                             the probe labels' alone)
 =================================  ============================  ==========================
 
 Every check is judged by one rule (:func:`cje.checks.audits.decide`) at a fixed check
