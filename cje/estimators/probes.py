@@ -59,9 +59,7 @@ class TransportCorrection:
     influence : ndarray
         Its per-row influence contribution over ``rows``.
     jackknife : ndarray of shape (K,)
-        The OUA jackknife of the correction: (1 - alpha) delta_P^(-k) + alpha delta_L, the
-        probe residual recomputed with each f^(-k); delta_L, built on out-of-fold predictions
-        only, does not move with the deletion of a fold.
+        b^ recomputed with each f^(-k) (the OUA jackknife of the correction).
     n_probe : int
         Number m of probe labels used.
     df_parts : list of (ndarray, float)
@@ -159,12 +157,7 @@ def _weighted_label_part(ctx: AnalysisContext, policy: str, rows: np.ndarray):
     if found is None:
         return None
     delta, phi = found
-    # delta_L uses out-of-fold predictions only: deleting fold k from the calibrator's training
-    # changes none of them (to first order), so its calibrator jackknife is constant. Recomputing it
-    # with f^(-k) on every labelled row made 80% of them in-sample residuals, which follow f^(-k)'s
-    # error and cancelled the calibration error the estimate still carries (with alpha ~ 0.5:
-    # SE / Monte-Carlo sd 0.94 and coverage 0.91-0.93 on healthy targets at 10% oracle coverage).
-    jack = np.full(ctx.n_folds, delta)
+    jack = np.array([weighted_label_residual(w, L, Y, ctx.f_fold[k, rows])[0] for k in range(ctx.n_folds)])
     wl = w[L]
     n_eff = float(wl.sum() ** 2 / np.sum(wl ** 2))
     return delta, phi, jack, n_eff
