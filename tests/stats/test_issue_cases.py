@@ -119,4 +119,6 @@ def test_case5_a_judge_gaming_policy_is_not_good_and_is_caught():
     for name in ("direct", "dr-cpo"):
         pr = analyze_context(probed, get_estimator(name)).policies["gamer"]
         assert pr.ci_lower <= truth <= pr.ci_upper, (name, pr.estimate, pr.ci_lower, pr.ci_upper)
-        assert any("transport audit FAIL" in r for r in pr.reasons)
+        # the failure is named: as a note (GOOD, the weighted labels pooled) or as the reason the
+        # estimate is WARNING (its probe labels alone correct it)
+        assert any("transport audit FAIL" in r or "calibration does not hold" in r for r in pr.reasons), pr.reasons
