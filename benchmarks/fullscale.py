@@ -230,14 +230,18 @@ def kill_run(workdir: Path, n: int, cfg_kw: dict, settings: dict, cores: int,
         cfg = experiment_config(workdir, sim.url, **cfg_kw)
         (workdir / "config.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
         first = run_snakemake(workdir, cores, "snakemake.killed.log", kill_when=half_done)
+        load_at_kill = os.getloadavg()[0]
         time.sleep(1.0)  # let the simulator log the answers in flight at the kill
         second = run_snakemake(workdir, cores, "snakemake.rerun.log")
     records = provider_sim.read_log(log_path)
     t_kill = first["killed_at"] or second["start"]
-    # answered >= 1 s before the kill: the job had it (stored within milliseconds); the
-    # answers of the last second were still on their way to the cache: in flight
-    answered_before = {r["key"] for r in records if r["status"] == 200 and r["done"] < t_kill - 1.0}
-    in_flight = {r["key"] for r in records if r["t"] < t_kill and r["done"] >= t_kill - 1.0}
+    # answered >= GRACE before the kill: the job had it (stored within milliseconds on an idle
+    # machine); later answers were still on their way to the cache: in flight. GRACE is 1 s,
+    # longer in proportion when the machine was overloaded at the kill (the job's write then
+    # waits for a CPU: one answer 1-2 s old was re-sent at a load of 10 on 2 cores)
+    grace = max(1.0, load_at_kill / (os.cpu_count() or 1))
+    answered_before = {r["key"] for r in records if r["status"] == 200 and r["done"] < t_kill - grace}
+    in_flight = {r["key"] for r in records if r["t"] < t_kill and r["done"] >= t_kill - grace}
     after = [r for r in records if r["t"] >= second["start"]]
     resent = sum(1 for r in after if r["key"] in answered_before)
     resent_in_flight = sum(1 for r in after if r["key"] in in_flight - answered_before)
@@ -246,7 +250,7 @@ def kill_run(workdir: Path, n: int, cfg_kw: dict, settings: dict, cores: int,
     return {"killed": first, "rerun": second, "load_avg": load.summary(),
             "answered_before_kill": len(answered_before),
             "share_answered_at_kill": round(len(answered_before) / max(answered_total, 1), 3),
-            "in_flight_at_kill": len(in_flight),
+            "in_flight_at_kill": len(in_flight), "grace_s": round(grace, 2),
             "requests_after_kill": len(after), "resent_answered": resent,
             "resent_in_flight": resent_in_flight,
             "rows": fm.row_check(workdir, n, list(cfg["policies"])),
